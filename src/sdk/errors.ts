@@ -1,0 +1,55 @@
+/**
+ * The SDK's error hierarchy: every failure a user can meet is an `LfusionError` with a stable `code`.
+ * Add a code here (and to docs) rather than throwing a bare `Error`.
+ */
+
+export type LfusionErrorCode =
+  | 'FFMPEG_NOT_FOUND'
+  | 'SOURCE_NOT_FOUND'
+  | 'DECODE_FAILED'
+  | 'SOURCE_LOST'
+  | 'MODEL_INVALID'
+  | 'SHAPE_MISMATCH'
+  | 'WORKER_FAILED'
+  | 'PROTOCOL_ERROR'
+  | 'INVALID_OPTION';
+
+/** Base class: `code` is stable across versions, `details` carries what a user needs to act. */
+export class LfusionError extends Error {
+  readonly code: LfusionErrorCode;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: LfusionErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** The source could not be opened, decoded, or went away. `stderrTail` is ffmpeg's last output. */
+export class SourceError extends LfusionError {
+  constructor(
+    code: Extract<LfusionErrorCode, 'FFMPEG_NOT_FOUND' | 'SOURCE_NOT_FOUND' | 'DECODE_FAILED' | 'SOURCE_LOST'>,
+    message: string,
+    readonly source: string,
+    readonly stderrTail: string = '',
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, { source, stderrTail }, options);
+  }
+}
+
+/** A model package that cannot be used: malformed manifest, checksum mismatch, graph I/O disagreeing with the manifest. */
+export class ModelError extends LfusionError {
+  constructor(message: string, readonly packagePath: string, details: Record<string, unknown> = {}) {
+    super('MODEL_INVALID', message, { packagePath, ...details });
+  }
+}
+
+/** A tensor or frame whose shape is not what the consumer expects. */
+export class ShapeError extends LfusionError {
+  constructor(message: string, readonly expected: readonly (number | string)[], readonly actual: readonly number[]) {
+    super('SHAPE_MISMATCH', message, { expected, actual });
+  }
+}

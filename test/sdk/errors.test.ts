@@ -1,0 +1,13 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { LfusionError, SourceError } from '../../src/sdk/errors.js';
+
+test('SourceError carries its code, source and ffmpeg stderr tail', () => {
+  const error = new SourceError('DECODE_FAILED', 'decode failed', 'clip.mp4', 'moov atom not found');
+  assert.instance(error, LfusionError);
+  assert.is(error.code, 'DECODE_FAILED');
+  assert.is(error.name, 'SourceError');
+  assert.is(error.details.stderrTail, 'moov atom not found');
+});
+
+test.run();
