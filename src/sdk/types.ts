@@ -65,3 +65,31 @@ export interface TensorData {
   data: Float32Array;
   dims: number[];
 }
+
+/** An OOD alert. `raised` when the score stays above threshold long enough; `cleared` when it stays below. */
+export interface Alert {
+  kind: 'raised' | 'cleared';
+  /** Same id for the `raised` and the `cleared` of one episode. */
+  id: number;
+  /** First frame index of the episode (the first frame above threshold). */
+  startFrame: number;
+  /** Last frame index above threshold seen so far (for `cleared`: the episode's last one). */
+  endFrame: number;
+  peakScore: number;
+  peakFrame: number;
+  map: string;
+  threshold: number;
+  /** Wall-clock time (ms epoch) the alert was emitted. */
+  time: number;
+}
+
+/** Pipeline statistics, emitted periodically. Latencies in ms. */
+export interface PipelineStats {
+  fpsIn: number;
+  fpsOut: number;
+  framesIn: number;
+  framesOut: number;
+  dropped: number;
+  latency: Record<string, { p50: number; p90: number; p99: number; max: number; count: number }>;
+  time: number;
+}
