@@ -11,19 +11,20 @@ export type LfusionErrorCode =
   | 'MODEL_INVALID'
   | 'SHAPE_MISMATCH'
   | 'WORKER_FAILED'
+  | 'INFERENCE_FAILED'
   | 'PROTOCOL_ERROR'
   | 'INVALID_OPTION';
 
-/** Base class: `code` is stable across versions, `details` carries what a user needs to act. */
+/** Base class: `code` is stable across versions, `context` carries what a user needs to act (not named `details`: uvu reads that field as a string). */
 export class LfusionError extends Error {
   readonly code: LfusionErrorCode;
-  readonly details: Readonly<Record<string, unknown>>;
+  readonly context: Readonly<Record<string, unknown>>;
 
-  constructor(code: LfusionErrorCode, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+  constructor(code: LfusionErrorCode, message: string, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
-    this.details = details;
+    this.context = context;
   }
 }
 

@@ -1,1 +1,66 @@
-export {};
+/**
+ * L-FUSION Stream: fetal-ultrasound segmentation with uncertainty on live scanner video.
+ *
+ * The one-call pipeline ({@link createPipeline}) decodes a video with ffmpeg, runs the model package's ONNX
+ * graphs in worker threads, and emits one {@link FrameResult} per processed frame. Each stage is also an RxJS
+ * operator a vendor can compose in their own pipeline, and {@link ResultServer} delivers results over
+ * WebSocket (docs/protocol.md).
+ *
+ * @example Every frame of a recording, in a Node process
+ * ```ts
+ * import { createPipeline } from 'lfusion-stream';
+ *
+ * const pipeline = await createPipeline({ source: 'assets/sample.mp4' });
+ * pipeline.results$.subscribe({
+ *   next: (result) => {
+ *     const mask = result.planes.find((plane) => plane.name === 'mask')!;
+ *     console.log(result.frame.index, mask.data.reduce((sum, q) => sum + q, 0), 'head pixels');
+ *   },
+ *   complete: () => void pipeline.close(),
+ * });
+ * ```
+ *
+ * @example Composing the operators yourself
+ * ```ts
+ * import { encodeFrames, fromVideo, InferencePool, keepLatest, loadModelPackage, segmentFrames } from 'lfusion-stream';
+ * import { of } from 'rxjs';
+ *
+ * const model = await loadModelPackage('models/packages/lfusion-hc18');
+ * const pool = await InferencePool.open(model);
+ * const encode = encodeFrames(pool, model.manifest);
+ * const segment = segmentFrames(pool, model.manifest);
+ * fromVideo('/dev/video0')
+ *   .pipe(keepLatest((frame) => of(frame).pipe(encode, segment)))
+ *   .subscribe((result) => draw(result));
+ * ```
+ *
+ * @packageDocumentation
+ */
+
+export * from './types.js';
+export { LfusionError, ModelError, ShapeError, SourceError, type LfusionErrorCode } from './errors.js';
+
+// Sources and flow control.
+export { fromVideo, type FromVideoOptions } from '../operators/fromVideo.js';
+export { keepLatest, type KeepLatestOptions } from '../operators/keepLatest.js';
+
+// Model package and inference.
+export { loadModelPackage, type ModelPackage } from './model-package.js';
+export { InferencePool, type InferencePoolOptions, type RunOptions } from './inference-pool.js';
+export { encodeFrames } from '../operators/encodeFrames.js';
+export { segmentFrames } from '../operators/segmentFrames.js';
+
+// Uncertainty.
+export { lfusionUncertainty, type UncertaintyOptions } from './uncertainty-pipeline.js';
+export { sampleHeads, type SampleOptions } from '../operators/sampleHeads.js';
+export { measureUncertainty } from '../operators/measureUncertainty.js';
+export { fuseUncertainty, type FuseOptions } from '../operators/fuseUncertainty.js';
+export { scoreOod, type OodOptions } from '../operators/scoreOod.js';
+export { raiseAlerts, type AlertOptions } from '../operators/raiseAlerts.js';
+export { dequantizePlane } from './quantize.js';
+
+// The one-call pipeline, statistics and delivery.
+export { createPipeline, DEFAULT_MODEL_PATH, type Analysis, type Pipeline, type PipelineOptions } from './pipeline.js';
+export { StatsRecorder, type StatsOptions } from './stats.js';
+export { ResultServer, WEBSOCKET_PATH, type ClientStats, type ResultServerOptions } from './server.js';
+export { decodeFrameMessage, encodeFrameMessage, PROTOCOL_VERSION, type DecodedFrame } from './protocol.js';

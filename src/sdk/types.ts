@@ -93,3 +93,196 @@ export interface PipelineStats {
   latency: Record<string, { p50: number; p90: number; p99: number; max: number; count: number }>;
   time: number;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Model package (docs/model-format.md) and inference pool, added by the SDK runtime.
+// ---------------------------------------------------------------------------------------------
+
+/** A tensor dimension in a manifest: fixed size, or a symbolic name such as `"batch"`, `"m"`, `"n"`, `"k"`. */
+export type Dimension = number | string;
+
+/** One ONNX graph of a model package, as declared by `manifest.json`. */
+export interface GraphSpec {
+  file: string;
+  sha256: string;
+  inputs: Record<string, Dimension[]>;
+  outputs: Record<string, Dimension[]>;
+}
+
+/** `manifest.json` of a model package, format version 1 (docs/model-format.md). */
+export interface ModelManifest {
+  format: 'lfusion-model-package';
+  formatVersion: 1;
+  name: string;
+  classes: string[];
+  input: {
+    width: number;
+    height: number;
+    channels: number;
+    resize: 'stretch';
+    normalization: { mean: number; std: number };
+  };
+  pixelSpacing: 'carried';
+  graphs: Record<string, GraphSpec>;
+  files: Record<string, string>;
+  laplace: { rank: number; weightCount: number; priorPrecision: number; posteriorScale: number; covered: string };
+  dropout: { rate: number; maskCount: number };
+  sampling: { m: number; n: number; k: number; maxM: number; maxN: number; maxK: number };
+  measures: { order: string[]; entropyEpsilon: number };
+  fusion: { auxiliary: string };
+  ood: { map: string; aggregation: string; threshold: number; raiseAfter: number; clearAfter: number };
+  provenance: Record<string, unknown>;
+  metrics: Record<string, unknown>;
+}
+
+/** ONNX Runtime execution provider the inference workers ask for; `cpu` is always available. */
+export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
+
+// ---------------------------------------------------------------------------------------------
+// Uncertainty runtime: values flowing between the uncertainty operators (sampleHeads ->
+// measureUncertainty -> fuseUncertainty -> scoreOod), added by the uncertainty runtime.
+// Maps are float32, `HW = 224 * 224` pixels, row-major.
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Runs a named graph of the loaded model package: the `InferencePool` satisfies it, tests may pass a fake.
+ * Feeds not named in `keep` may be transferred to a worker and become unusable to the caller.
+ */
+export interface GraphRunner {
+  run(graph: string, feeds: Record<string, TensorData>, options?: { keep?: readonly string[] }): Promise<Record<string, TensorData>>;
+}
+
+/** Weight samples m, logit samples per weight sample n, dropout passes k. */
+export interface SampleCounts {
+  m: number;
+  n: number;
+  k: number;
+}
+
+/** The graph inputs that carry randomness, named as in docs/model-format.md. */
+export interface Draws {
+  counts: SampleCounts;
+  /** True when the same draws serve other frames too (common random numbers): consumers must copy, never transfer or modify them. */
+  reused: boolean;
+  /** `weight_noise [m, Pw]`, standard normal. */
+  weightNoise: TensorData;
+  /** `dropout_masks [k, Md]`, entries 0 or `1 / (1 - rate)`. */
+  dropoutMasks: TensorData;
+  /** `factor_noise [m, n, r]`, standard normal. */
+  factorNoise: TensorData;
+  /** `diag_noise [m, n, HW]`, standard normal. */
+  diagNoise: TensorData;
+}
+
+/** One frame's head outputs: one `laplace_head` run for all m weight samples, one `dropout_head` run for all k passes. */
+export interface HeadSamples {
+  frame: Frame;
+  draws: Draws;
+  /** `logit_mean [m, HW]`, `cov_factor [m, r, HW]`, `cov_diag [m, HW]`. */
+  laplace: { logitMean: TensorData; covFactor: TensorData; covDiag: TensorData };
+  /** `logits [k, HW]` of the dropout head. */
+  dropoutLogits: TensorData;
+  timings: StageTimings;
+}
+
+/** Per-path measure maps `[order.length, HW]`, rows in manifest `measures.order`. */
+export interface MeasureMaps {
+  order: readonly string[];
+  pixels: number;
+  laplace: Float32Array;
+  dropout: Float32Array;
+}
+
+/** A frame after the `measures` graph. */
+export interface MeasuredFrame {
+  frame: Frame;
+  counts: SampleCounts;
+  maps: MeasureMaps;
+  timings: StageTimings;
+}
+
+/** A frame after fusion. */
+export interface FusedFrame extends MeasuredFrame {
+  /** `0.5 * (mean_prob_L + mean_prob_D)` per pixel: the prediction the fused map's entropy and the mask use. */
+  meanProb: Float32Array;
+  /** `U_fused` per pixel (docs/model-format.md). */
+  fused: Float32Array;
+}
+
+/** A frame with its image-level OOD score. */
+export interface ScoredFrame extends FusedFrame {
+  ood: OodScore;
+}
+
+/** An error as it crosses a thread boundary (class identity does not survive structured clone). */
+export interface SerializedError {
+  code: string;
+  message: string;
+  details: Record<string, unknown>;
+}
+
+/** `workerData` of an inference worker. */
+export interface InferenceWorkerData {
+  packagePath: string;
+  /** The graphs this worker opens, as declared by the manifest. */
+  graphs: Record<string, GraphSpec>;
+  executionProvider: ExecutionProvider;
+  /** ONNX Runtime intra-op threads per session; `undefined` lets the runtime choose. */
+  threads?: number;
+}
+
+/** Main thread -> inference worker. */
+export type InferenceWorkerRequest =
+  | { type: 'run'; id: number; graph: string; feeds: Record<string, TensorData> }
+  | { type: 'close' };
+
+/** Inference worker -> main thread. */
+export type InferenceWorkerReply =
+  | { type: 'ready'; executionProvider: ExecutionProvider; warning?: string }
+  | { type: 'init-failed'; error: SerializedError }
+  | { type: 'result'; id: number; outputs: Record<string, TensorData> }
+  | { type: 'failed'; id: number; error: SerializedError };
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket protocol (docs/protocol.md), added by the SDK runtime. `seq` is one counter per server.
+// ---------------------------------------------------------------------------------------------
+
+/** Where a plane's bytes lie in the body of a binary frame message. */
+export interface PlaneDescriptor {
+  name: string;
+  width: number;
+  height: number;
+  min: number;
+  scale: number;
+  /** Byte offset from the start of the body (the first byte after the JSON header). */
+  offset: number;
+  length: number;
+}
+
+/** JSON header of a binary frame message. */
+export interface FrameHeader {
+  type: 'frame';
+  seq: number;
+  frame: Omit<Frame, 'data'>;
+  planes: PlaneDescriptor[];
+  ood?: OodScore;
+  timings: StageTimings;
+}
+
+/** Model facts a client needs, sent in `hello`. */
+export interface ModelInfo {
+  name: string;
+  classes: string[];
+  input: { width: number; height: number };
+}
+
+/** Server -> client text messages (JSON). */
+export type TextMessage =
+  | { type: 'hello'; seq: number; protocol: 1; model: ModelInfo; streams: string[]; subscribed: string[]; time: number }
+  | { type: 'subscribed'; seq: number; streams: string[] }
+  | { type: 'stats'; seq: number; stats: PipelineStats }
+  | { type: 'alert'; seq: number; alert: Alert }
+  | { type: 'error'; seq: number; code: string; message: string };
+
+/** Client -> server messages (JSON text). */
+export type ClientMessage = { type: 'subscribe'; streams: string[] };

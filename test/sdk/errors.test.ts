@@ -7,7 +7,7 @@ test('SourceError carries its code, source and ffmpeg stderr tail', () => {
   assert.instance(error, LfusionError);
   assert.is(error.code, 'DECODE_FAILED');
   assert.is(error.name, 'SourceError');
-  assert.is(error.details.stderrTail, 'moov atom not found');
+  assert.is(error.context.stderrTail, 'moov atom not found');
 });
 
 test.run();

@@ -1,0 +1,131 @@
+import { concatMap, type OperatorFunction } from 'rxjs';
+import { ShapeError } from '../sdk/errors.js';
+import type { EncodedFrame, Frame, GraphRunner, ModelManifest } from '../sdk/types.js';
+
+/** Fixed-point precision of Pillow's 8-bit resampler, reproduced so that frames match training exactly. */
+const PRECISION_BITS = 32 - 8 - 2;
+const ONE = 2 ** PRECISION_BITS;
+const HALF = 2 ** (PRECISION_BITS - 1);
+
+/** For each output pixel: first input pixel and fixed-point weights of a 1-D triangle (bilinear) filter. */
+interface Coefficients {
+  first: Int32Array;
+  count: Int32Array;
+  weights: Float64Array;
+  kernelSize: number;
+}
+
+/**
+ * Pillow's `Image.resize(..., BILINEAR)` coefficients (ImagingResample's `precompute_coeffs`): a triangle
+ * filter widened by the scale when shrinking (antialiasing), pixel centres at +0.5, weights normalised then
+ * rounded to 22-bit fixed point.
+ */
+function coefficients(inSize: number, outSize: number): Coefficients {
+  const scale = inSize / outSize;
+  const filterScale = Math.max(scale, 1);
+  const support = filterScale;
+  const kernelSize = Math.ceil(support) * 2 + 1;
+  const first = new Int32Array(outSize);
+  const count = new Int32Array(outSize);
+  const weights = new Float64Array(outSize * kernelSize);
+  const raw = new Float64Array(kernelSize);
+  for (let out = 0; out < outSize; out++) {
+    const center = (out + 0.5) * scale;
+    const xmin = Math.max(Math.trunc(center - support + 0.5), 0);
+    const xcount = Math.min(Math.trunc(center + support + 0.5), inSize) - xmin;
+    let total = 0;
+    for (let x = 0; x < xcount; x++) {
+      const distance = Math.abs((x + xmin - center + 0.5) / filterScale);
+      raw[x] = distance < 1 ? 1 - distance : 0;
+      total += raw[x]!;
+    }
+    for (let x = 0; x < xcount; x++) weights[out * kernelSize + x] = Math.trunc(0.5 + (total === 0 ? 0 : raw[x]! / total) * ONE);
+    first[out] = xmin;
+    count[out] = xcount;
+  }
+  return { first, count, weights, kernelSize };
+}
+
+function clip8(sum: number): number {
+  const value = Math.floor(sum / ONE);
+  return value < 0 ? 0 : value > 255 ? 255 : value;
+}
+
+/**
+ * Resizes grey pixels without keeping the aspect ratio, as Pillow's bilinear resize does (horizontal pass,
+ * then vertical, each rounded to 8 bits): the model sees frames resized exactly as in training.
+ * Returns a function reusing its coefficient tables and scratch rows, one per source size.
+ */
+export function greyResizer(inWidth: number, inHeight: number, outWidth: number, outHeight: number): (pixels: Uint8Array, out: Uint8Array) => void {
+  const horizontal = coefficients(inWidth, outWidth);
+  const vertical = coefficients(inHeight, outHeight);
+  const rows = new Uint8Array(outWidth * inHeight);
+  return (pixels, out) => {
+    for (let y = 0; y < inHeight; y++) {
+      const row = y * inWidth;
+      for (let x = 0; x < outWidth; x++) {
+        const start = horizontal.first[x]!;
+        const base = x * horizontal.kernelSize;
+        let sum = HALF;
+        for (let k = 0; k < horizontal.count[x]!; k++) sum += pixels[row + start + k]! * horizontal.weights[base + k]!;
+        rows[y * outWidth + x] = clip8(sum);
+      }
+    }
+    for (let y = 0; y < outHeight; y++) {
+      const start = vertical.first[y]!;
+      const base = y * vertical.kernelSize;
+      for (let x = 0; x < outWidth; x++) {
+        let sum = HALF;
+        for (let k = 0; k < vertical.count[y]!; k++) sum += rows[(start + k) * outWidth + x]! * vertical.weights[base + k]!;
+        out[y * outWidth + x] = clip8(sum);
+      }
+    }
+  };
+}
+
+/**
+ * Prepares each grey frame for the model and runs the package's `encoder` once per frame, in order.
+ *
+ * The frame is stretched to the manifest's input size (224x224, aspect ratio not kept, Pillow-bilinear as in
+ * training) and normalised `x = (pixel / 255 - mean) / std` with the manifest's mean and std. The
+ * normalised image travels on with the features, because the heads take it too.
+ *
+ * @example
+ * fromVideo('assets/sample.mp4').pipe(encodeFrames(pool, pkg.manifest), segmentFrames(pool, pkg.manifest));
+ *
+ * @param pool runs the package's graphs (an `InferencePool`).
+ * @param manifest the package's manifest: input size and normalisation.
+ * @return Encoded frames with `timings.preprocess` and `timings.encoder` in ms. A frame whose pixel count
+ * is not `width * height` ends the stream with a `ShapeError`.
+ */
+export function encodeFrames(pool: GraphRunner, manifest: ModelManifest): OperatorFunction<Frame, EncodedFrame> {
+  const { width, height, normalization } = manifest.input;
+  const features = manifest.graphs.encoder!.outputs.features!;
+  // Shared by every subscription: the pipeline applies this operator to one frame at a time (keepLatest),
+  // and the resize is synchronous, so the tables and the scratch image are built once per source size.
+  let resizer: { key: string; resize: ReturnType<typeof greyResizer> } | undefined;
+  const resized = new Uint8Array(width * height);
+  return concatMap(async (frame): Promise<EncodedFrame> => {
+    const started = performance.now();
+    if (frame.data.length !== frame.width * frame.height || frame.width < 1 || frame.height < 1) {
+      throw new ShapeError(`frame ${frame.index} has ${frame.data.length} pixels, expected ${frame.width}x${frame.height}`, [frame.width, frame.height], [frame.data.length]);
+    }
+    const key = `${frame.width}x${frame.height}`;
+    if (resizer?.key !== key) resizer = { key, resize: greyResizer(frame.width, frame.height, width, height) };
+    resizer.resize(frame.data, resized);
+    const image = new Float32Array(width * height);
+    for (let i = 0; i < image.length; i++) image[i] = (resized[i]! / 255 - normalization.mean) / normalization.std;
+    const encoding = performance.now();
+    const outputs = await pool.run('encoder', { image: { data: image, dims: [1, 1, height, width] } }, { keep: ['image'] });
+    const result = outputs.features;
+    if (!result || result.dims.length !== features.length || result.dims[0] !== 1) {
+      throw new ShapeError(`encoder returned features of shape [${result?.dims.join(', ')}]`, features, result?.dims ?? []);
+    }
+    return {
+      frame,
+      image,
+      features: result.data,
+      timings: { preprocess: encoding - started, encoder: performance.now() - encoding },
+    };
+  });
+}

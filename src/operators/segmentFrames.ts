@@ -1,0 +1,54 @@
+import { concatMap, type OperatorFunction } from 'rxjs';
+import { ShapeError } from '../sdk/errors.js';
+import { maskPlane } from '../sdk/quantize.js';
+import type { EncodedFrame, FrameResult, GraphRunner, ModelManifest } from '../sdk/types.js';
+
+/**
+ * The lightweight MAP segmentation: one `laplace_head` run per frame with a single weight sample, zero
+ * weight noise and `posterior_scale = 0` (the head's MAP weights), thresholded at probability 0.5.
+ *
+ * Why: the cheapest path to a mask when uncertainty is not needed. It is a drop-in for the uncertainty
+ * chain (`lfusionUncertainty`), which yields the same `FrameResult` with more planes.
+ *
+ * @example
+ * fromVideo('assets/sample.mp4')
+ *   .pipe(encodeFrames(pool, pkg.manifest), segmentFrames(pool, pkg.manifest))
+ *   .subscribe((result) => console.log(result.frame.index, result.planes[0].name));
+ *
+ * @param pool runs the package's graphs (an `InferencePool`).
+ * @param manifest the package's manifest (input size, Laplace weight count).
+ * @return One result per encoded frame, in order, with the `mask` plane (224x224 class indices) and
+ * `timings.head` in ms added to the encoder's timings. The encoded frame's `image` and `features` buffers
+ * are handed to the inference worker: do not read them afterwards.
+ */
+export function segmentFrames(pool: GraphRunner, manifest: ModelManifest): OperatorFunction<EncodedFrame, FrameResult> {
+  const { width, height } = manifest.input;
+  const pixels = width * height;
+  const weightNoise = { data: new Float32Array(manifest.laplace.weightCount), dims: [1, manifest.laplace.weightCount] };
+  const posteriorScale = { data: new Float32Array([0]), dims: [1] };
+  const features = manifest.graphs.laplace_head!.inputs.features!;
+  return concatMap(async (encoded): Promise<FrameResult> => {
+    const started = performance.now();
+    const outputs = await pool.run(
+      'laplace_head',
+      {
+        features: { data: encoded.features, dims: features.map((dim) => (typeof dim === 'number' ? dim : 1)) },
+        image: { data: encoded.image, dims: [1, 1, height, width] },
+        weight_noise: weightNoise,
+        posterior_scale: posteriorScale,
+      },
+      { keep: ['weight_noise', 'posterior_scale'] },
+    );
+    const logits = outputs.logit_mean;
+    if (!logits || logits.data.length !== pixels) {
+      throw new ShapeError(`laplace_head returned logit_mean of shape [${logits?.dims.join(', ')}]`, [1, pixels], logits?.dims ?? []);
+    }
+    const probability = logits.data.map((logit) => 1 / (1 + Math.exp(-logit)));
+    const { data: _pixels, ...frame } = encoded.frame;
+    return {
+      frame,
+      planes: [maskPlane(probability, width, height)],
+      timings: { ...encoded.timings, head: performance.now() - started },
+    };
+  });
+}

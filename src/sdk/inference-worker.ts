@@ -1,0 +1,123 @@
+/**
+ * One inference worker thread: opens an ONNX Runtime session per graph once, checks each graph's I/O
+ * against the manifest, then runs requests until told to close. `session.run` blocks this thread,
+ * never the main one.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import { LfusionError, ModelError } from './errors.js';
+import { transferableBuffer } from './inference-pool.js';
+import { checkGraphIo, type SessionValue } from './model-package.js';
+import type { ExecutionProvider, InferenceWorkerData, InferenceWorkerReply, InferenceWorkerRequest, SerializedError, TensorData } from './types.js';
+
+const port = parentPort;
+if (!port) throw new Error('inference-worker.ts runs only as a worker thread');
+const config = workerData as InferenceWorkerData;
+// A missing GPU provider is reported once, by the pool's fallback warning, not by the runtime's native log;
+// every runtime failure still arrives as an exception.
+if (config.executionProvider !== 'cpu') ort.env.logLevel = 'fatal';
+
+function serialize(error: unknown, fallbackCode: string): SerializedError {
+  if (error instanceof LfusionError) return { code: error.code, message: error.message, details: { ...error.context } };
+  return { code: fallbackCode, message: error instanceof Error ? error.message : String(error), details: {} };
+}
+
+function describe(values: readonly ort.InferenceSession.ValueMetadata[]): SessionValue[] {
+  return values.map((value) => (value.isTensor ? { name: value.name, shape: value.shape, type: value.type } : { name: value.name, shape: [] }));
+}
+
+async function createSession(file: string, provider: ExecutionProvider): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(file, {
+    executionProviders: [provider],
+    ...(config.threads === undefined ? {} : { intraOpNumThreads: config.threads, interOpNumThreads: 1 }),
+  });
+}
+
+async function openAll(provider: ExecutionProvider): Promise<Map<string, ort.InferenceSession>> {
+  const sessions = new Map<string, ort.InferenceSession>();
+  try {
+    for (const [graph, spec] of Object.entries(config.graphs)) {
+      try {
+        sessions.set(graph, await createSession(`${config.packagePath}/${spec.file}`, provider));
+      } catch (cause) {
+        const reason = (cause instanceof Error ? cause.message : String(cause)).split('\n')[0];
+        throw new ModelError(`cannot open graph "${graph}" (${spec.file}) with the ${provider} provider: ${reason}`, config.packagePath, { graph, file: spec.file });
+      }
+    }
+    return sessions;
+  } catch (error) {
+    for (const session of sessions.values()) await session.release();
+    throw error;
+  }
+}
+
+/** Opens every graph with the requested provider (if it cannot start, with `cpu`, saying why), then checks each graph's I/O. */
+async function openSessions(): Promise<{ sessions: Map<string, ort.InferenceSession>; provider: ExecutionProvider; warning?: string }> {
+  let provider = config.executionProvider;
+  let warning: string | undefined;
+  let sessions: Map<string, ort.InferenceSession>;
+  try {
+    sessions = await openAll(provider);
+  } catch (error) {
+    if (provider === 'cpu') throw error;
+    warning = `execution provider "${provider}" is unavailable (${(error as Error).message}); falling back to cpu`;
+    provider = 'cpu';
+    sessions = await openAll(provider);
+  }
+  for (const [graph, session] of sessions) {
+    checkGraphIo(graph, config.graphs[graph]!, { inputs: describe(session.inputMetadata), outputs: describe(session.outputMetadata) }, config.packagePath);
+  }
+  return { sessions, provider, ...(warning ? { warning } : {}) };
+}
+
+async function run(session: ort.InferenceSession, feeds: Record<string, TensorData>): Promise<Record<string, TensorData>> {
+  const tensors: Record<string, ort.Tensor> = {};
+  for (const [name, feed] of Object.entries(feeds)) tensors[name] = new ort.Tensor('float32', feed.data, feed.dims);
+  const results = await session.run(tensors);
+  const outputs: Record<string, TensorData> = {};
+  for (const [name, tensor] of Object.entries(results)) {
+    if (tensor.type !== 'float32') throw new LfusionError('INFERENCE_FAILED', `output "${name}" is ${tensor.type}, expected float32`);
+    outputs[name] = { data: tensor.data as Float32Array, dims: [...tensor.dims] };
+  }
+  return outputs;
+}
+
+/** Output buffers to move (not copy) back to the main thread. */
+function transferables(tensors: Record<string, TensorData>): ArrayBuffer[] {
+  const buffers = Object.values(tensors).map(({ data }) => transferableBuffer(data));
+  return [...new Set(buffers.filter((buffer) => buffer !== undefined))];
+}
+
+function reply(message: InferenceWorkerReply, transfer: ArrayBuffer[] = []): void {
+  port!.postMessage(message, transfer);
+}
+
+let opened: Awaited<ReturnType<typeof openSessions>>;
+try {
+  opened = await openSessions();
+} catch (error) {
+  reply({ type: 'init-failed', error: serialize(error, 'MODEL_INVALID') });
+  port.close();
+  process.exit(0);
+}
+const { sessions } = opened;
+reply({ type: 'ready', executionProvider: opened.provider, ...(opened.warning ? { warning: opened.warning } : {}) });
+
+port.on('message', async (request: InferenceWorkerRequest) => {
+  if (request.type === 'close') {
+    for (const session of sessions.values()) await session.release();
+    port.close();
+    return;
+  }
+  const session = sessions.get(request.graph);
+  if (!session) {
+    reply({ type: 'failed', id: request.id, error: { code: 'INVALID_OPTION', message: `this worker has no graph "${request.graph}"`, details: {} } });
+    return;
+  }
+  try {
+    const outputs = await run(session, request.feeds);
+    reply({ type: 'result', id: request.id, outputs }, transferables(outputs));
+  } catch (error) {
+    reply({ type: 'failed', id: request.id, error: serialize(error, 'INFERENCE_FAILED') });
+  }
+});

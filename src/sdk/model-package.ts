@@ -1,0 +1,276 @@
+/**
+ * Loading and validating a model package (docs/model-format.md): the manifest's fields, every file's
+ * SHA-256, and each ONNX graph's inputs/outputs against what its session reports.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
+import { ModelError } from './errors.js';
+import type { Dimension, GraphSpec, ModelManifest } from './types.js';
+
+export const MANIFEST_FILE = 'manifest.json';
+export const FORMAT = 'lfusion-model-package';
+export const FORMAT_VERSION = 1;
+/** Graphs the SDK cannot work without; the others are checked when present. */
+export const REQUIRED_GRAPHS = ['encoder', 'laplace_head'] as const;
+
+/** A validated model package on disk. */
+export interface ModelPackage {
+  /** Absolute path of the package folder. */
+  readonly path: string;
+  readonly manifest: ModelManifest;
+  /** Absolute path of a graph's ONNX file; a `ModelError` if the package has no such graph. */
+  graphPath(graph: string): string;
+  /** The manifest's declaration of a graph; a `ModelError` if the package has no such graph. */
+  graph(graph: string): GraphSpec;
+}
+
+/**
+ * Reads `manifest.json`, validates every field and checks every file's SHA-256.
+ * Graph I/O is checked when the inference pool opens the sessions (see {@link checkGraphIo}).
+ * @throws ModelError naming the field or file at fault.
+ */
+export async function loadModelPackage(packagePath: string): Promise<ModelPackage> {
+  const root = resolve(packagePath);
+  const manifest = validateManifest(await readManifestJson(root), root);
+  const checks = [
+    ...Object.entries(manifest.graphs).map(([name, spec]) => verifyChecksum(root, spec.file, spec.sha256, `graphs.${name}.sha256`)),
+    ...Object.entries(manifest.files).map(([file, sha]) => verifyChecksum(root, file, sha, `files["${file}"]`)),
+  ];
+  await Promise.all(checks);
+  const graph = (name: string): GraphSpec => {
+    const spec = manifest.graphs[name];
+    if (!spec) throw new ModelError(`model package has no graph "${name}" (it has: ${Object.keys(manifest.graphs).join(', ')})`, root, { graph: name });
+    return spec;
+  };
+  return { path: root, manifest, graph, graphPath: (name) => join(root, graph(name).file) };
+}
+
+async function readManifestJson(root: string): Promise<unknown> {
+  const file = join(root, MANIFEST_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new ModelError(`cannot read ${file}: ${(cause as Error).message}`, root, { file: MANIFEST_FILE });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (cause) {
+    throw new ModelError(`${MANIFEST_FILE} is not valid JSON: ${(cause as Error).message}`, root, { file: MANIFEST_FILE });
+  }
+}
+
+async function sha256OfFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function verifyChecksum(root: string, file: string, expected: string, field: string): Promise<void> {
+  let actual: string;
+  try {
+    actual = await sha256OfFile(join(root, file));
+  } catch (cause) {
+    throw new ModelError(`cannot read package file "${file}" (named by ${field}): ${(cause as Error).message}`, root, { file, field });
+  }
+  if (actual !== expected) {
+    throw new ModelError(`checksum mismatch for "${file}": manifest ${field} is ${expected}, file is ${actual}`, root, { file, field, expected, actual });
+  }
+}
+
+/** Field-by-field validation with messages that name the field (`input.normalization.std`). */
+class ManifestReader {
+  constructor(private readonly root: string) {}
+
+  fail(field: string, expectation: string, value: unknown): never {
+    const got = value === undefined ? 'it is missing' : `got ${JSON.stringify(value)}`;
+    throw new ModelError(`${MANIFEST_FILE}: field "${field}" must be ${expectation}, ${got}`, this.root, { field });
+  }
+
+  object(value: unknown, field: string): Record<string, unknown> {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) this.fail(field, 'an object', value);
+    return value as Record<string, unknown>;
+  }
+
+  string(value: unknown, field: string): string {
+    if (typeof value !== 'string' || value.length === 0) this.fail(field, 'a non-empty string', value);
+    return value;
+  }
+
+  number(value: unknown, field: string, { min = -Infinity, integer = false, positive = false } = {}): number {
+    const ok = typeof value === 'number' && Number.isFinite(value) && value >= min && (!integer || Number.isInteger(value)) && (!positive || value > 0);
+    if (!ok) this.fail(field, `a finite ${integer ? 'integer' : 'number'}${positive ? ' > 0' : min > -Infinity ? ` >= ${min}` : ''}`, value);
+    return value as number;
+  }
+
+  literal<T extends string | number>(value: unknown, field: string, allowed: readonly T[]): T {
+    if (!allowed.includes(value as T)) this.fail(field, `one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`, value);
+    return value as T;
+  }
+
+  stringArray(value: unknown, field: string): string[] {
+    if (!Array.isArray(value) || value.length === 0) this.fail(field, 'a non-empty array of strings', value);
+    return value.map((item, i) => this.string(item, `${field}[${i}]`));
+  }
+
+  sha256(value: unknown, field: string): string {
+    if (typeof value !== 'string' || !/^[0-9a-f]{64}$/.test(value)) this.fail(field, 'a lowercase hex SHA-256 (64 characters)', value);
+    return value;
+  }
+
+  relativeFile(value: unknown, field: string): string {
+    const file = this.string(value, field);
+    const normalised = normalize(file);
+    if (isAbsolute(file) || normalised.startsWith('..') || normalised.split(sep).includes('..')) this.fail(field, 'a path inside the package', value);
+    return file;
+  }
+
+  shapes(value: unknown, field: string): Record<string, Dimension[]> {
+    const entries = Object.entries(this.object(value, field));
+    if (entries.length === 0) this.fail(field, 'a non-empty object of tensor shapes', value);
+    return Object.fromEntries(
+      entries.map(([name, shape]) => {
+        if (!Array.isArray(shape) || shape.length === 0) this.fail(`${field}.${name}`, 'a non-empty array of dimensions', shape);
+        const dims = shape.map((dim, i) =>
+          typeof dim === 'string' ? this.string(dim, `${field}.${name}[${i}]`) : this.number(dim, `${field}.${name}[${i}]`, { integer: true, positive: true }),
+        );
+        return [name, dims];
+      }),
+    );
+  }
+
+  graph(value: unknown, field: string): GraphSpec {
+    const spec = this.object(value, field);
+    return {
+      file: this.relativeFile(spec.file, `${field}.file`),
+      sha256: this.sha256(spec.sha256, `${field}.sha256`),
+      inputs: this.shapes(spec.inputs, `${field}.inputs`),
+      outputs: this.shapes(spec.outputs, `${field}.outputs`),
+    };
+  }
+}
+
+/** Validates a parsed `manifest.json`; throws a `ModelError` naming the first field at fault. */
+export function validateManifest(json: unknown, packagePath: string): ModelManifest {
+  const read = new ManifestReader(packagePath);
+  const m = read.object(json, '(root)');
+  read.literal(m.format, 'format', [FORMAT]);
+  read.literal(m.formatVersion, 'formatVersion', [FORMAT_VERSION]);
+  const input = read.object(m.input, 'input');
+  const normalization = read.object(input.normalization, 'input.normalization');
+  const graphsJson = read.object(m.graphs, 'graphs');
+  for (const name of REQUIRED_GRAPHS) if (!(name in graphsJson)) read.fail(`graphs.${name}`, 'present (a graph the SDK needs)', undefined);
+  const filesJson = read.object(m.files, 'files');
+  const laplace = read.object(m.laplace, 'laplace');
+  const dropout = read.object(m.dropout, 'dropout');
+  const sampling = read.object(m.sampling, 'sampling');
+  const measures = read.object(m.measures, 'measures');
+  const fusion = read.object(m.fusion, 'fusion');
+  const ood = read.object(m.ood, 'ood');
+  const count = (value: unknown, field: string) => read.number(value, field, { integer: true, positive: true });
+  const manifest: ModelManifest = {
+    format: FORMAT,
+    formatVersion: FORMAT_VERSION,
+    name: read.string(m.name, 'name'),
+    classes: read.stringArray(m.classes, 'classes'),
+    input: {
+      width: count(input.width, 'input.width'),
+      height: count(input.height, 'input.height'),
+      channels: read.literal(input.channels, 'input.channels', [1]),
+      resize: read.literal(input.resize, 'input.resize', ['stretch']),
+      normalization: {
+        mean: read.number(normalization.mean, 'input.normalization.mean'),
+        std: read.number(normalization.std, 'input.normalization.std', { positive: true }),
+      },
+    },
+    pixelSpacing: read.literal(m.pixelSpacing, 'pixelSpacing', ['carried']),
+    graphs: Object.fromEntries(Object.entries(graphsJson).map(([name, spec]) => [name, read.graph(spec, `graphs.${name}`)])),
+    files: Object.fromEntries(
+      Object.entries(filesJson).map(([file, sha]) => [read.relativeFile(file, `files["${file}"]`), read.sha256(sha, `files["${file}"]`)]),
+    ),
+    laplace: {
+      rank: count(laplace.rank, 'laplace.rank'),
+      weightCount: count(laplace.weightCount, 'laplace.weightCount'),
+      priorPrecision: read.number(laplace.priorPrecision, 'laplace.priorPrecision', { positive: true }),
+      posteriorScale: read.number(laplace.posteriorScale, 'laplace.posteriorScale', { min: 0 }),
+      covered: read.string(laplace.covered, 'laplace.covered'),
+    },
+    dropout: {
+      rate: read.number(dropout.rate, 'dropout.rate', { min: 0 }),
+      maskCount: count(dropout.maskCount, 'dropout.maskCount'),
+    },
+    sampling: {
+      m: count(sampling.m, 'sampling.m'),
+      n: count(sampling.n, 'sampling.n'),
+      k: count(sampling.k, 'sampling.k'),
+      maxM: count(sampling.maxM, 'sampling.maxM'),
+      maxN: count(sampling.maxN, 'sampling.maxN'),
+      maxK: count(sampling.maxK, 'sampling.maxK'),
+    },
+    measures: {
+      order: read.stringArray(measures.order, 'measures.order'),
+      entropyEpsilon: read.number(measures.entropyEpsilon, 'measures.entropyEpsilon', { positive: true }),
+    },
+    fusion: { auxiliary: read.string(fusion.auxiliary, 'fusion.auxiliary') },
+    ood: {
+      map: read.string(ood.map, 'ood.map'),
+      aggregation: read.string(ood.aggregation, 'ood.aggregation'),
+      threshold: read.number(ood.threshold, 'ood.threshold'),
+      raiseAfter: count(ood.raiseAfter, 'ood.raiseAfter'),
+      clearAfter: count(ood.clearAfter, 'ood.clearAfter'),
+    },
+    provenance: read.object(m.provenance, 'provenance'),
+    metrics: read.object(m.metrics, 'metrics'),
+  };
+  if (manifest.dropout.rate >= 1) read.fail('dropout.rate', 'a probability in [0, 1)', manifest.dropout.rate);
+  if (!/^(mean|quantile:(0(\.\d+)?|1(\.0+)?))$/.test(manifest.ood.aggregation)) read.fail('ood.aggregation', '"mean" or "quantile:<p>" with p in [0, 1]', manifest.ood.aggregation);
+  return manifest;
+}
+
+/** What an ONNX session reports about one input or output (onnxruntime's `ValueMetadata`, reduced). */
+export interface SessionValue {
+  name: string;
+  /** Empty when the runtime does not know the shape. */
+  shape: readonly Dimension[];
+  /** Element type, e.g. `float32`; absent when the runtime does not report it. */
+  type?: string;
+}
+
+/**
+ * Compares a graph's manifest declaration with what its ONNX session reports: the same input and
+ * output names, the same rank, the same fixed dimensions, and float32 tensors. A symbolic dimension
+ * in the session accepts any manifest entry; a fixed one must equal the manifest's number.
+ * @throws ModelError naming the graph, the tensor and the dimension at fault.
+ */
+export function checkGraphIo(graph: string, spec: GraphSpec, session: { inputs: SessionValue[]; outputs: SessionValue[] }, packagePath: string): void {
+  const compare = (kind: 'inputs' | 'outputs', declared: Record<string, Dimension[]>, actual: SessionValue[]) => {
+    const declaredNames = Object.keys(declared).sort();
+    const actualNames = actual.map((value) => value.name).sort();
+    if (declaredNames.join('\0') !== actualNames.join('\0')) {
+      throw new ModelError(
+        `graph "${graph}" (${spec.file}): manifest ${kind} [${declaredNames.join(', ')}] differ from the ONNX session's [${actualNames.join(', ')}]`,
+        packagePath,
+        { graph, field: `graphs.${graph}.${kind}`, declared: declaredNames, actual: actualNames },
+      );
+    }
+    for (const value of actual) {
+      const expected = declared[value.name] ?? [];
+      const where = `graph "${graph}" (${spec.file}) ${kind.slice(0, -1)} "${value.name}"`;
+      const details = { graph, field: `graphs.${graph}.${kind}.${value.name}`, declared: expected, actual: value.shape };
+      if (value.type !== undefined && value.type !== 'float32') throw new ModelError(`${where} is ${value.type}, the SDK feeds and reads float32`, packagePath, details);
+      if (value.shape.length === 0) continue;
+      if (value.shape.length !== expected.length) {
+        throw new ModelError(`${where}: manifest shape [${expected.join(', ')}] has rank ${expected.length}, the ONNX graph's [${value.shape.join(', ')}] has rank ${value.shape.length}`, packagePath, details);
+      }
+      value.shape.forEach((dim, i) => {
+        if (typeof dim === 'number' && dim !== expected[i]) {
+          throw new ModelError(`${where}: dimension ${i} is ${dim} in the ONNX graph but ${JSON.stringify(expected[i])} in the manifest`, packagePath, details);
+        }
+      });
+    }
+  };
+  compare('inputs', spec.inputs, session.inputs);
+  compare('outputs', spec.outputs, session.outputs);
+}

@@ -1,0 +1,231 @@
+/**
+ * Delivery: an HTTP server with a WebSocket endpoint that fans results out to subscribers
+ * (docs/protocol.md). Publishing never waits for a client: a client whose socket backs up loses
+ * frames and stats, alone; alerts are always queued for it.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocket, WebSocketServer } from 'ws';
+import { LfusionError } from './errors.js';
+import { encodeFrameMessage, encodeTextMessage, parseClientMessage, PROTOCOL_VERSION } from './protocol.js';
+import type { Alert, FrameResult, ModelInfo, PipelineStats, TextMessage } from './types.js';
+
+/** Options of {@link ResultServer.listen}. */
+export interface ResultServerOptions {
+  /** Interface to bind. Default `127.0.0.1` (this machine only); `0.0.0.0` exposes it to the network. */
+  host?: string;
+  /** TCP port; `0` picks a free one (read it from `url`). Default 8080. */
+  port?: number;
+  /** Model facts sent in `hello`. */
+  model: ModelInfo;
+  /** Plane names the pipeline produces (`mask`, `fused`, `laplace.<measure>`, ...). */
+  streams: readonly string[];
+  /** Streams a client gets when it names none. Default `mask` and `fused`, where produced. */
+  defaultStreams?: readonly string[];
+  /** A client's unsent bytes above which its frames and stats are dropped. Default 1 MiB. */
+  maxBufferedBytes?: number;
+  /** Alerts kept for clients that reconnect with `?since=<seq>`. Default 100. */
+  alertHistory?: number;
+  /** Extra HTTP routes: return true when the request was handled. */
+  onRequest?: (request: IncomingMessage, response: ServerResponse) => boolean;
+}
+
+/** Per-client delivery counters. */
+export interface ClientStats {
+  id: number;
+  streams: string[];
+  framesSent: number;
+  framesDropped: number;
+  bufferedAmount: number;
+}
+
+type Client = Omit<ClientStats, 'bufferedAmount'> & { socket: WebSocket };
+
+export const WEBSOCKET_PATH = '/ws';
+
+/**
+ * Serves pipeline results over WebSocket at `ws://host:port/ws`.
+ *
+ * @example
+ * const server = await ResultServer.listen({ port: 0, model, streams: ['mask', 'fused'] });
+ * console.log(`connect to ${server.url}?streams=mask`);
+ * results$.subscribe((result) => server.publishFrame(result));
+ */
+export class ResultServer {
+  /** `ws://host:port/ws`. */
+  readonly url: string;
+  private readonly clients = new Set<Client>();
+  private readonly alerts: { seq: number; text: string }[] = [];
+  private seq = 0;
+  private nextClientId = 0;
+  private closing?: Promise<void>;
+
+  private constructor(
+    readonly httpServer: Server,
+    private readonly wss: WebSocketServer,
+    private readonly options: Required<Omit<ResultServerOptions, 'onRequest' | 'host' | 'port'>>,
+    address: AddressInfo,
+  ) {
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    this.url = `ws://${host}:${address.port}${WEBSOCKET_PATH}`;
+    wss.on('connection', (socket, request) => this.accept(socket, request));
+    // Errors of the HTTP server after start (e.g. out of file descriptors) must not crash the pipeline.
+    wss.on('error', () => {});
+  }
+
+  /** Starts listening; resolves once the port is bound. */
+  static listen(options: ResultServerOptions): Promise<ResultServer> {
+    const streams = [...options.streams];
+    const settings = {
+      model: options.model,
+      streams,
+      defaultStreams: [...(options.defaultStreams ?? ['mask', 'fused'].filter((name) => streams.includes(name)))],
+      maxBufferedBytes: options.maxBufferedBytes ?? 1024 * 1024,
+      alertHistory: options.alertHistory ?? 100,
+    };
+    const httpServer = createServer((request, response) => {
+      if (options.onRequest?.(request, response)) return;
+      if (request.method === 'GET' && (request.url === '/' || request.url === '/info')) {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ protocol: PROTOCOL_VERSION, model: settings.model, streams, websocket: WEBSOCKET_PATH }));
+        return;
+      }
+      response.writeHead(404, { 'content-type': 'text/plain' });
+      response.end('not found\n');
+    });
+    return new Promise((resolve, reject) => {
+      const onError = (error: Error) => reject(new LfusionError('INVALID_OPTION', `cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 8080}: ${error.message}`, {}, { cause: error }));
+      httpServer.once('error', onError);
+      httpServer.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => {
+        httpServer.off('error', onError);
+        // Attached once listening: ws re-emits the HTTP server's errors, and a failed listen is reported above.
+        const wss = new WebSocketServer({ server: httpServer, path: WEBSOCKET_PATH, maxPayload: 64 * 1024 });
+        resolve(new ResultServer(httpServer, wss, settings, httpServer.address() as AddressInfo));
+      });
+    });
+  }
+
+  /** Sends a frame result to every client subscribed to one of its planes; skips clients that are backed up. */
+  publishFrame(result: FrameResult): void {
+    const seq = ++this.seq;
+    const encoded = new Map<string, Buffer>();
+    for (const client of this.clients) {
+      const streams = result.planes.map((plane) => plane.name).filter((name) => client.streams.includes(name));
+      if (streams.length === 0 || client.socket.readyState !== WebSocket.OPEN) continue;
+      if (client.socket.bufferedAmount > this.options.maxBufferedBytes) {
+        client.framesDropped += 1;
+        continue;
+      }
+      const key = streams.join(',');
+      let message = encoded.get(key);
+      if (!message) {
+        message = encodeFrameMessage(result, seq, new Set(streams));
+        encoded.set(key, message);
+      }
+      client.socket.send(message);
+      client.framesSent += 1;
+    }
+  }
+
+  /** Sends stats to every client that is not backed up (stats are periodic: a newer one follows). */
+  publishStats(stats: PipelineStats): void {
+    const text = encodeTextMessage({ type: 'stats', seq: ++this.seq, stats });
+    for (const client of this.clients) {
+      if (client.socket.readyState === WebSocket.OPEN && client.socket.bufferedAmount <= this.options.maxBufferedBytes) client.socket.send(text);
+    }
+  }
+
+  /** Queues an alert for every client, however backed up, and keeps it for clients that reconnect. */
+  publishAlert(alert: Alert): void {
+    const seq = ++this.seq;
+    const text = encodeTextMessage({ type: 'alert', seq, alert });
+    this.alerts.push({ seq, text });
+    if (this.alerts.length > this.options.alertHistory) this.alerts.shift();
+    for (const client of this.clients) if (client.socket.readyState === WebSocket.OPEN) client.socket.send(text);
+  }
+
+  /** Delivery counters of the connected clients. */
+  clientStats(): ClientStats[] {
+    return [...this.clients].map(({ id, streams, framesSent, framesDropped, socket }) => ({ id, streams: [...streams], framesSent, framesDropped, bufferedAmount: socket.bufferedAmount }));
+  }
+
+  /** Closes every client (code 1001, going away) and stops listening. */
+  close(): Promise<void> {
+    this.closing ??= new Promise((resolve) => {
+      for (const client of this.clients) client.socket.close(1001, 'server closing');
+      const forceAfter = setTimeout(() => {
+        for (const client of this.clients) client.socket.terminate();
+      }, 1000);
+      this.wss.close(() => {
+        this.httpServer.close(() => {
+          clearTimeout(forceAfter);
+          resolve();
+        });
+        this.httpServer.closeAllConnections();
+      });
+    });
+    return this.closing;
+  }
+
+  private send(client: Client, message: TextMessage): void {
+    if (client.socket.readyState === WebSocket.OPEN) client.socket.send(encodeTextMessage(message));
+  }
+
+  /** Splits requested streams into known ones and unknown ones. */
+  private validStreams(requested: readonly string[]): { known: string[]; unknown: string[] } {
+    const unique = [...new Set(requested.map((name) => name.trim()).filter(Boolean))];
+    return { known: unique.filter((name) => this.options.streams.includes(name)), unknown: unique.filter((name) => !this.options.streams.includes(name)) };
+  }
+
+  private reportUnknown(client: Client, unknown: string[]): void {
+    this.send(client, {
+      type: 'error',
+      seq: ++this.seq,
+      code: 'PROTOCOL_ERROR',
+      message: `unknown stream(s) ${unknown.join(', ')}; available: ${this.options.streams.join(', ')}`,
+    });
+  }
+
+  private accept(socket: WebSocket, request: IncomingMessage): void {
+    const query = new URL(request.url ?? '/', 'http://localhost').searchParams;
+    const requested = query.get('streams');
+    const { known, unknown } = requested === null ? { known: [...this.options.defaultStreams], unknown: [] } : this.validStreams(requested.split(','));
+    const client: Client = { id: this.nextClientId++, socket, streams: known, framesSent: 0, framesDropped: 0 };
+    this.clients.add(client);
+    socket.on('close', () => this.clients.delete(client));
+    socket.on('error', () => this.clients.delete(client));
+    socket.on('message', (data, isBinary) => this.onClientMessage(client, isBinary ? null : data.toString()));
+
+    const since = Number(query.get('since'));
+    if (query.has('since') && Number.isInteger(since)) {
+      for (const alert of this.alerts) if (alert.seq > since) socket.send(alert.text);
+    }
+    this.send(client, {
+      type: 'hello',
+      seq: ++this.seq,
+      protocol: PROTOCOL_VERSION,
+      model: this.options.model,
+      streams: [...this.options.streams],
+      subscribed: [...client.streams],
+      time: Date.now(),
+    });
+    if (unknown.length > 0) this.reportUnknown(client, unknown);
+  }
+
+  private onClientMessage(client: Client, text: string | null): void {
+    try {
+      if (text === null) throw new LfusionError('PROTOCOL_ERROR', 'binary messages from clients are not supported; send JSON text');
+      const message = parseClientMessage(text);
+      const { known, unknown } = this.validStreams(message.streams);
+      if (unknown.length > 0) {
+        this.reportUnknown(client, unknown);
+        return;
+      }
+      client.streams = known;
+      this.send(client, { type: 'subscribed', seq: ++this.seq, streams: [...known] });
+    } catch (error) {
+      const code = error instanceof LfusionError ? error.code : 'PROTOCOL_ERROR';
+      this.send(client, { type: 'error', seq: ++this.seq, code, message: (error as Error).message });
+    }
+  }
+}

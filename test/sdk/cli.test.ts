@@ -1,0 +1,83 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { RecordingClient } from '../helpers/ws-client.js';
+import { TINY_PACKAGE } from '../helpers/tiny-package.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CLI = join(ROOT, 'src/sdk/cli.ts');
+const SAMPLE = join(ROOT, 'assets/sample.mp4');
+const SAMPLE_FRAMES = 340;
+
+function runCli(args: string[]) {
+  return spawnSync(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+}
+
+test('replay writes one JSON line and one mask PNG per frame of the sample, with progress', async () => {
+  const out = await mkdtemp(join(tmpdir(), 'lfusion-replay-'));
+  const run = runCli(['replay', SAMPLE, '--out', out, '--model', TINY_PACKAGE]);
+  assert.is(run.status, 0, run.stderr);
+  assert.match(run.stderr, new RegExp(`${SAMPLE_FRAMES}/${SAMPLE_FRAMES} frames`));
+  const lines = (await readFile(join(out, 'results.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line));
+  assert.equal(lines.map((line) => line.frame.index), [...Array(SAMPLE_FRAMES).keys()]);
+  assert.equal(lines[0].planes[0].file, 'mask/000000.png');
+  assert.is((await readdir(join(out, 'mask'))).length, SAMPLE_FRAMES);
+  const png = await readFile(join(out, 'mask/000339.png'));
+  assert.equal([...png.subarray(1, 4)], [...Buffer.from('PNG')]);
+  assert.equal([png.readUInt32BE(16), png.readUInt32BE(20)], [224, 224], 'IHDR width and height');
+  await rm(out, { recursive: true, force: true });
+});
+
+test('replay of a truncated file writes a result for every frame decoded, then fails with DECODE_FAILED', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'lfusion-truncated-'));
+  const truncated = join(dir, 'truncated.mp4');
+  await writeFile(truncated, (await readFile(SAMPLE)).subarray(0, 400_000));
+  const run = runCli(['replay', truncated, '--out', join(dir, 'out'), '--model', TINY_PACKAGE]);
+  assert.is(run.status, 1);
+  const decoded = Number(/after (\d+) frames \[DECODE_FAILED\]/.exec(run.stderr)?.[1]);
+  assert.ok(decoded > 0, run.stderr);
+  const lines = (await readFile(join(dir, 'out/results.jsonl'), 'utf8')).trim().split('\n');
+  assert.is(lines.length, decoded);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('bad usage is a clear error with exit code 1', () => {
+  const noOut = runCli(['replay', SAMPLE]);
+  assert.is(noOut.status, 1);
+  assert.match(noOut.stderr, /replay needs --out <dir>/);
+  const missing = runCli(['replay', '/nonexistent.mp4', '--out', join(tmpdir(), 'unused'), '--model', TINY_PACKAGE]);
+  assert.is(missing.status, 1);
+  assert.match(missing.stderr, /SOURCE_NOT_FOUND/);
+  const badModel = runCli(['replay', SAMPLE, '--out', join(tmpdir(), 'unused'), '--model', '/nonexistent']);
+  assert.is(badModel.status, 1);
+  assert.match(badModel.stderr, /manifest\.json.*\[MODEL_INVALID\]/);
+});
+
+test('serve prints the WebSocket URL, streams results, and stops cleanly on Ctrl-C', async () => {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', SAMPLE, '--port', '0', '--model', TINY_PACKAGE], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString().trim()));
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+  });
+  assert.match(url, /^ws:\/\/127\.0\.0\.1:\d+\/ws$/);
+  const client = await RecordingClient.connect(url);
+  await client.until(() => client.frames().length >= 5, 20_000);
+  const children = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean);
+  assert.ok(children.length >= 1, 'ffmpeg runs as a child of serve');
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGINT');
+  assert.is(await exited, 130);
+  // ffmpeg gets SIGTERM when the pipeline stops; give it the kill grace to go.
+  const deadline = Date.now() + 5000;
+  while (children.some((pid) => existsSync(`/proc/${pid}`)) && Date.now() < deadline) await sleep(100);
+  for (const pid of children) assert.not.ok(existsSync(`/proc/${pid}`), `child ${pid} left behind`);
+  client.close();
+});
+
+test.run();

@@ -1,0 +1,101 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { LfusionError, ShapeError } from '../../src/sdk/errors.js';
+import { InferencePool } from '../../src/sdk/inference-pool.js';
+import { loadModelPackage } from '../../src/sdk/model-package.js';
+import { TINY_PACKAGE } from '../helpers/tiny-package.js';
+
+const IMAGE_DIMS = [1, 1, 224, 224];
+const image = (value: number) => ({ data: new Float32Array(224 * 224).fill(value), dims: IMAGE_DIMS });
+
+async function openPool(options = {}): Promise<InferencePool> {
+  return InferencePool.open(await loadModelPackage(TINY_PACKAGE), { threadsPerWorker: 1, ...options });
+}
+
+test('runs the encoder in a worker and transfers the feed buffer', async () => {
+  const pool = await openPool();
+  const feed = image(1);
+  const { features } = await pool.run('encoder', { image: feed });
+  assert.equal(features!.dims, [1, 8, 14, 14]);
+  assert.is(features!.data.length, 8 * 14 * 14);
+  assert.is(feed.data.length, 0, 'the transferred feed is detached on the caller side');
+  const kept = image(1);
+  const again = await pool.run('encoder', { image: kept }, { keep: ['image'] });
+  assert.is(kept.data.length, 224 * 224, 'a kept feed stays usable');
+  assert.equal(Array.from(again.features!.data), Array.from(features!.data), 'same input, same output');
+  await pool.close();
+});
+
+test('runs tasks queued beyond the worker count, in order of submission', async () => {
+  const pool = await openPool({ workers: 2 });
+  const results = await Promise.all([0, 0.5, 1, 0.5].map((value) => pool.run('encoder', { image: image(value) })));
+  assert.equal(Array.from(results[1]!.features!.data), Array.from(results[3]!.features!.data));
+  assert.not.equal(Array.from(results[0]!.features!.data), Array.from(results[2]!.features!.data));
+  await pool.close();
+});
+
+test('feeds that disagree with the manifest are rejected before reaching a worker', async () => {
+  const pool = await openPool();
+  try {
+    await pool.run('encoder', { image: { data: new Float32Array(10), dims: [1, 1, 224, 224] } });
+    assert.unreachable('wrong element count accepted');
+  } catch (error) {
+    assert.instance(error, ShapeError);
+    assert.match((error as Error).message, /needs 50176 float32 values, got 10/);
+  }
+  try {
+    await pool.run('encoder', { image: { data: new Float32Array(2 * 112 * 112), dims: [1, 2, 112, 112] } });
+    assert.unreachable('wrong shape accepted');
+  } catch (error) {
+    assert.instance(error, ShapeError);
+    assert.match((error as Error).message, /must have shape \[batch, 1, 224, 224\], got \[1, 2, 112, 112\]/);
+  }
+  try {
+    await pool.run('encoder', { pixels: image(0) });
+    assert.unreachable('wrong input name accepted');
+  } catch (error) {
+    assert.is((error as LfusionError).code, 'SHAPE_MISMATCH');
+  }
+  await pool.close();
+});
+
+test('a worker crash rejects its task with WORKER_FAILED and the pool recovers', async () => {
+  const pool = await openPool();
+  const inFlight = pool.run('encoder', { image: image(1) });
+  await pool.workerThreads()[0]!.terminate();
+  try {
+    await inFlight;
+    assert.unreachable('task of a dead worker resolved');
+  } catch (error) {
+    assert.instance(error, LfusionError);
+    assert.is((error as LfusionError).code, 'WORKER_FAILED');
+  }
+  const { features } = await pool.run('encoder', { image: image(1) });
+  assert.is(features!.data.length, 8 * 14 * 14);
+  await pool.close();
+});
+
+test('an unavailable execution provider falls back to cpu with one warning', async () => {
+  const warnings: string[] = [];
+  const pool = await openPool({ executionProvider: 'cuda', workers: 2, onWarning: (message: string) => warnings.push(message) });
+  assert.is(pool.executionProvider, 'cpu');
+  assert.is(warnings.length, 1);
+  assert.match(warnings[0]!, /execution provider "cuda" is unavailable .*falling back to cpu/);
+  await pool.close();
+});
+
+test('close waits for running tasks, then refuses new ones', async () => {
+  const pool = await openPool();
+  const running = pool.run('encoder', { image: image(1) });
+  const closed = pool.close();
+  assert.is((await running).features!.dims[1], 8);
+  await closed;
+  try {
+    await pool.run('encoder', { image: image(1) });
+    assert.unreachable('closed pool ran a task');
+  } catch (error) {
+    assert.match((error as Error).message, /closed/);
+  }
+});
+
+test.run();

@@ -1,0 +1,111 @@
+import { createHash } from 'node:crypto';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ModelError } from '../../src/sdk/errors.js';
+import { InferencePool } from '../../src/sdk/inference-pool.js';
+import { loadModelPackage } from '../../src/sdk/model-package.js';
+import { TINY_PACKAGE, removeDir, tinyPackageCopy } from '../helpers/tiny-package.js';
+
+async function rejection(promise: Promise<unknown>): Promise<ModelError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.instance(error, ModelError);
+    assert.is((error as ModelError).code, 'MODEL_INVALID');
+    return error as ModelError;
+  }
+  throw new assert.Assertion({ message: 'expected a ModelError, the promise resolved' } as never);
+}
+
+async function loadEdited(edit: (manifest: any) => void): Promise<ModelError> {
+  const dir = await tinyPackageCopy(edit);
+  try {
+    return await rejection(loadModelPackage(dir));
+  } finally {
+    await removeDir(dir);
+  }
+}
+
+test('the tiny package loads with its manifest', async () => {
+  const pkg = await loadModelPackage(TINY_PACKAGE);
+  assert.is(pkg.manifest.name, 'tiny-test-package');
+  assert.equal(pkg.manifest.graphs.encoder!.outputs.features, ['batch', 8, 14, 14]);
+  assert.ok(pkg.graphPath('encoder').endsWith('encoder.onnx'));
+  assert.throws(() => pkg.graph('no_such_graph'), /no graph "no_such_graph"/);
+});
+
+test('a missing manifest names the file', async () => {
+  const error = await rejection(loadModelPackage('/nonexistent/package'));
+  assert.match(error.message, /manifest\.json/);
+});
+
+test('a manifest that is not JSON is rejected', async () => {
+  const dir = await tinyPackageCopy();
+  await writeFile(join(dir, 'manifest.json'), '{"format": ');
+  const error = await rejection(loadModelPackage(dir));
+  assert.match(error.message, /not valid JSON/);
+  await removeDir(dir);
+});
+
+test('malformed fields are rejected with the field named', async () => {
+  assert.match((await loadEdited((m) => (m.formatVersion = 2))).message, /field "formatVersion" must be one of 1, got 2/);
+  assert.match((await loadEdited((m) => delete m.input.normalization.std)).message, /"input\.normalization\.std" .* it is missing/);
+  assert.match((await loadEdited((m) => (m.sampling.m = 0))).message, /"sampling\.m" must be a finite integer > 0/);
+  assert.match((await loadEdited((m) => delete m.graphs.laplace_head)).message, /"graphs\.laplace_head"/);
+  assert.match((await loadEdited((m) => (m.graphs.encoder.file = '../outside.onnx'))).message, /"graphs\.encoder\.file" must be a path inside the package/);
+  assert.match((await loadEdited((m) => (m.ood.aggregation = 'median'))).message, /"ood\.aggregation"/);
+  assert.match((await loadEdited((m) => (m.graphs.encoder.inputs.image = ['batch', 1, -224, 224]))).message, /"graphs\.encoder\.inputs\.image\[2\]"/);
+});
+
+test('a checksum mismatch names the file and both hashes', async () => {
+  const dir = await tinyPackageCopy();
+  await appendFile(join(dir, 'encoder.onnx'), Buffer.from([0]));
+  const error = await rejection(loadModelPackage(dir));
+  assert.match(error.message, /checksum mismatch for "encoder\.onnx"/);
+  assert.is(error.context.file, 'encoder.onnx');
+  await removeDir(dir);
+});
+
+test('a listed extra file that is missing is rejected', async () => {
+  const error = await loadEdited((m) => (m.files['reference/index.json'] = 'a'.repeat(64)));
+  assert.match(error.message, /cannot read package file "reference\/index\.json"/);
+});
+
+async function openEdited(edit: (manifest: any) => void): Promise<ModelError> {
+  const dir = await tinyPackageCopy(edit);
+  try {
+    const pkg = await loadModelPackage(dir);
+    return await rejection(InferencePool.open(pkg, { graphs: ['encoder', 'laplace_head'], threadsPerWorker: 1 }));
+  } finally {
+    await removeDir(dir);
+  }
+}
+
+test('graph I/O that disagrees with the ONNX session is rejected when the sessions open', async () => {
+  const wrongChannels = await openEdited((m) => (m.graphs.encoder.outputs.features = ['batch', 9, 14, 14]));
+  assert.match(wrongChannels.message, /graph "encoder" .* output "features": dimension 1 is 8 in the ONNX graph but 9 in the manifest/);
+  const wrongName = await openEdited((m) => {
+    m.graphs.laplace_head.inputs.noise = m.graphs.laplace_head.inputs.weight_noise;
+    delete m.graphs.laplace_head.inputs.weight_noise;
+  });
+  assert.match(wrongName.message, /manifest inputs \[features, image, noise, posterior_scale\] differ from the ONNX session's \[features, image, posterior_scale, weight_noise\]/);
+  const wrongRank = await openEdited((m) => (m.graphs.laplace_head.inputs.posterior_scale = [1, 1]));
+  assert.match(wrongRank.message, /"posterior_scale": manifest shape \[1, 1\] has rank 2/);
+});
+
+test('a graph file that is not ONNX is rejected when the sessions open, naming the graph', async () => {
+  const dir = await tinyPackageCopy();
+  const garbage = Buffer.from('not an onnx model');
+  await writeFile(join(dir, 'encoder.onnx'), garbage);
+  const manifestPath = join(dir, 'manifest.json');
+  const manifest = JSON.parse(await readFile(manifestPath, 'utf8'));
+  manifest.graphs.encoder.sha256 = createHash('sha256').update(garbage).digest('hex');
+  await writeFile(manifestPath, JSON.stringify(manifest));
+  const error = await rejection(InferencePool.open(await loadModelPackage(dir), { graphs: ['encoder'], threadsPerWorker: 1 }));
+  assert.match(error.message, /cannot open graph "encoder" \(encoder\.onnx\) with the cpu provider/);
+  await removeDir(dir);
+});
+
+test.run();

@@ -1,0 +1,67 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { LfusionError } from '../../src/sdk/errors.js';
+import { decodeFrameMessage, encodeFrameMessage, parseClientMessage } from '../../src/sdk/protocol.js';
+import type { FrameResult, Plane } from '../../src/sdk/types.js';
+
+function plane(name: string, fill: (i: number) => number, min = 0, scale = 1): Plane {
+  return { name, width: 4, height: 3, data: Uint8Array.from({ length: 12 }, (_, i) => fill(i)), min, scale };
+}
+
+const result: FrameResult = {
+  frame: { index: 7, pts: 0.28, captureTime: 1_700_000_000_000, width: 640, height: 480 },
+  planes: [plane('mask', (i) => i % 2), plane('fused', (i) => i * 20, -0.5, 0.01), plane('laplace.mutual_information', (i) => 255 - i)],
+  ood: { score: 0.42, threshold: 0.3, map: 'fused', above: true },
+  timings: { encoder: 12.5, head: 3.25 },
+};
+
+test('a frame message decodes to the header and planes it was encoded from', () => {
+  const decoded = decodeFrameMessage(encodeFrameMessage(result, 99));
+  assert.is(decoded.header.type, 'frame');
+  assert.is(decoded.header.seq, 99);
+  assert.equal(decoded.header.frame, result.frame);
+  assert.equal(decoded.header.ood, result.ood);
+  assert.equal(decoded.header.timings, result.timings);
+  assert.equal(
+    decoded.planes.map((p) => ({ ...p, data: Array.from(p.data) })),
+    result.planes.map((p) => ({ ...p, data: Array.from(p.data) })),
+  );
+});
+
+test('only the chosen streams are encoded', () => {
+  const message = encodeFrameMessage(result, 1, new Set(['fused']));
+  const decoded = decodeFrameMessage(message);
+  assert.equal(decoded.planes.map((p) => p.name), ['fused']);
+  assert.equal(decoded.header.planes[0]!.offset, 0);
+  assert.is(message.byteLength, 4 + message.readUInt32LE(0) + 12, 'length prefix + header + one 4x3 plane');
+});
+
+test('truncated or corrupt frame messages are PROTOCOL_ERRORs', () => {
+  const message = encodeFrameMessage(result, 1);
+  const expectProtocolError = (bytes: Uint8Array, pattern: RegExp) => {
+    try {
+      decodeFrameMessage(bytes);
+      assert.unreachable('decoded a bad message');
+    } catch (error) {
+      assert.instance(error, LfusionError);
+      assert.is((error as LfusionError).code, 'PROTOCOL_ERROR');
+      assert.match((error as Error).message, pattern);
+    }
+  };
+  expectProtocolError(message.subarray(0, 2), /shorter than its length prefix/);
+  expectProtocolError(message.subarray(0, 20), /exceeds/);
+  expectProtocolError(message.subarray(0, message.byteLength - 1), /does not fit/);
+  const corrupt = Buffer.from(message);
+  corrupt[4] = 0x7b + 1;
+  expectProtocolError(corrupt, /not JSON/);
+});
+
+test('client messages are validated', () => {
+  assert.equal(parseClientMessage('{"type":"subscribe","streams":["mask"]}'), { type: 'subscribe', streams: ['mask'] });
+  assert.throws(() => parseClientMessage('{"type":'), /not JSON/);
+  assert.throws(() => parseClientMessage('{"type":"launch"}'), /unknown message type "launch"/);
+  assert.throws(() => parseClientMessage('{"type":"subscribe","streams":"mask"}'), /array of stream names/);
+  assert.throws(() => parseClientMessage('null'), /unknown message type/);
+});
+
+test.run();

@@ -1,0 +1,191 @@
+/**
+ * The SDK against the factory's float64 reference vectors of the shipped package.
+ *
+ * Tolerance: the package's own, `|actual - expected| <= abs + rel * |expected|` with abs 1e-4, rel 1e-3
+ * (reference/index.json). The SDK runs the graphs in float32 (ONNX Runtime) while the references are
+ * PyTorch in float64 from the same float32 inputs: float32 keeps ~7 digits (2^-24 = 6e-8 per rounding),
+ * and the encoder's dozens of layers, the heads' convolutions over hundreds of channels and the
+ * entropies' cancellations (mutual information = total - expected entropy) accumulate round-off to about
+ * 1e-5 absolute on O(1) logits and maps: 1e-4 leaves a margin of ten while still catching any wrong
+ * input, order or formula, which moves values by orders of magnitude more.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { lastValueFrom, of, toArray, from } from 'rxjs';
+import { fuseUncertainty } from '../../src/operators/fuseUncertainty.js';
+import { measureUncertainty } from '../../src/operators/measureUncertainty.js';
+import { sampleHeads } from '../../src/operators/sampleHeads.js';
+import { scoreOod } from '../../src/operators/scoreOod.js';
+import { ShapeError } from '../../src/sdk/errors.js';
+import { InferencePool } from '../../src/sdk/inference-pool.js';
+import { loadModelPackage, type ModelPackage } from '../../src/sdk/model-package.js';
+import { compareToReference, loadReferenceVectors, type ReferenceCase, type ReferenceVectors } from '../../src/sdk/reference-vectors.js';
+import { lfusionUncertainty } from '../../src/sdk/uncertainty-pipeline.js';
+import type { Draws, EncodedFrame, FrameResult, GraphRunner, ScoredFrame, TensorData } from '../../src/sdk/types.js';
+
+const PACKAGE = fileURLToPath(new URL('../../models/packages/lfusion-hc18', import.meta.url));
+
+if (!existsSync(`${PACKAGE}/manifest.json`)) {
+  test('the shipped model package is present', () => {
+    assert.unreachable(`no model package at ${PACKAGE}: these tests check the SDK against it; build it with \`make -C models all\` (it is committed once trained)`);
+  });
+} else {
+  let pkg: ModelPackage;
+  let pool: InferencePool;
+  let reference: ReferenceVectors;
+
+  test.before(async () => {
+    pkg = await loadModelPackage(PACKAGE);
+    reference = await loadReferenceVectors(PACKAGE);
+    pool = await InferencePool.open(pkg, { threadsPerWorker: 1 });
+  });
+  test.after(() => pool?.close());
+
+  const tensor = (c: ReferenceCase, name: string): TensorData => {
+    const array = c.arrays[name];
+    if (!array) throw new Error(`reference case "${c.name}" has no array "${name}"`);
+    return { data: Float32Array.from(array.data), dims: [...array.dims] };
+  };
+  const caseNamed = (name: string): ReferenceCase => {
+    const found = reference.cases.find((c) => c.name === name);
+    if (!found) throw new Error(`the package's reference vectors have no case "${name}" (they have: ${reference.cases.map((c) => c.name).join(', ')})`);
+    return found;
+  };
+  /** Elementwise agreement; for the `[7, HW]` maps the message names each measure that disagrees. */
+  const agree = (actual: Float32Array | number[], c: ReferenceCase, name: string) => {
+    const expected = c.arrays[name]!;
+    const rows = name.endsWith('_maps') ? expected.dims[0]! : 1;
+    const width = expected.data.length / rows;
+    const failures: string[] = [];
+    for (let row = 0; row < rows; row++) {
+      const part = (data: ArrayLike<number> & { slice(a: number, b: number): ArrayLike<number> }) => data.slice(row * width, (row + 1) * width);
+      const agreement = compareToReference(part(actual), part(expected.data), reference.tolerance);
+      const label = rows > 1 ? `${name}[${pkg.manifest.measures.order[row]}]` : name;
+      if (!agreement.ok) failures.push(`${label}: pixel ${agreement.worstIndex} off by ${agreement.maxAbs.toExponential(2)} (${agreement.worstRatio.toFixed(2)} x tolerance)`);
+    }
+    assert.ok(failures.length === 0, `${c.name}: ${failures.join('; ')}`);
+  };
+  /** The stored draws of a case, as the sampler takes them (reused: the pool must copy, not move them). */
+  const storedDraws = (c: ReferenceCase): Draws => ({
+    counts: { m: c.m, n: c.n, k: c.k },
+    reused: true,
+    weightNoise: tensor(c, 'weight_noise'),
+    dropoutMasks: tensor(c, 'dropout_masks'),
+    factorNoise: tensor(c, 'factor_noise'),
+    diagNoise: tensor(c, 'diag_noise'),
+  });
+  const encode = async (c: ReferenceCase, index = 0): Promise<EncodedFrame> => {
+    const image = tensor(c, 'image');
+    const { features } = await pool.run('encoder', { image }, { keep: ['image'] });
+    return { frame: { index, pts: 0, captureTime: 0, width: 224, height: 224, data: new Uint8Array(224 * 224) }, image: image.data, features: features!.data, timings: {} };
+  };
+  /** The operator chain on a case's stored image and draws. */
+  const chain = async (c: ReferenceCase): Promise<ScoredFrame> => {
+    const encoded = await encode(c);
+    const counts = { m: c.m, n: c.n, k: c.k };
+    const ood = c.ood ?? pkg.manifest.ood;
+    return lastValueFrom(
+      of(encoded).pipe(
+        sampleHeads(pool, pkg.manifest, { ...counts, draws: () => storedDraws(c), posteriorScale: c.arrays.posterior_scale!.data[0]! }),
+        measureUncertainty(pool, pkg.manifest),
+        fuseUncertainty(pkg.manifest),
+        scoreOod(pkg.manifest, { map: ood.map, aggregation: ood.aggregation }),
+      ),
+    );
+  };
+
+  test('each graph reproduces its float64 outputs from the stored inputs', async () => {
+    const c = caseNamed('in-distribution');
+    const { features } = await pool.run('encoder', { image: tensor(c, 'image') });
+    agree(features!.data, c, 'features');
+    const feeds = { features: tensor(c, 'features'), image: tensor(c, 'image') };
+    const keep = { keep: ['features', 'image'] }; // both heads take them
+    const laplace = await pool.run('laplace_head', { ...feeds, weight_noise: tensor(c, 'weight_noise'), posterior_scale: tensor(c, 'posterior_scale') }, keep);
+    agree(laplace.logit_mean!.data, c, 'logit_mean');
+    agree(laplace.cov_diag!.data, c, 'cov_diag');
+    const dropout = await pool.run('dropout_head', { ...feeds, dropout_masks: tensor(c, 'dropout_masks') });
+    agree(dropout.logits!.data, c, 'dropout_logits');
+    const maps = await pool.run('measures', {
+      logit_mean: tensor(c, 'logit_mean'),
+      cov_factor: laplace.cov_factor!, // not stored (4 MB): checked through the maps it shapes
+      cov_diag: tensor(c, 'cov_diag'),
+      factor_noise: tensor(c, 'factor_noise'),
+      diag_noise: tensor(c, 'diag_noise'),
+      dropout_logits: tensor(c, 'dropout_logits'),
+    });
+    agree(maps.laplace_maps!.data, c, 'laplace_maps');
+    agree(maps.dropout_maps!.data, c, 'dropout_maps');
+  });
+
+  test('the operator chain reproduces every case\'s maps, fused map and OOD score', async () => {
+    for (const c of reference.cases) {
+      const scored = await chain(c);
+      agree(scored.maps.laplace, c, 'laplace_maps');
+      agree(scored.maps.dropout, c, 'dropout_maps');
+      agree(scored.fused, c, 'fused');
+      agree([scored.ood.score], c, 'ood_score');
+    }
+  });
+
+  test('with posterior scale 0 the Laplacian path is the MAP head (m = 1 and m = 2 alike)', async () => {
+    const c = caseNamed('in-distribution');
+    const expected = c.arrays.map_logit_mean!;
+    const pixels = expected.dims[expected.dims.length - 1]!;
+    const feeds = { features: tensor(c, 'features'), image: tensor(c, 'image'), posterior_scale: { data: Float32Array.of(0), dims: [1] } };
+    const noise = tensor(c, 'weight_noise');
+    const one = await pool.run('laplace_head', { ...feeds, weight_noise: { data: noise.data.slice(0, noise.dims[1]), dims: [1, noise.dims[1]!] } }, { keep: ['features', 'image', 'posterior_scale'] });
+    const two = await pool.run('laplace_head', { ...feeds, weight_noise: noise });
+    const row = (data: Float32Array, j: number) => data.subarray(j * pixels, (j + 1) * pixels);
+    assert.ok(compareToReference(one.logit_mean!.data, row(Float32Array.from(expected.data), 0), reference.tolerance).ok, 'm = 1 matches the float64 MAP head');
+    const rows = compareToReference(row(two.logit_mean!.data, 0), row(two.logit_mean!.data, 1), { abs: 0, rel: 0 });
+    assert.ok(rows.ok, `different weight noise, same MAP logits: rows differ by ${rows.maxAbs}`);
+  });
+
+  test('a frame from the elastic-deformation OOD set scores above an in-distribution frame', async () => {
+    // as shipped: the package's default (m, n, k), common draws of seed 0, its OOD map and aggregation
+    const shipped = async (name: string) => (await lastValueFrom(of(await encode(caseNamed(name))).pipe(lfusionUncertainty(pool, pkg.manifest)))).ood!.score;
+    const [inDistribution, elastic] = [await shipped('in-distribution'), await shipped('elastic-ood')];
+    // and with the reference cases' own draws (the factory's float64 scores, reproduced above)
+    const [referenceIn, referenceElastic] = [(await chain(caseNamed('in-distribution'))).ood.score, (await chain(caseNamed('elastic-ood'))).ood.score];
+    const scores = `shipped defaults: elastic ${elastic.toPrecision(4)} vs in-distribution ${inDistribution.toPrecision(4)}; reference draws: elastic ${referenceElastic.toPrecision(4)} vs in-distribution ${referenceIn.toPrecision(4)} (${pkg.manifest.ood.map}, ${pkg.manifest.ood.aggregation})`;
+    assert.ok(elastic > inDistribution && referenceElastic > referenceIn, scores);
+  });
+
+  test('the same seed gives identical results; another seed different ones', async () => {
+    const c = caseNamed('in-distribution');
+    const run = async (seed: number): Promise<FrameResult[]> => {
+      const frames = [await encode(c, 0), await encode(c, 1)];
+      return lastValueFrom(from(frames).pipe(lfusionUncertainty(pool, pkg.manifest, { m: 2, n: 2, k: 2, seed, draws: 'fresh', planes: ['laplace.mutual_information'] }), toArray()));
+    };
+    const [first, again, other] = [await run(11), await run(11), await run(12)];
+    const bytes = (results: FrameResult[]) => results.map((r) => ({ ood: r.ood, planes: r.planes.map((p) => ({ ...p, data: Buffer.from(p.data).toString('base64') })) }));
+    assert.equal(bytes(first), bytes(again));
+    assert.equal(first.map((r) => r.planes.map((p) => p.name)), [['mask', 'fused', 'laplace.mutual_information'], ['mask', 'fused', 'laplace.mutual_information']]);
+    assert.is.not(first[0]!.ood!.score, first[1]!.ood!.score, 'fresh draws differ between frames');
+    assert.is.not(first[0]!.ood!.score, other[0]!.ood!.score, 'another seed, other draws');
+  });
+
+  test('a frame costs one run of each head and of the measures at the default (m, n, k) too', async () => {
+    const calls: string[] = [];
+    const counting: GraphRunner = { run: (graph, feeds, options) => (calls.push(graph), pool.run(graph, feeds, options)) };
+    const encoded = await encode(caseNamed('in-distribution'));
+    const result = await lastValueFrom(of(encoded).pipe(lfusionUncertainty(counting, pkg.manifest)));
+    assert.equal(calls.sort(), ['dropout_head', 'laplace_head', 'measures']);
+    assert.equal(result.planes.map((plane) => plane.name), ['mask', 'fused']);
+  });
+
+  test('a wrong-shaped encoded frame is a ShapeError', async () => {
+    const encoded = await encode(caseNamed('in-distribution'));
+    try {
+      await lastValueFrom(of({ ...encoded, image: encoded.image.subarray(1) }).pipe(lfusionUncertainty(pool, pkg.manifest)));
+      assert.unreachable('should fail');
+    } catch (error) {
+      assert.instance(error, ShapeError);
+      assert.match((error as Error).message, /EncodedFrame\.image/);
+    }
+  });
+}
+
+test.run();
