@@ -7,6 +7,7 @@
  */
 import { readdir, writeFile } from 'node:fs/promises';
 import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
+import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /** One measured quantity: repeated samples, summarised by their median. */
@@ -57,4 +58,5 @@ async function main(filters: string[]): Promise<void> {
   process.stderr.write(`wrote bench/results.json\n`);
 }
 
-await main(process.argv.slice(2));
+// Only when run as a script: bench modules import this file's types and helpers.
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) await main(process.argv.slice(2));
