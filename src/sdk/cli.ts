@@ -12,19 +12,26 @@ import { parseArgs } from 'node:util';
 import { crc32, deflateSync } from 'node:zlib';
 import type { Subscription } from 'rxjs';
 import { LfusionError } from './errors.js';
-import { resolveFfmpeg, toVideoInput } from './ffmpeg.js';
+import { resolveFfmpeg, toVideoInput, type V4l2Options } from './ffmpeg.js';
 import { createPipeline, type Pipeline, type PipelineOptions } from './pipeline.js';
-import { ResultServer } from './server.js';
+import { modelInfo, ResultServer } from './server.js';
 import type { ExecutionProvider, FrameResult, Plane } from './types.js';
 
 const USAGE = `usage:
-  lfusion serve <source> [--port 8080] [--host 127.0.0.1] [--model <dir>] [--uncertainty [--planes <maps>]] [--once] [--provider cpu|cuda|webgpu]
+  lfusion serve <source> [--port 8080] [--host 127.0.0.1] [--model <dir>] [--uncertainty [--planes <maps>]] [--once]
+                [--region auto|x,y,w,h | --no-region] [--no-reconnect] [--provider cpu|cuda|webgpu]
+                [--input-format mjpeg --video-size 1920x1080 --framerate 30]   (V4L2 devices)
       Runs the pipeline live on a file (paced at its frame rate, looped unless --once), a URL or a
-      V4L2 device, and serves results at the printed WebSocket URL (docs/protocol.md).
-  lfusion replay <video> --out <dir> [--model <dir>] [--uncertainty [--planes <maps>]] [--provider cpu|cuda|webgpu]
+      V4L2 device, and serves results at the printed WebSocket URL (docs/protocol.md) and the overlay
+      viewer at http://<host>:<port>/viewer/.
+  lfusion replay <video> --out <dir> [--model <dir>] [--uncertainty [--planes <maps>]] [--region auto|x,y,w,h]
+                [--provider cpu|cuda|webgpu]
       Processes every frame; writes <dir>/results.jsonl (one line per frame) and <dir>/<plane>/<index>.png.
   --uncertainty adds the fused map, the OOD score and alerts; --planes adds per-path maps, comma-separated
-  (e.g. laplace.mutual_information,dropout.total_entropy).`;
+  (e.g. laplace.mutual_information,dropout.total_entropy).
+  --region cuts frames to the ultrasound image of a scanner screen: "auto" detects it, x,y,w,h fixes it
+  (screen pixels). Default: auto for devices and URLs, off for files; --no-region turns it off.
+  --no-reconnect: end when a live source (device, URL) is lost instead of retrying with backoff.`;
 
 const OPTIONS = {
   port: { type: 'string' },
@@ -35,6 +42,12 @@ const OPTIONS = {
   uncertainty: { type: 'boolean' },
   planes: { type: 'string' },
   once: { type: 'boolean' },
+  region: { type: 'string' },
+  'no-region': { type: 'boolean' },
+  'no-reconnect': { type: 'boolean' },
+  'input-format': { type: 'string' },
+  'video-size': { type: 'string' },
+  framerate: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -48,6 +61,12 @@ interface CliValues {
   planes?: string;
   uncertainty?: boolean;
   once?: boolean;
+  region?: string;
+  'no-region'?: boolean;
+  'no-reconnect'?: boolean;
+  'input-format'?: string;
+  'video-size'?: string;
+  framerate?: string;
   help?: boolean;
 }
 
@@ -55,8 +74,23 @@ function usageError(message: string): LfusionError {
   return new LfusionError('INVALID_OPTION', `${message}\n${USAGE}`);
 }
 
+/** `--region` / `--no-region`: `undefined` leaves the pipeline's default (auto for devices and URLs). */
+function regionOption(values: CliValues): PipelineOptions['region'] {
+  if (values['no-region']) {
+    if (values.region !== undefined) throw usageError('--region and --no-region exclude each other');
+    return false;
+  }
+  if (values.region === undefined) return undefined;
+  if (values.region === 'auto') return {};
+  const numbers = values.region.split(',').map((part) => Number(part.trim()));
+  if (numbers.length !== 4 || !numbers.every((n) => Number.isInteger(n) && n >= 0)) throw usageError(`--region must be "auto" or x,y,width,height in whole pixels, got ${values.region}`);
+  const [x, y, width, height] = numbers as [number, number, number, number];
+  return { region: { x, y, width, height } };
+}
+
 function pipelineOptions(source: string, values: CliValues): Omit<PipelineOptions, 'live' | 'video'> {
   const provider = values.provider ?? 'cpu';
+  const region = regionOption(values);
   if (!['cpu', 'cuda', 'webgpu'].includes(provider)) throw usageError(`--provider must be cpu, cuda or webgpu, got ${provider}`);
   if (values.planes !== undefined && !values.uncertainty) throw usageError('--planes needs --uncertainty');
   const planes = values.planes?.split(',').map((name) => name.trim()).filter(Boolean) ?? [];
@@ -66,6 +100,8 @@ function pipelineOptions(source: string, values: CliValues): Omit<PipelineOption
     pool: { executionProvider: provider as ExecutionProvider },
     analysis: values.uncertainty ? 'uncertainty' : 'segment',
     uncertainty: { planes },
+    ...(region === undefined ? {} : { region }),
+    ...(values['no-reconnect'] ? { reconnect: false } : {}),
   };
 }
 
@@ -94,40 +130,52 @@ async function untilSignalled(done: Promise<void>, stop: () => Promise<void>): P
   }
 }
 
+/** `--input-format`, `--video-size`, `--framerate`: V4L2 capture settings; `undefined` when none is given. */
+function v4l2Options(values: CliValues): V4l2Options | undefined {
+  const { 'input-format': inputFormat, 'video-size': videoSize, framerate } = values;
+  if (inputFormat === undefined && videoSize === undefined && framerate === undefined) return undefined;
+  if (videoSize !== undefined && !/^\d+x\d+$/.test(videoSize)) throw usageError(`--video-size must be WIDTHxHEIGHT, got ${videoSize}`);
+  const frameRate = framerate === undefined ? undefined : Number(framerate);
+  if (frameRate !== undefined && !(frameRate > 0)) throw usageError(`--framerate must be a positive number, got ${framerate}`);
+  return { ...(inputFormat ? { inputFormat } : {}), ...(videoSize ? { videoSize } : {}), ...(frameRate ? { frameRate } : {}) };
+}
+
 async function serve(source: string, values: CliValues): Promise<void> {
   const port = values.port === undefined ? 8080 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw usageError(`--port must be 0..65535, got ${values.port}`);
-  const isFile = toVideoInput(source).kind === 'file';
+  const v4l2 = v4l2Options(values);
+  const isFile = toVideoInput(source, v4l2).kind === 'file';
   const pipeline = await createPipeline({
     ...pipelineOptions(source, values),
     live: true,
     image: true,
-    video: isFile ? { realtime: true, ...(values.once ? {} : { inputOptions: ['-stream_loop', '-1'] }) } : {},
+    video: isFile ? { realtime: true, ...(values.once ? {} : { inputOptions: ['-stream_loop', '-1'] }) } : v4l2 ? { v4l2 } : {},
   });
   const { manifest } = pipeline.model;
   const server = await ResultServer.listen({
     port,
     ...(values.host ? { host: values.host } : {}),
-    model: { name: manifest.name, classes: manifest.classes, input: { width: manifest.input.width, height: manifest.input.height } },
+    model: modelInfo(manifest),
     streams: pipeline.streams,
   }).catch(async (error: unknown) => {
     await pipeline.close();
     throw error;
   });
   process.stdout.write(`${server.url}\n`);
-  process.stderr.write(`lfusion: serving ${source} with ${manifest.name} (${pipeline.pool.executionProvider}); Ctrl-C stops\n`);
-  const subscriptions: Subscription[] = [];
+  const features = [pipeline.region ? 'region detection' : '', pipeline.reconnect ? 'reconnecting' : ''].filter(Boolean).join(', ');
+  process.stderr.write(`lfusion: serving ${source} with ${manifest.name} (${pipeline.pool.executionProvider}${features ? `; ${features}` : ''}); Ctrl-C stops\n`);
+  process.stderr.write(`lfusion: overlay viewer at ${server.viewerUrl}\n`);
+  const sourceLog = pipeline.sourceEvents$.subscribe((event) =>
+    process.stderr.write(event.type === 'source-lost' ? `lfusion: source lost (${event.code}), retry ${event.attempt} in ${event.retryInMs} ms\n` : `lfusion: source restored after ${event.downtimeMs} ms\n`),
+  );
+  const delivery = server.deliver(pipeline);
   const stop = once(async () => {
-    for (const subscription of subscriptions) subscription.unsubscribe();
+    delivery.stop();
+    sourceLog.unsubscribe();
     await server.close();
     await pipeline.close();
   });
-  const done = new Promise<void>((resolve, reject) => {
-    subscriptions.push(pipeline.alerts$.subscribe((alert) => server.publishAlert(alert)));
-    subscriptions.push(pipeline.stats.stats$(1000).subscribe((stats) => server.publishStats(stats)));
-    subscriptions.push(pipeline.results$.subscribe({ next: (result) => server.publishFrame(result), error: reject, complete: resolve }));
-  });
-  await untilSignalled(done, stop).finally(stop);
+  await untilSignalled(delivery.done, stop).finally(stop);
 }
 
 /** Frames in a file, counted by ffmpeg without decoding (stream copy); `undefined` when it cannot tell. */
@@ -205,7 +253,8 @@ async function replay(video: string, values: CliValues): Promise<void> {
         return { name: plane.name, file, width: plane.width, height: plane.height, min: image.min, scale: image.scale };
       }),
     );
-    lines.write(`${JSON.stringify({ frame: result.frame, planes, ...(result.ood ? { ood: result.ood } : {}), timings: result.timings })}\n`);
+    const { region, screen, ood } = result;
+    lines.write(`${JSON.stringify({ frame: result.frame, planes, ...(ood ? { ood } : {}), ...(region ? { region, screen } : {}), timings: result.timings })}\n`);
     done += 1;
     report();
   };

@@ -20,6 +20,16 @@
  * });
  * ```
  *
+ * @example A capture card, with the overlay viewer
+ * ```ts
+ * import { createPipeline, modelInfo, ResultServer } from 'lfusion-stream';
+ *
+ * const pipeline = await createPipeline({ source: '/dev/video0', video: { v4l2: { inputFormat: 'mjpeg', videoSize: '1920x1080' } }, image: true });
+ * const server = await ResultServer.listen({ port: 8080, model: modelInfo(pipeline.model.manifest), streams: pipeline.streams });
+ * console.log(`open ${server.viewerUrl}`); // reconnects on a pulled cable; crops the ultrasound region
+ * await server.deliver(pipeline).done;
+ * ```
+ *
  * @example Composing the operators yourself
  * ```ts
  * import { encodeFrames, fromVideo, InferencePool, keepLatest, loadModelPackage, segmentFrames } from 'lfusion-stream';
@@ -43,6 +53,20 @@ export { LfusionError, ModelError, ShapeError, SourceError, type LfusionErrorCod
 // Sources and flow control.
 export { fromVideo, type FromVideoOptions } from '../operators/fromVideo.js';
 export { keepLatest, type KeepLatestOptions } from '../operators/keepLatest.js';
+export { reconnecting, type BackoffOptions, type ReconnectingOptions } from '../operators/reconnecting.js';
+export { isFrame, isSourceEvent } from './source-events.js';
+
+// The ultrasound region of a scanner screen, and back to screen coordinates.
+export {
+  detectUltrasoundRegion,
+  planeToScreen,
+  regionIou,
+  regionTransform,
+  toScreenPoint,
+  ultrasoundRegion,
+  type RegionFrame,
+  type UltrasoundRegionOptions,
+} from '../operators/ultrasoundRegion.js';
 
 // Model package and inference.
 export { loadModelPackage, type ModelPackage } from './model-package.js';
@@ -62,5 +86,5 @@ export { dequantizePlane } from './quantize.js';
 // The one-call pipeline, statistics and delivery.
 export { createPipeline, DEFAULT_MODEL_PATH, type Analysis, type Pipeline, type PipelineOptions } from './pipeline.js';
 export { StatsRecorder, type StatsOptions } from './stats.js';
-export { ResultServer, WEBSOCKET_PATH, type ClientStats, type ResultServerOptions } from './server.js';
+export { modelInfo, ResultServer, VIEWER_PATH, WEBSOCKET_PATH, type ClientStats, type Deliverable, type Delivery, type ResultServerOptions } from './server.js';
 export { decodeFrameMessage, encodeFrameMessage, PROTOCOL_VERSION, type DecodedFrame } from './protocol.js';

@@ -1,20 +1,24 @@
 /**
- * The default pipeline in one call: source -> (keep-latest when live | every frame on replay) ->
- * encode -> analysis (MAP segmentation or the L-FUSION uncertainty chain) -> results, stats, alerts.
+ * The default pipeline in one call: source (reconnecting when live) -> ultrasound region -> (keep-latest when
+ * live | every frame on replay) -> encode -> analysis (MAP segmentation or the L-FUSION uncertainty chain) ->
+ * results, stats, alerts, source events.
  */
 import { fileURLToPath } from 'node:url';
-import { concatMap, EMPTY, map, materialize, Observable, of, share, Subject, tap, throwError, type OperatorFunction } from 'rxjs';
+import { concatMap, defer, EMPTY, filter, map, materialize, Observable, of, share, Subject, tap, throwError, type OperatorFunction } from 'rxjs';
 import { encodeFrames } from '../operators/encodeFrames.js';
 import { fromVideo, type FromVideoOptions } from '../operators/fromVideo.js';
 import { keepLatest } from '../operators/keepLatest.js';
 import { raiseAlerts, type AlertOptions } from '../operators/raiseAlerts.js';
+import { reconnecting, type ReconnectingOptions } from '../operators/reconnecting.js';
 import { segmentFrames } from '../operators/segmentFrames.js';
+import { ultrasoundRegion, type UltrasoundRegionOptions } from '../operators/ultrasoundRegion.js';
 import { LfusionError } from './errors.js';
 import { toVideoInput } from './ffmpeg.js';
 import { InferencePool, type InferencePoolOptions } from './inference-pool.js';
 import { loadModelPackage, type ModelPackage } from './model-package.js';
+import { isSourceEvent } from './source-events.js';
 import { StatsRecorder, type StatsOptions } from './stats.js';
-import type { Alert, EncodedFrame, Frame, FrameResult, GraphRunner, ModelManifest, Plane } from './types.js';
+import type { Alert, EncodedFrame, Frame, FrameResult, GraphRunner, ModelManifest, Plane, ScreenRegion, ScreenSize, SourceEvent } from './types.js';
 import { lfusionUncertainty, type UncertaintyOptions } from './uncertainty-pipeline.js';
 
 /** The model package shipped with the SDK. */
@@ -35,8 +39,20 @@ export interface PipelineOptions {
    * network URLs and files read with `video.realtime`; replay for other files.
    */
   live?: boolean;
-  /** Decoding options (pacing, size, V4L2 settings, ffmpeg path). */
+  /** Decoding options (pacing, size, V4L2 settings, ffmpeg path, open and stall timeouts). */
   video?: Omit<FromVideoOptions, 'flow'>;
+  /**
+   * Reconnect a live source that is lost or cannot be opened, with backoff, reporting it on `sourceEvents$`
+   * instead of ending the pipeline. Default: on (`{}`) for devices and network URLs, off for files. Needs a
+   * live pipeline: a replay never reconnects.
+   */
+  reconnect?: ReconnectingOptions | false;
+  /**
+   * Cut each frame to its ultrasound image (an HDMI capture is the scanner's whole screen) before the model
+   * sees it; results then carry `region` and `screen`. `{}` detects it automatically, `{ region: { x, y,
+   * width, height } }` fixes it. Default: detection for devices and network URLs, off for files.
+   */
+  region?: UltrasoundRegionOptions | false;
   /** Inference workers and execution provider. */
   pool?: InferencePoolOptions;
   /**
@@ -71,6 +87,11 @@ export interface Pipeline {
   readonly results$: Observable<FrameResult>;
   /** OOD alerts raised and cleared from the results (none with `analysis: 'segment'`). Never dropped. */
   readonly alerts$: Observable<Alert>;
+  /** `source-lost` / `source-restored` of a reconnecting live source, while `results$` is subscribed. */
+  readonly sourceEvents$: Observable<SourceEvent>;
+  /** Whether a lost source is reconnected, and whether frames are cut to their ultrasound region. */
+  readonly reconnect: boolean;
+  readonly region: boolean;
   readonly stats: StatsRecorder;
   /** Ends the inference workers (after their running tasks). */
   close(): Promise<void>;
@@ -90,6 +111,34 @@ function withImagePlane(analyse: OperatorFunction<EncodedFrame, FrameResult>, ma
     const image = imagePlane(encoded.image, manifest);
     return of(encoded).pipe(analyse, map((result) => ({ ...result, planes: [...result.planes, image] })));
   });
+}
+
+/** A decoded frame cut to its ultrasound region, with where it came from and what finding it took. */
+interface LocatedFrame {
+  frame: Frame;
+  region?: ScreenRegion;
+  screen?: ScreenSize;
+  regionMs?: number;
+}
+
+/** `ultrasoundRegion`, timed per frame (it runs synchronously inside each `next`). */
+function locateRegions(options: UltrasoundRegionOptions): OperatorFunction<Frame, LocatedFrame> {
+  const locate = ultrasoundRegion(options);
+  return (frames) =>
+    defer(() => {
+      let started = 0;
+      return frames.pipe(
+        tap(() => (started = performance.now())),
+        locate,
+        map(({ frame, region, origin, screen }) => ({ frame, region: { ...region, origin }, screen, regionMs: performance.now() - started })),
+      );
+    });
+}
+
+/** Attaches where the processed crop lies on the screen, and what finding it took, to its result. */
+function placeResult(result: FrameResult, located: LocatedFrame): FrameResult {
+  if (!located.region) return result;
+  return { ...result, region: located.region, screen: located.screen, timings: { region: located.regionMs ?? 0, ...result.timings } };
 }
 
 function chooseAnalysis(options: PipelineOptions): { analysis: Analysis; streams: (manifest: ModelManifest) => string[] } {
@@ -120,7 +169,14 @@ function chooseAnalysis(options: PipelineOptions): { analysis: Analysis; streams
 export async function createPipeline(options: PipelineOptions): Promise<Pipeline> {
   const { analysis, streams } = chooseAnalysis(options);
   const video = options.video ?? {};
-  const live = options.live ?? (video.realtime === true || toVideoInput(options.source, video.v4l2).kind !== 'file');
+  const isStream = toVideoInput(options.source, video.v4l2).kind !== 'file';
+  const live = options.live ?? (video.realtime === true || isStream);
+  const reconnect = options.reconnect ?? (isStream && live ? {} : false);
+  const region = options.region ?? (isStream ? {} : false);
+  if (reconnect && !live) throw new LfusionError('INVALID_OPTION', 'reconnect needs a live pipeline (live: true): a replay processes a recording once', { source: options.source });
+  // Both check their options when called: fail here, before the model loads.
+  if (reconnect) reconnecting(() => EMPTY, reconnect);
+  const locate = region ? locateRegions(region) : map((frame: Frame): LocatedFrame => ({ frame }));
   const model = await loadModelPackage(options.modelPath ?? DEFAULT_MODEL_PATH);
   const pool = await InferencePool.open(model, options.pool);
   const { manifest } = model;
@@ -135,10 +191,22 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
     throw error;
   }
 
+  const sourceEvents = new Subject<SourceEvent>();
   const core$ = new Observable<FrameResult>((subscriber) => {
     const processed = new Subject<void>();
-    const frames$ = fromVideo(options.source, live ? video : { ...video, flow: { acknowledge: processed } }).pipe(tap(() => stats.frameIn()));
-    const process = (frame: Frame) => of(frame).pipe(stages);
+    const decoded$: Observable<Frame | SourceEvent> = reconnect
+      ? reconnecting(() => fromVideo(options.source, video), reconnect)
+      : fromVideo(options.source, live ? video : { ...video, flow: { acknowledge: processed } });
+    const frames$ = decoded$.pipe(
+      filter((item): item is Frame => {
+        if (!isSourceEvent(item)) return true;
+        sourceEvents.next(item);
+        return false;
+      }),
+      tap(() => stats.frameIn()),
+      locate,
+    );
+    const process = (located: LocatedFrame) => of(located.frame).pipe(stages, map((result) => placeResult(result, located)));
     const results$ = live
       ? frames$.pipe(keepLatest(process, { onDrop: () => stats.dropped() }))
       : frames$.pipe(
@@ -167,6 +235,9 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
     streams: [...streams(manifest), ...(options.image ? ['image'] : [])],
     results$,
     alerts$: alerts.asObservable(),
+    sourceEvents$: sourceEvents.asObservable(),
+    reconnect: reconnect !== false,
+    region: region !== false,
     stats,
     close: () => pool.close(),
   };

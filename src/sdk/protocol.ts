@@ -28,6 +28,8 @@ export function encodeFrameMessage(result: FrameResult, seq: number, streams?: R
     planes: descriptors,
     ...(result.ood ? { ood: result.ood } : {}),
     timings: result.timings,
+    ...(result.region ? { region: result.region } : {}),
+    ...(result.screen ? { screen: result.screen } : {}),
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const message = Buffer.allocUnsafe(LENGTH_BYTES + json.length + offset);

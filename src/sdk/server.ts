@@ -1,14 +1,18 @@
 /**
  * Delivery: an HTTP server with a WebSocket endpoint that fans results out to subscribers
- * (docs/protocol.md). Publishing never waits for a client: a client whose socket backs up loses
- * frames and stats, alone; alerts are always queued for it.
+ * (docs/protocol.md), and the overlay viewer page. Publishing never waits for a client: a client whose
+ * socket backs up loses frames and stats, alone; alerts and source events are always queued for it.
  */
+import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Subscription } from 'rxjs';
 import { WebSocket, WebSocketServer } from 'ws';
 import { LfusionError } from './errors.js';
+import type { Pipeline } from './pipeline.js';
 import { encodeFrameMessage, encodeTextMessage, parseClientMessage, PROTOCOL_VERSION } from './protocol.js';
-import type { Alert, FrameResult, ModelInfo, PipelineStats, TextMessage } from './types.js';
+import type { Alert, FrameResult, ModelInfo, ModelManifest, PipelineStats, SourceEvent, TextMessage } from './types.js';
 
 /** Options of {@link ResultServer.listen}. */
 export interface ResultServerOptions {
@@ -26,8 +30,19 @@ export interface ResultServerOptions {
   maxBufferedBytes?: number;
   /** Alerts kept for clients that reconnect with `?since=<seq>`. Default 100. */
   alertHistory?: number;
+  /** Serve the overlay viewer at `/viewer/` (and send browsers asking for `/` there). Default true. */
+  viewer?: boolean;
   /** Extra HTTP routes: return true when the request was handled. */
   onRequest?: (request: IncomingMessage, response: ServerResponse) => boolean;
+}
+
+/** The parts of a {@link Pipeline} that {@link ResultServer.deliver} publishes. */
+export type Deliverable = Pick<Pipeline, 'results$' | 'alerts$' | 'sourceEvents$' | 'stats'>;
+
+/** A running delivery: `done` resolves when the results complete or `stop` is called, and rejects with their error. */
+export interface Delivery {
+  done: Promise<void>;
+  stop(): void;
 }
 
 /** Per-client delivery counters. */
@@ -42,6 +57,34 @@ export interface ClientStats {
 type Client = Omit<ClientStats, 'bufferedAmount'> & { socket: WebSocket };
 
 export const WEBSOCKET_PATH = '/ws';
+export const VIEWER_PATH = '/viewer/';
+
+/** The viewer's files (plain HTML, JS, CSS in `src/viewer`, served as they are) by request path. */
+const VIEWER_DIR = fileURLToPath(new URL('../../src/viewer/', import.meta.url));
+const VIEWER_FILES: Readonly<Record<string, { file: string; type: string }>> = {
+  [VIEWER_PATH]: { file: 'index.html', type: 'text/html; charset=utf-8' },
+  [`${VIEWER_PATH}viewer.js`]: { file: 'viewer.js', type: 'text/javascript; charset=utf-8' },
+  [`${VIEWER_PATH}viewer.css`]: { file: 'viewer.css', type: 'text/css; charset=utf-8' },
+};
+
+function serveViewerFile(path: string, response: ServerResponse): void {
+  const entry = VIEWER_FILES[path]!;
+  readFile(`${VIEWER_DIR}${entry.file}`).then(
+    (body) => {
+      response.writeHead(200, { 'content-type': entry.type, 'cache-control': 'no-cache' });
+      response.end(body);
+    },
+    (error: Error) => {
+      response.writeHead(500, { 'content-type': 'text/plain' });
+      response.end(`viewer file missing: ${error.message}\n`);
+    },
+  );
+}
+
+/** What `hello` tells clients about a model package. */
+export function modelInfo(manifest: ModelManifest): ModelInfo {
+  return { name: manifest.name, classes: manifest.classes, input: { width: manifest.input.width, height: manifest.input.height } };
+}
 
 /**
  * Serves pipeline results over WebSocket at `ws://host:port/ws`.
@@ -54,8 +97,12 @@ export const WEBSOCKET_PATH = '/ws';
 export class ResultServer {
   /** `ws://host:port/ws`. */
   readonly url: string;
+  /** `http://host:port/viewer/`: the overlay viewer (when enabled). */
+  readonly viewerUrl: string;
   private readonly clients = new Set<Client>();
   private readonly alerts: { seq: number; text: string }[] = [];
+  /** The latest source event: the source's current state, sent in `hello`. */
+  private lastSourceEvent?: SourceEvent;
   private seq = 0;
   private nextClientId = 0;
   private closing?: Promise<void>;
@@ -63,11 +110,12 @@ export class ResultServer {
   private constructor(
     readonly httpServer: Server,
     private readonly wss: WebSocketServer,
-    private readonly options: Required<Omit<ResultServerOptions, 'onRequest' | 'host' | 'port'>>,
+    private readonly options: Required<Omit<ResultServerOptions, 'onRequest' | 'host' | 'port' | 'viewer'>>,
     address: AddressInfo,
   ) {
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     this.url = `ws://${host}:${address.port}${WEBSOCKET_PATH}`;
+    this.viewerUrl = `http://${host}:${address.port}${VIEWER_PATH}`;
     wss.on('connection', (socket, request) => this.accept(socket, request));
     // Errors of the HTTP server after start (e.g. out of file descriptors) must not crash the pipeline.
     wss.on('error', () => {});
@@ -83,9 +131,20 @@ export class ResultServer {
       maxBufferedBytes: options.maxBufferedBytes ?? 1024 * 1024,
       alertHistory: options.alertHistory ?? 100,
     };
+    const viewer = options.viewer ?? true;
     const httpServer = createServer((request, response) => {
       if (options.onRequest?.(request, response)) return;
-      if (request.method === 'GET' && (request.url === '/' || request.url === '/info')) {
+      const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+      if (request.method === 'GET' && viewer && path in VIEWER_FILES) {
+        serveViewerFile(path, response);
+        return;
+      }
+      if (request.method === 'GET' && viewer && (path === '/' || path === '/viewer') && request.headers.accept?.includes('text/html')) {
+        response.writeHead(302, { location: VIEWER_PATH });
+        response.end();
+        return;
+      }
+      if (request.method === 'GET' && (path === '/' || path === '/info')) {
         response.writeHead(200, { 'content-type': 'application/json' });
         response.end(JSON.stringify({ protocol: PROTOCOL_VERSION, model: settings.model, streams, websocket: WEBSOCKET_PATH }));
         return;
@@ -142,6 +201,48 @@ export class ResultServer {
     this.alerts.push({ seq, text });
     if (this.alerts.length > this.options.alertHistory) this.alerts.shift();
     for (const client of this.clients) if (client.socket.readyState === WebSocket.OPEN) client.socket.send(text);
+  }
+
+  /**
+   * Sends a source event (`source-lost`, `source-restored`) to every client, however backed up: like alerts,
+   * never dropped. The latest one is the source state that `hello` carries.
+   */
+  publishSource(event: SourceEvent): void {
+    this.lastSourceEvent = event;
+    const text = encodeTextMessage({ type: 'source', seq: ++this.seq, event });
+    for (const client of this.clients) if (client.socket.readyState === WebSocket.OPEN) client.socket.send(text);
+  }
+
+  /**
+   * Publishes everything a pipeline produces: results, alerts, source events, and stats every
+   * `statsIntervalMs` (default 1000), until its results end or `stop` is called.
+   *
+   * @example
+   * const pipeline = await createPipeline({ source: '/dev/video0', image: true });
+   * const server = await ResultServer.listen({ port: 8080, model: modelInfo(pipeline.model.manifest), streams: pipeline.streams });
+   * console.log(`open ${server.viewerUrl}`);
+   * await server.deliver(pipeline).done;
+   */
+  deliver(pipeline: Deliverable, options: { statsIntervalMs?: number } = {}): Delivery {
+    const subscriptions: Subscription[] = [];
+    let settle: { resolve: () => void; reject: (error: unknown) => void } | undefined;
+    const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
+    const end = (outcome: () => void): void => {
+      subscriptions.forEach((subscription) => subscription.unsubscribe());
+      outcome();
+    };
+    // Alerts and source events are hot: subscribe to them before the results start the source.
+    subscriptions.push(pipeline.alerts$.subscribe((alert) => this.publishAlert(alert)));
+    subscriptions.push(pipeline.sourceEvents$.subscribe((event) => this.publishSource(event)));
+    subscriptions.push(pipeline.stats.stats$(options.statsIntervalMs ?? 1000).subscribe((stats) => this.publishStats(stats)));
+    subscriptions.push(
+      pipeline.results$.subscribe({
+        next: (result) => this.publishFrame(result),
+        error: (error: unknown) => end(() => settle!.reject(error)),
+        complete: () => end(() => settle!.resolve()),
+      }),
+    );
+    return { done, stop: () => end(() => settle!.resolve()) };
   }
 
   /** Delivery counters of the connected clients. */
@@ -208,6 +309,7 @@ export class ResultServer {
       streams: [...this.options.streams],
       subscribed: [...client.streams],
       time: Date.now(),
+      ...(this.lastSourceEvent ? { source: this.lastSourceEvent } : {}),
     });
     if (unknown.length > 0) this.reportUnknown(client, unknown);
   }

@@ -58,6 +58,14 @@ export interface FrameResult {
   planes: Plane[];
   ood?: OodScore;
   timings: StageTimings;
+  /**
+   * Where `frame` (the crop the model saw) lies on the source screen, when the pipeline cut the frame to its
+   * ultrasound region. A plane pixel `(x, y)` of a `W x H` plane lies at screen
+   * `(region.x + x * region.width / W, region.y + y * region.height / H)`.
+   */
+  region?: ScreenRegion;
+  /** Size of the source screen (the full decoded frame), with `region`. */
+  screen?: ScreenSize;
 }
 
 /** A tensor as it crosses the worker boundary. */
@@ -267,6 +275,9 @@ export interface FrameHeader {
   planes: PlaneDescriptor[];
   ood?: OodScore;
   timings: StageTimings;
+  /** As in {@link FrameResult}: where the processed crop lies on the source screen. */
+  region?: ScreenRegion;
+  screen?: ScreenSize;
 }
 
 /** Model facts a client needs, sent in `hello`. */
@@ -278,11 +289,85 @@ export interface ModelInfo {
 
 /** Server -> client text messages (JSON). */
 export type TextMessage =
-  | { type: 'hello'; seq: number; protocol: 1; model: ModelInfo; streams: string[]; subscribed: string[]; time: number }
+  | {
+      type: 'hello';
+      seq: number;
+      protocol: 1;
+      model: ModelInfo;
+      streams: string[];
+      subscribed: string[];
+      time: number;
+      /** The latest source event, i.e. the source's current state; absent while none has happened (all well since start). */
+      source?: SourceEvent;
+    }
   | { type: 'subscribed'; seq: number; streams: string[] }
   | { type: 'stats'; seq: number; stats: PipelineStats }
   | { type: 'alert'; seq: number; alert: Alert }
+  | { type: 'source'; seq: number; event: SourceEvent }
   | { type: 'error'; seq: number; code: string; message: string };
 
 /** Client -> server messages (JSON text). */
 export type ClientMessage = { type: 'subscribe'; streams: string[] };
+
+// ---------------------------------------------------------------------------------------------
+// Scanner integration: live source events (`reconnecting`) and the ultrasound region
+// (`ultrasoundRegion`). Both cross the WebSocket.
+// ---------------------------------------------------------------------------------------------
+
+/** A rectangle in screen pixels: the ultrasound image inside the scanner's full frame. */
+export interface Region {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+}
+
+/** Width and height in pixels of a full source frame (the scanner's screen). */
+export interface ScreenSize {
+  width: number;
+  height: number;
+}
+
+/**
+ * A region as applied to one frame. `origin`: `manual` (configured), `detected` (found in the image), or
+ * `full-frame` (detection found nothing yet: the frame passed whole, and the region is the whole screen).
+ */
+export interface ScreenRegion extends Region {
+  origin: 'manual' | 'detected' | 'full-frame';
+}
+
+/** A live source stopped (or could not be reached) and a reconnection is scheduled. */
+export interface SourceLostEvent {
+  type: 'source-lost';
+  /** The source as given to the decoder (file, URL or device), when the error named it. */
+  source?: string;
+  /** `SOURCE_LOST`: it was delivering and stopped; `SOURCE_NOT_FOUND`: the attempt could not open it. */
+  code: 'SOURCE_LOST' | 'SOURCE_NOT_FOUND';
+  message: string;
+  /** ffmpeg's last lines of output, for diagnosing why. */
+  stderrTail: string;
+  /** 1-based number of the reconnection attempt scheduled: consecutive failures so far. */
+  attempt: number;
+  /** When that attempt starts, in ms from now. */
+  retryInMs: number;
+  /** Index of the last frame delivered before the loss; -1 when none ever was. */
+  lastIndex: number;
+  /** Wall-clock time (ms epoch) of the event. */
+  time: number;
+}
+
+/** Frames flow again after one or more `source-lost` events. Emitted just before the first of them. */
+export interface SourceRestoredEvent {
+  type: 'source-restored';
+  source?: string;
+  /** Reconnection attempts it took. */
+  attempts: number;
+  /** From the first `source-lost` of this outage to now. */
+  downtimeMs: number;
+  /** Index of the frame that follows: indices continue across the outage. */
+  firstIndex: number;
+  time: number;
+}
+
+/** What `reconnecting` reports about a live source between the frames, and `source` messages carry. */
+export type SourceEvent = SourceLostEvent | SourceRestoredEvent;

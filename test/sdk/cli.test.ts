@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { freePort } from '../helpers/loopback-stream.js';
+import { writeScannerScreenVideo } from '../helpers/scanner-video.js';
 import { RecordingClient } from '../helpers/ws-client.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 
@@ -78,6 +80,44 @@ test('serve prints the WebSocket URL, streams results, and stops cleanly on Ctrl
   while (children.some((pid) => existsSync(`/proc/${pid}`)) && Date.now() < deadline) await sleep(100);
   for (const pid of children) assert.not.ok(existsSync(`/proc/${pid}`), `child ${pid} left behind`);
   client.close();
+});
+
+test('replay --region x,y,w,h cuts a recorded scanner screen; results.jsonl says where', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'lfusion-region-'));
+  const place = { x: 640, y: 300, width: 480, height: 324 };
+  const { path } = await writeScannerScreenVideo(dir, { place }, 3);
+  const run = runCli(['replay', path, '--out', join(dir, 'out'), '--model', TINY_PACKAGE, '--region', '640,300,480,324']);
+  assert.is(run.status, 0, run.stderr);
+  const lines = (await readFile(join(dir, 'out/results.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line));
+  assert.is(lines.length, 3);
+  for (const line of lines) {
+    assert.equal(line.region, { ...place, origin: 'manual' });
+    assert.equal(line.screen, { width: 1920, height: 1080 });
+    assert.equal([line.frame.width, line.frame.height], [480, 324]);
+  }
+  const auto = runCli(['replay', path, '--out', join(dir, 'auto'), '--model', TINY_PACKAGE, '--region', 'auto']);
+  assert.is(auto.status, 0, auto.stderr);
+  const first = JSON.parse((await readFile(join(dir, 'auto/results.jsonl'), 'utf8')).split('\n')[0]!);
+  assert.is(first.region.origin, 'detected');
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('region and reconnect flags: bad values are usage errors; --no-reconnect ends on a source that is not there', async () => {
+  for (const [args, message] of [
+    [['--region', '1,2,3'], /--region must be "auto" or x,y,width,height/],
+    [['--region', 'auto', '--no-region'], /--region and --no-region exclude each other/],
+  ] as const) {
+    const run = runCli(['replay', SAMPLE, '--out', join(tmpdir(), 'unused'), '--model', TINY_PACKAGE, ...args]);
+    assert.is(run.status, 1);
+    assert.match(run.stderr, message);
+  }
+  const badSize = runCli(['serve', '/dev/video9', '--video-size', '1920', '--port', '0', '--model', TINY_PACKAGE]);
+  assert.is(badSize.status, 1);
+  assert.match(badSize.stderr, /--video-size must be WIDTHxHEIGHT, got 1920/);
+  const url = `http://127.0.0.1:${await freePort()}/nothing.ts`;
+  const run = runCli(['serve', url, '--port', '0', '--model', TINY_PACKAGE, '--no-reconnect']);
+  assert.is(run.status, 1, run.stderr);
+  assert.match(run.stderr, /\[SOURCE_NOT_FOUND\]/);
 });
 
 test.run();

@@ -28,6 +28,15 @@ test('a frame message decodes to the header and planes it was encoded from', () 
   );
 });
 
+test('the region and screen of a cropped frame travel in the header; absent ones stay absent', () => {
+  const placed: FrameResult = { ...result, region: { x: 560, y: 140, width: 640, height: 480, origin: 'detected' }, screen: { width: 1920, height: 1080 } };
+  const decoded = decodeFrameMessage(encodeFrameMessage(placed, 5));
+  assert.equal(decoded.header.region, placed.region);
+  assert.equal(decoded.header.screen, placed.screen);
+  const plain = decodeFrameMessage(encodeFrameMessage(result, 6)).header;
+  assert.not.ok('region' in plain || 'screen' in plain);
+});
+
 test('only the chosen streams are encoded', () => {
   const message = encodeFrameMessage(result, 1, new Set(['fused']));
   const decoded = decodeFrameMessage(message);

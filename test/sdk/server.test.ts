@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { LfusionError } from '../../src/sdk/errors.js';
 import { ResultServer } from '../../src/sdk/server.js';
-import type { Alert, FrameResult } from '../../src/sdk/types.js';
+import type { Alert, FrameResult, SourceEvent } from '../../src/sdk/types.js';
 import { RecordingClient } from '../helpers/ws-client.js';
 
 const SIDE = 224;
@@ -131,6 +131,59 @@ test('a client reconnecting with ?since= gets the alerts it missed', async () =>
   assert.ok(increasing(again.received.map((r) => r.seq)));
   again.close();
   await server.close();
+});
+
+const lost = (attempt: number): SourceEvent => ({ type: 'source-lost', source: 'udp://scanner', code: 'SOURCE_LOST', message: 'live source ended', stderrTail: '', attempt, retryInMs: 500, lastIndex: 9, time: Date.now() });
+
+test('source events reach every client, a backed-up one too; hello carries the latest', async () => {
+  const server = await ResultServer.listen({ port: 0, model, streams: ['mask', 'fused'], maxBufferedBytes: 64 * 1024 });
+  const fresh = await RecordingClient.connect(server.url);
+  await fresh.until(() => fresh.texts('hello').length === 1);
+  assert.not.ok('source' in fresh.texts('hello')[0]!, 'no source event yet: no source field');
+  const slow = await RecordingClient.connect(server.url);
+  await slow.until(() => slow.texts('hello').length === 1);
+  slow.socket.pause();
+  for (let i = 0; i < 100; i++) {
+    server.publishFrame(result(i));
+    if (i % 25 === 10) server.publishSource(lost(i));
+    await sleep(1);
+  }
+  assert.ok(server.clientStats().some((c) => c.framesDropped > 0), 'the paused client is backed up');
+  slow.socket.resume();
+  await slow.until(() => slow.texts('source').length === 4);
+  await fresh.until(() => fresh.texts('source').length === 4);
+  const late = await RecordingClient.connect(server.url);
+  await late.until(() => late.texts('hello').length === 1);
+  const hello = late.texts('hello')[0]!;
+  const latest = (slow.texts('source').at(-1) as { event: SourceEvent }).event;
+  assert.is(latest.type === 'source-lost' && latest.attempt, 85);
+  assert.equal(hello.type === 'hello' && hello.source, latest);
+  for (const client of [fresh, slow, late]) client.close();
+  await server.close();
+});
+
+test('the viewer is served at /viewer/, browsers asking for / are sent there, other clients get JSON', async () => {
+  const server = await ResultServer.listen({ port: 0, model, streams: ['mask'] });
+  const base = server.viewerUrl.replace(/\/viewer\/$/, '');
+  const page = await fetch(server.viewerUrl);
+  assert.is(page.status, 200);
+  assert.match(page.headers.get('content-type') ?? '', /text\/html/);
+  const html = await page.text();
+  assert.match(html, /<script type="module" src="viewer.js">/);
+  for (const [file, type] of [['viewer.js', /javascript/], ['viewer.css', /text\/css/]] as const) {
+    const response = await fetch(`${server.viewerUrl}${file}`);
+    assert.is(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', type);
+  }
+  assert.is((await fetch(`${server.viewerUrl}..%2F..%2Fpackage.json`)).status, 404, 'nothing outside the viewer files');
+  const browser = await fetch(`${base}/`, { headers: { accept: 'text/html,*/*' }, redirect: 'manual' });
+  assert.equal([browser.status, browser.headers.get('location')], [302, '/viewer/']);
+  const info = await (await fetch(`${base}/`)).json();
+  assert.equal(info.streams, ['mask']);
+  await server.close();
+  const headless = await ResultServer.listen({ port: 0, model, streams: ['mask'], viewer: false });
+  assert.is((await fetch(headless.viewerUrl)).status, 404);
+  await headless.close();
 });
 
 test.run();
