@@ -1,14 +1,8 @@
 import { Observable, type OperatorFunction } from 'rxjs';
 import { LfusionError, ShapeError } from '../sdk/errors.js';
-import type { Frame } from '../sdk/types.js';
+import type { Frame, Region, ScreenSize } from '../sdk/types.js';
 
-/** A rectangle in screen pixels: the ultrasound image inside the scanner's full frame. */
-export interface Region {
-  x: number;
-  y: number;
-  width: number;
-  height: number;
-}
+export type { Region } from '../sdk/types.js';
 
 /** A frame cut to its ultrasound region, with what it takes to map results back to the screen. */
 export interface RegionFrame {
@@ -18,7 +12,7 @@ export interface RegionFrame {
   region: Region;
   /** `manual`: the configured region; `detected`: found in the image; `full-frame`: nothing found yet, nothing cut. */
   origin: 'manual' | 'detected' | 'full-frame';
-  screen: { width: number; height: number };
+  screen: ScreenSize;
 }
 
 export interface UltrasoundRegionOptions {
