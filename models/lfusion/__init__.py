@@ -1,0 +1,1 @@
+"""L-FUSION model factory: HC18 data, foundation encoder, uncertainty heads and their export."""
