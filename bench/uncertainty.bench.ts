@@ -1,0 +1,84 @@
+/**
+ * Frames per second of the encoder plus the whole L-FUSION uncertainty chain (heads, measures, fusion, OOD
+ * score, planes) at the sample counts of the issue, with common random numbers as in live use. Each frame's
+ * latency is measured alone (one frame in flight, as behind the live keep-latest queue); frames/s = 1000 /
+ * latency. The frame is the package's in-distribution reference image.
+ *
+ *   npm run bench -- uncertainty
+ *   BENCH_UNCERTAINTY_FRAMES=7 npm run bench -- uncertainty
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { lastValueFrom, of } from 'rxjs';
+import { encodeFrames } from '../src/operators/encodeFrames.js';
+import { InferencePool } from '../src/sdk/inference-pool.js';
+import { loadModelPackage, type ModelPackage } from '../src/sdk/model-package.js';
+import { DEFAULT_MODEL_PATH } from '../src/sdk/pipeline.js';
+import { loadReferenceVectors } from '../src/sdk/reference-vectors.js';
+import type { Frame, SampleCounts } from '../src/sdk/types.js';
+import { lfusionUncertainty } from '../src/sdk/uncertainty-pipeline.js';
+import type { BenchModule, BenchResult } from './run.js';
+
+const FRAMES = Number(process.env.BENCH_UNCERTAINTY_FRAMES ?? 5);
+/** The issue's sample counts: minimal, the package default, the paper's maximum. */
+export const SAMPLE_COUNTS: readonly SampleCounts[] = [
+  { m: 1, n: 1, k: 1 },
+  { m: 10, n: 4, k: 10 },
+  { m: 50, n: 20, k: 50 },
+];
+/** Stages whose median milliseconds are reported next to the frame rate. */
+const STAGES = ['encoder', 'heads', 'measures', 'fuse', 'ood', 'planes'];
+
+/** The package's in-distribution reference image back in 8-bit grey, as a source frame. */
+async function referenceFrame(model: ModelPackage): Promise<Frame> {
+  const { cases } = await loadReferenceVectors(model.path);
+  const image = cases[0]!.arrays.image!.data;
+  const { mean, std } = model.manifest.input.normalization;
+  const data = Uint8Array.from(image, (x) => Math.round((x * std + mean) * 255));
+  return { index: 0, pts: 0, captureTime: Date.now(), width: model.manifest.input.width, height: model.manifest.input.height, data };
+}
+
+/**
+ * Measures `frames` frames at each sample count on a fresh pool of the package at `modelPath`.
+ * @returns per count: frames/s samples and the median stage times.
+ */
+export async function benchUncertainty(modelPath = DEFAULT_MODEL_PATH, counts: readonly SampleCounts[] = SAMPLE_COUNTS, frames = FRAMES): Promise<BenchResult[]> {
+  const model = await loadModelPackage(modelPath);
+  const pool = await InferencePool.open(model);
+  const frame = await referenceFrame(model);
+  const results: BenchResult[] = [];
+  try {
+    const encode = encodeFrames(pool, model.manifest);
+    for (const { m, n, k } of counts) {
+      const analyse = lfusionUncertainty(pool, model.manifest, { m, n, k });
+      const label = `(m,n,k)=(${m},${n},${k})`;
+      const notes = { model: model.manifest.name, frames, draws: 'common', workers: 1 };
+      await lastValueFrom(of(frame).pipe(encode, analyse)); // warm-up; draws the common random numbers once
+      const fps: number[] = [];
+      const stages: Record<string, number[]> = Object.fromEntries(STAGES.map((stage) => [stage, []]));
+      for (let i = 0; i < frames; i++) {
+        const started = performance.now();
+        const result = await lastValueFrom(of({ ...frame, index: i + 1 }).pipe(encode, analyse));
+        fps.push(1000 / (performance.now() - started));
+        for (const stage of STAGES) stages[stage]!.push(result.timings[stage] ?? Number.NaN);
+      }
+      results.push({ name: `${label} frames/s`, unit: 'fps', samples: fps, notes });
+      for (const stage of STAGES) results.push({ name: `${label} ${stage}`, unit: 'ms', samples: stages[stage]!, notes });
+    }
+  } finally {
+    await pool.close();
+  }
+  return results;
+}
+
+const bench: BenchModule = {
+  title: `encoder + L-FUSION uncertainty chain: ${FRAMES} frames per (m, n, k), one frame in flight`,
+  async run(): Promise<BenchResult[]> {
+    if (!existsSync(join(DEFAULT_MODEL_PATH, 'manifest.json'))) {
+      process.stderr.write(`uncertainty bench skipped: no model package at ${DEFAULT_MODEL_PATH}\n`);
+      return [];
+    }
+    return benchUncertainty();
+  },
+};
+export default bench;

@@ -1,0 +1,82 @@
+/**
+ * The `measures` graph: head outputs and logit noise in, the per-path uncertainty maps out.
+ */
+import { concatMap, type OperatorFunction } from 'rxjs';
+import { LfusionError } from '../sdk/errors.js';
+import type { GraphRunner, HeadSamples, MeasureMaps, MeasuredFrame, ModelManifest } from '../sdk/types.js';
+import { requireOutput } from './sampleHeads.js';
+
+/** Path prefixes of the per-path maps: `laplace.<measure>`, `dropout.<measure>`. */
+export const PATHS = ['laplace', 'dropout'] as const;
+
+/**
+ * Throws `INVALID_OPTION` unless `name` is `fused` or `<laplace|dropout>.<measure>` with a measure of `order`.
+ * Call it where a user names a map, so a typo fails at set-up rather than on the first frame.
+ */
+export function checkMapName(name: string, order: readonly string[]): void {
+  const [path, measure, extra] = name.split('.');
+  const known = name === 'fused' || ((PATHS as readonly string[]).includes(path ?? '') && order.includes(measure ?? '') && extra === undefined);
+  if (!known) {
+    throw new LfusionError('INVALID_OPTION', `unknown map "${name}": expected "fused" or "<laplace|dropout>.<${order.join('|')}>"`, { map: name });
+  }
+}
+
+/**
+ * The map called `fused`, `laplace.<measure>` or `dropout.<measure>` (a view, not a copy).
+ *
+ * @example
+ * const mi = selectMap(frame.maps, 'laplace.mutual_information');
+ */
+export function selectMap(maps: MeasureMaps, name: string, fused?: Float32Array): Float32Array {
+  checkMapName(name, maps.order);
+  if (name === 'fused') {
+    if (!fused) throw new LfusionError('INVALID_OPTION', 'the "fused" map exists only after fuseUncertainty', { map: name });
+    return fused;
+  }
+  const [path, measure] = name.split('.') as [(typeof PATHS)[number], string];
+  const row = maps.order.indexOf(measure);
+  return maps[path].subarray(row * maps.pixels, (row + 1) * maps.pixels);
+}
+
+/**
+ * Runs the package's `measures` graph once per frame on all m x n Laplacian logit samples and all k dropout
+ * logits, giving both paths' measure maps (rows in manifest `measures.order`).
+ *
+ * @param pool runs the package's graphs (the SDK's inference pool).
+ * @param manifest the package's manifest (`measures.order`, input size).
+ * @returns frames carrying `maps`; the head outputs are moved to the worker and released.
+ * @example
+ * encoded$.pipe(sampleHeads(pool, manifest), measureUncertainty(pool, manifest)).subscribe((f) => console.log(f.maps));
+ */
+export function measureUncertainty(pool: GraphRunner, manifest: Pick<ModelManifest, 'measures' | 'input'>): OperatorFunction<HeadSamples, MeasuredFrame> {
+  const order = manifest.measures.order;
+  const pixels = manifest.input.width * manifest.input.height;
+  return concatMap(async (samples) => {
+    const started = performance.now();
+    const { laplace, draws } = samples;
+    const outputs = await pool.run(
+      'measures',
+      {
+        logit_mean: laplace.logitMean,
+        cov_factor: laplace.covFactor,
+        cov_diag: laplace.covDiag,
+        factor_noise: draws.factorNoise,
+        diag_noise: draws.diagNoise,
+        dropout_logits: samples.dropoutLogits,
+      },
+      { keep: draws.reused ? ['factor_noise', 'diag_noise'] : [] },
+    );
+    const expected = [order.length, pixels];
+    return {
+      frame: samples.frame,
+      counts: draws.counts,
+      maps: {
+        order,
+        pixels,
+        laplace: requireOutput(outputs, 'measures', 'laplace_maps', expected),
+        dropout: requireOutput(outputs, 'measures', 'dropout_maps', expected),
+      },
+      timings: { ...samples.timings, measures: performance.now() - started },
+    };
+  });
+}

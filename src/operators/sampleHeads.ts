@@ -1,0 +1,116 @@
+/**
+ * Posterior sampling of both heads: one `laplace_head` run for all m weight samples and one `dropout_head`
+ * run for all k dropout passes per frame, whatever m and k are.
+ */
+import { concatMap, type OperatorFunction } from 'rxjs';
+import { checkSampleCounts, createDrawSource, drawDimensions, type DrawMode } from '../sdk/draws.js';
+import { LfusionError, ShapeError } from '../sdk/errors.js';
+import type { Draws, EncodedFrame, GraphRunner, HeadSamples, ModelManifest, SampleCounts, TensorData } from '../sdk/types.js';
+
+export interface SampleOptions {
+  /** Laplace weight samples; default manifest `sampling.m`. */
+  m?: number;
+  /** Logit samples per weight sample (drawn in the `measures` graph); default manifest `sampling.n`. */
+  n?: number;
+  /** Dropout passes; default manifest `sampling.k`. */
+  k?: number;
+  /** Seed of every random draw. Default 0. */
+  seed?: number;
+  /**
+   * `common` (default): the same draws every frame, so the overlay does not flicker; `fresh`: new draws per
+   * frame; or a function supplying each frame's draws (e.g. stored ones: mark draws you keep `reused: true`
+   * so their buffers are copied to the workers, not moved).
+   */
+  draws?: DrawMode | ((frameIndex: number, counts: SampleCounts) => Draws);
+  /** Multiplies the posterior standard deviation: 1 samples the fitted posterior, 0 gives the MAP head. Default manifest `laplace.posteriorScale`. */
+  posteriorScale?: number;
+}
+
+/** The sample counts of `options`, defaulting to the manifest's. */
+export function sampleCounts(manifest: Pick<ModelManifest, 'sampling'>, options: SampleOptions): SampleCounts {
+  const counts = { m: options.m ?? manifest.sampling.m, n: options.n ?? manifest.sampling.n, k: options.k ?? manifest.sampling.k };
+  checkSampleCounts(counts);
+  return counts;
+}
+
+/** A graph output with exactly the expected shape, else a `ShapeError` naming graph and output. */
+export function requireOutput(outputs: Record<string, TensorData>, graph: string, name: string, expected: readonly number[]): Float32Array {
+  const output = outputs[name];
+  const dims = output?.dims ?? [];
+  if (!output || dims.length !== expected.length || dims.some((dim, i) => dim !== expected[i]) || output.data.length !== dims.reduce((a, b) => a * b, 1)) {
+    throw new ShapeError(`graph "${graph}" output "${name}" has shape [${dims.join(', ')}], expected [${expected.join(', ')}]`, expected, dims);
+  }
+  return output.data;
+}
+
+/**
+ * Draws m posterior weight samples of the Laplacian head and k dropout passes for each encoded frame and
+ * runs both heads once, batched. The encoded frame's buffers are copied, never transferred, so it stays usable.
+ *
+ * @param pool runs the package's graphs (the SDK's inference pool).
+ * @param manifest the package's manifest: sizes, default sample counts and posterior scale.
+ * @param options sample counts, seed, draw mode, posterior scale.
+ * @throws ShapeError (as an error notification) for an encoded frame whose image or features have the wrong size.
+ * @example
+ * encoded$.pipe(sampleHeads(pool, manifest, { m: 10, k: 10, seed: 1 })).subscribe((s) => console.log(s.laplace.logitMean.dims));
+ */
+export function sampleHeads(pool: GraphRunner, manifest: ModelManifest, options: SampleOptions = {}): OperatorFunction<EncodedFrame, HeadSamples> {
+  const counts = sampleCounts(manifest, options);
+  const posteriorScale = options.posteriorScale ?? manifest.laplace.posteriorScale;
+  if (!(Number.isFinite(posteriorScale) && posteriorScale >= 0)) {
+    throw new LfusionError('INVALID_OPTION', `posteriorScale must be a finite number >= 0, got ${posteriorScale}`, { posteriorScale });
+  }
+  // One draw source per operator, not per subscription: pipelines subscribe once per frame, and common
+  // random numbers must stay the same from frame to frame.
+  const supplied = typeof options.draws === 'function' ? options.draws : undefined;
+  const drawsFor = supplied ?? createDrawSource({ seed: options.seed ?? 0, mode: (options.draws as DrawMode | undefined) ?? 'common', dims: drawDimensions(manifest) });
+  const imageDims = [1, 1, manifest.input.height, manifest.input.width];
+  const featureDims = (manifest.graphs.laplace_head?.inputs.features ?? []).map((dim) => (typeof dim === 'number' ? dim : 1));
+  const pixels = manifest.input.width * manifest.input.height;
+  const { m, k } = counts;
+  const rank = manifest.laplace.rank;
+  return concatMap(async (encoded) => {
+    const started = performance.now();
+    const image = encodedTensor(encoded.image, imageDims, 'image');
+    const features = encodedTensor(encoded.features, featureDims, 'features');
+    const draws = drawsFor(encoded.frame.index, counts);
+    checkDraws(draws, counts);
+    // Draws reused by later frames must be copied to the worker; fresh ones can be moved.
+    const keepDraws = draws.reused ? ['weight_noise', 'dropout_masks'] : [];
+    const [laplace, dropout] = await Promise.all([
+      pool.run(
+        'laplace_head',
+        { features, image, weight_noise: draws.weightNoise, posterior_scale: { data: Float32Array.of(posteriorScale), dims: [1] } },
+        { keep: ['features', 'image', ...keepDraws] },
+      ),
+      pool.run('dropout_head', { features, image, dropout_masks: draws.dropoutMasks }, { keep: ['features', 'image', ...keepDraws] }),
+    ]);
+    return {
+      frame: encoded.frame,
+      draws,
+      laplace: {
+        logitMean: { data: requireOutput(laplace, 'laplace_head', 'logit_mean', [m, pixels]), dims: [m, pixels] },
+        covFactor: { data: requireOutput(laplace, 'laplace_head', 'cov_factor', [m, rank, pixels]), dims: [m, rank, pixels] },
+        covDiag: { data: requireOutput(laplace, 'laplace_head', 'cov_diag', [m, pixels]), dims: [m, pixels] },
+      },
+      dropoutLogits: { data: requireOutput(dropout, 'dropout_head', 'logits', [k, pixels]), dims: [k, pixels] },
+      timings: { ...encoded.timings, heads: performance.now() - started },
+    };
+  });
+}
+
+function encodedTensor(data: Float32Array, dims: number[], name: string): TensorData {
+  const expected = dims.reduce((a, b) => a * b, 1);
+  if (!(data instanceof Float32Array) || data.length !== expected) {
+    const actual = data instanceof Float32Array ? [data.length] : [];
+    throw new ShapeError(`EncodedFrame.${name} must hold [${dims.join(', ')}] = ${expected} float32 values, got ${actual[0] ?? 'no Float32Array'}`, dims, actual);
+  }
+  return { data, dims };
+}
+
+function checkDraws(draws: Draws, counts: SampleCounts): void {
+  const { m, n, k } = draws.counts;
+  if (m !== counts.m || n !== counts.n || k !== counts.k) {
+    throw new LfusionError('INVALID_OPTION', `the draws are for (m, n, k) = (${m}, ${n}, ${k}), the sampler for (${counts.m}, ${counts.n}, ${counts.k})`, { draws: draws.counts, counts });
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The whole L-FUSION uncertainty chain as one operator: encoded frames in, frame results out.
+ */
+import { concatMap, map, of, type OperatorFunction } from 'rxjs';
+import { fuseUncertainty, type FuseOptions } from '../operators/fuseUncertainty.js';
+import { checkMapName, measureUncertainty, selectMap } from '../operators/measureUncertainty.js';
+import { sampleHeads, type SampleOptions } from '../operators/sampleHeads.js';
+import { scoreOod, type OodOptions } from '../operators/scoreOod.js';
+import { LfusionError } from './errors.js';
+import { defaultRange, maskPlane, quantizePlane, type QuantizeRange } from './quantize.js';
+import type { EncodedFrame, FrameResult, GraphRunner, ModelManifest, ScoredFrame } from './types.js';
+
+export interface UncertaintyOptions extends SampleOptions {
+  /** The auxiliary map of the fused map (default manifest `fusion.auxiliary`). */
+  fusion?: FuseOptions;
+  /** OOD map, aggregation and threshold (defaults from manifest `ood`). */
+  ood?: OodOptions;
+  /** Per-path maps delivered besides `mask` and `fused`, e.g. `['laplace.mutual_information']`. Default none. */
+  planes?: readonly string[];
+  /** Quantisation range per plane name, overriding {@link defaultRange}. */
+  ranges?: Readonly<Record<string, QuantizeRange>>;
+}
+
+/**
+ * Turns a scored frame into the result subscribers receive: `mask` (class 1 where the mean of the two
+ * paths' mean foreground probabilities exceeds 0.5), `fused`, then the requested per-path planes.
+ */
+export function toFrameResult(
+  scored: ScoredFrame,
+  size: { width: number; height: number },
+  planes: readonly string[] = [],
+  ranges: Readonly<Record<string, QuantizeRange>> = {},
+): FrameResult {
+  const started = performance.now();
+  const { data: _pixels, ...frame } = scored.frame;
+  const { width, height } = size;
+  const plane = (name: string) => quantizePlane(name, selectMap(scored.maps, name, scored.fused), width, height, ranges[name] ?? defaultRange(name));
+  return {
+    frame,
+    planes: [maskPlane(scored.meanProb, width, height), plane('fused'), ...planes.map(plane)],
+    ood: scored.ood,
+    timings: { ...scored.timings, planes: performance.now() - started },
+  };
+}
+
+/**
+ * L-FUSION on every encoded frame: posterior samples of both heads, per-path measures, the fused map, the
+ * OOD score and the quantised planes. Frames are processed one at a time, in order, so at most one frame's
+ * samples are in memory; put it behind the pipeline's frame-dropping queue. Drop-in for `segmentFrames`.
+ * For alerts, share the results and pipe them into `raiseAlerts` before any lossy delivery.
+ *
+ * @param pool runs the package's graphs (the SDK's inference pool).
+ * @param manifest the loaded package's manifest (every default comes from it).
+ * @param options sample counts, seed, draw mode, posterior scale, fusion and OOD overrides, extra planes.
+ * @throws LfusionError `INVALID_OPTION` at set-up for a bad option; ShapeError (as an error notification) for a malformed frame.
+ * @example
+ * const results$ = encoded$.pipe(lfusionUncertainty(pool, pkg.manifest, { m: 10, n: 4, k: 10, planes: ['laplace.mutual_information'] }), share());
+ * results$.pipe(raiseAlerts(pkg.manifest)).subscribe((alert) => console.warn(alert));
+ */
+export function lfusionUncertainty(pool: GraphRunner, manifest: ModelManifest, options: UncertaintyOptions = {}): OperatorFunction<EncodedFrame, FrameResult> {
+  const planes = options.planes ?? [];
+  for (const name of planes) {
+    checkMapName(name, manifest.measures.order);
+    if (name === 'fused') throw new LfusionError('INVALID_OPTION', '"fused" is always delivered; list only per-path maps in planes', { planes });
+  }
+  for (const missing of ['dropout_head', 'measures'].filter((graph) => !(graph in manifest.graphs))) {
+    throw new LfusionError('INVALID_OPTION', `this model package has no "${missing}" graph, which uncertainty needs`, { graph: missing });
+  }
+  const sample = sampleHeads(pool, manifest, options);
+  const measure = measureUncertainty(pool, manifest);
+  const fuse = fuseUncertainty(manifest, options.fusion);
+  const score = scoreOod(manifest, options.ood);
+  return concatMap((encoded) =>
+    of(encoded).pipe(sample, measure, fuse, score, map((scored) => toFrameResult(scored, manifest.input, planes, options.ranges))),
+  );
+}
