@@ -1,17 +1,14 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Observable } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { fromVideo } from '../../src/operators/fromVideo.js';
 import { reconnecting } from '../../src/operators/reconnecting.js';
 import { SourceError } from '../../src/sdk/errors.js';
-import { resolveFfmpeg } from '../../src/sdk/ffmpeg.js';
 import { isSourceEvent, type SourceEvent, type SourceLostEvent } from '../../src/sdk/source-events.js';
 import type { Frame } from '../../src/sdk/types.js';
+import { freePort, startStreamer, stopStreamer } from '../helpers/loopback-stream.js';
 
 const SAMPLE = join(resolve(import.meta.dirname, '../..'), 'assets/sample.mp4');
 const URL_ = 'udp://127.0.0.1:1';
@@ -152,29 +149,6 @@ test('a factory that throws is an error; invalid options throw INVALID_OPTION at
 // A real ffmpeg stream on loopback, stopped (SIGKILL, like a pulled cable) and started again.
 // ---------------------------------------------------------------------------------------------
 
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
-/** ffmpeg serving the sample, paced in real time, as MPEG-TS over HTTP to one client (`-listen 1`). */
-function startStreamer(url: string): ChildProcess {
-  return spawn(resolveFfmpeg().path, [
-    '-hide_banner', '-loglevel', 'error', '-nostdin', '-re', '-i', SAMPLE,
-    '-c', 'copy', '-f', 'mpegts', '-listen', '1', url,
-  ], { stdio: 'ignore' });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGKILL');
-  await once(child, 'close');
-}
-
 async function until(condition: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
@@ -187,7 +161,7 @@ test('real stream on loopback: killed, restarted, and the frames keep coming wit
   const url = `http://127.0.0.1:${await freePort()}/live.ts`;
   const items: (Frame | SourceEvent)[] = [];
   let ended: string | undefined;
-  let streamer = startStreamer(url);
+  let streamer = startStreamer(SAMPLE, url);
   await new Promise((r) => setTimeout(r, 300)); // let it listen
   const subscription = reconnecting(() => fromVideo(url, { width: 80, stallTimeoutMs: 1000, openTimeoutMs: 4000 }), {
     backoff: { initialMs: 100, factor: 2, maxMs: 400 },
@@ -199,15 +173,15 @@ test('real stream on loopback: killed, restarted, and the frames keep coming wit
   const frames = (): Frame[] => items.filter((item): item is Frame => !isSourceEvent(item));
   try {
     await until(() => frames().length >= 10, 8000);
-    await stop(streamer);
+    await stopStreamer(streamer);
     await until(() => items.some((item) => isSourceEvent(item) && item.type === 'source-lost'), 4000);
     await new Promise((r) => setTimeout(r, 600)); // down long enough for failed attempts (connection refused)
     const framesBefore = frames().length;
-    streamer = startStreamer(url);
+    streamer = startStreamer(SAMPLE, url);
     await until(() => frames().length >= framesBefore + 10, 8000);
   } finally {
     subscription.unsubscribe();
-    await stop(streamer);
+    await stopStreamer(streamer);
   }
   assert.is(ended, undefined, 'the stream neither errored nor completed');
   assert.equal(frames().map((f) => f.index), frames().map((_, i) => i), 'indices continuous across the outage');
