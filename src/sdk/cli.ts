@@ -3,16 +3,19 @@
  * `lfusion serve <source>`: the live pipeline behind a WebSocket server.
  * `lfusion replay <video> --out <dir>`: every frame of a recording, written as JSON lines and PNG planes.
  */
-import { spawn } from 'node:child_process';
 import { createWriteStream, realpathSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { crc32, deflateSync } from 'node:zlib';
 import type { Subscription } from 'rxjs';
-import { LfusionError } from './errors.js';
-import { resolveFfmpeg, toVideoInput, type V4l2Options } from './ffmpeg.js';
+import type { Spacing } from '../report/metrics.js';
+import { encodePng } from '../report/png.js';
+import { ProgressBar } from '../report/progress.js';
+import { replayReport } from '../report/replay.js';
+import { countFrames, type FrameSelection } from '../report/sources.js';
+import { LfusionError, type LfusionErrorCode } from './errors.js';
+import { toVideoInput, type V4l2Options } from './ffmpeg.js';
 import { createPipeline, type Pipeline, type PipelineOptions } from './pipeline.js';
 import { modelInfo, ResultServer } from './server.js';
 import type { ExecutionProvider, FrameResult, Plane } from './types.js';
@@ -24,6 +27,12 @@ const USAGE = `usage:
       Runs the pipeline live on a file (paced at its frame rate, looped unless --once), a URL or a
       V4L2 device, and serves results at the printed WebSocket URL (docs/protocol.md) and the overlay
       viewer at http://<host>:<port>/viewer/.
+  lfusion replay <video | folder of videos | folder of images> --report <dir> [--model <dir>] [--provider ...]
+                [--m 10 --n 4 --k 10 --seed 0] [--frames a:b | --max-frames N] [--pixel-spacing mm | x,y]
+                [--ground-truth <HC18 folder or CSV>] [--mask-video <file>] [--thumbnails 8]
+      QA report (docs/qa-replay.md): runs the uncertainty chain on every frame and writes <dir>/report.html
+      (offline), frames.csv, frames.jsonl, alerts.jsonl, labels/*.png (source resolution) and run.json.
+      Ctrl-C stops and still writes the report, marked partial.
   lfusion replay <video> --out <dir> [--model <dir>] [--uncertainty [--planes <maps>]] [--region auto|x,y,w,h]
                 [--provider cpu|cuda|webgpu]
       Processes every frame; writes <dir>/results.jsonl (one line per frame) and <dir>/<plane>/<index>.png.
@@ -38,6 +47,17 @@ const OPTIONS = {
   host: { type: 'string' },
   model: { type: 'string' },
   out: { type: 'string' },
+  report: { type: 'string' },
+  m: { type: 'string' },
+  n: { type: 'string' },
+  k: { type: 'string' },
+  seed: { type: 'string' },
+  frames: { type: 'string' },
+  'max-frames': { type: 'string' },
+  'pixel-spacing': { type: 'string' },
+  'ground-truth': { type: 'string' },
+  'mask-video': { type: 'string' },
+  thumbnails: { type: 'string' },
   provider: { type: 'string' },
   uncertainty: { type: 'boolean' },
   planes: { type: 'string' },
@@ -57,6 +77,17 @@ interface CliValues {
   host?: string;
   model?: string;
   out?: string;
+  report?: string;
+  m?: string;
+  n?: string;
+  k?: string;
+  seed?: string;
+  frames?: string;
+  'max-frames'?: string;
+  'pixel-spacing'?: string;
+  'ground-truth'?: string;
+  'mask-video'?: string;
+  thumbnails?: string;
   provider?: string;
   planes?: string;
   uncertainty?: boolean;
@@ -178,71 +209,109 @@ async function serve(source: string, values: CliValues): Promise<void> {
   await untilSignalled(delivery.done, stop).finally(stop);
 }
 
-/** Frames in a file, counted by ffmpeg without decoding (stream copy); `undefined` when it cannot tell. */
-function countFrames(video: string): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const ffmpeg = spawn(resolveFfmpeg().path, ['-hide_banner', '-nostdin', '-i', video, '-map', '0:v:0', '-c', 'copy', '-f', 'null', '-'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    ffmpeg.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4096)));
-    ffmpeg.on('error', () => resolve(undefined));
-    ffmpeg.on('close', (code) => {
-      const frames = [...stderr.matchAll(/frame=\s*(\d+)/g)].at(-1)?.[1];
-      resolve(code === 0 && frames ? Number(frames) : undefined);
-    });
-  });
-}
-
-/** A grey 8-bit PNG (filter type 0 on every row), deflated with node's zlib. */
-export function encodePng(width: number, height: number, pixels: Uint8Array): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const header = Buffer.alloc(8);
-    header.writeUInt32BE(data.length, 0);
-    header.write(type, 4, 'ascii');
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(Buffer.concat([header.subarray(4), data])), 0);
-    return Buffer.concat([header, data, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 0, 0, 0, 0], 8); // bit depth 8, grey, deflate, adaptive filtering, no interlace
-  const rows = Buffer.alloc((width + 1) * height);
-  for (let y = 0; y < height; y++) rows.set(pixels.subarray(y * width, (y + 1) * width), y * (width + 1) + 1);
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(rows)), chunk('IEND', Buffer.alloc(0))]);
-}
-
 /** The PNG of a plane: the quantised bytes, except `mask` whose classes are scaled to 0/255 to be visible. */
 function planeImage(plane: Plane): { pixels: Uint8Array; min: number; scale: number } {
   if (plane.name !== 'mask') return { pixels: plane.data, min: plane.min, scale: plane.scale };
   return { pixels: plane.data.map((q) => q * 255), min: 0, scale: 1 / 255 };
 }
 
-function progressLine(done: number, total: number | undefined, startedMs: number): string {
-  const seconds = (Date.now() - startedMs) / 1000;
-  const fps = seconds > 0 ? done / seconds : 0;
-  if (total === undefined) return `${done} frames  ${fps.toFixed(1)} fps`;
-  const width = 30;
-  const filled = Math.min(width, Math.round((done / total) * width));
-  const eta = fps > 0 ? Math.max(0, (total - done) / fps) : NaN;
-  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} frames  ${fps.toFixed(1)} fps  ETA ${Number.isNaN(eta) ? '?' : `${eta.toFixed(0)}s`}`;
+/** A whole number >= `min` from a flag, or `undefined` when the flag is absent. */
+function integerOption(values: CliValues, name: 'm' | 'n' | 'k' | 'seed' | 'max-frames' | 'thumbnails', min: number): number | undefined {
+  const text = values[name];
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min) throw usageError(`--${name} must be a whole number >= ${min}, got ${text}`);
+  return value;
 }
 
-async function replay(video: string, values: CliValues): Promise<void> {
-  if (!values.out) throw usageError('replay needs --out <dir>');
+/** `--frames a:b` (half-open; either end may be left out) or `--max-frames N`. */
+function frameSelection(values: CliValues): FrameSelection | undefined {
+  const max = integerOption(values, 'max-frames', 1);
+  if (values.frames === undefined) return max === undefined ? undefined : { start: 0, end: max };
+  if (max !== undefined) throw usageError('--frames and --max-frames exclude each other');
+  const match = /^(\d*):(\d*)$/.exec(values.frames);
+  const start = Number(match?.[1] || 0);
+  const end = match?.[2] ? Number(match[2]) : undefined;
+  if (!match || (end !== undefined && end <= start)) throw usageError(`--frames must be a:b with a < b (either may be left out), got ${values.frames}`);
+  return end === undefined ? { start } : { start, end };
+}
+
+/** `--pixel-spacing mm` (square pixels) or `x,y` (mm per pixel along x and y). */
+function pixelSpacing(values: CliValues): Spacing | undefined {
+  const text = values['pixel-spacing'];
+  if (text === undefined) return undefined;
+  const parts = text.split(',').map(Number);
+  if (parts.length > 2 || !parts.every((v) => v > 0)) throw usageError(`--pixel-spacing must be mm per pixel, or x,y, got ${text}`);
+  return { x: parts[0]!, y: parts[1] ?? parts[0]! };
+}
+
+/** `replay --report`: the QA report (src/report). Ctrl-C stops the run; the report is still written, marked partial. */
+async function replayWithReport(source: string, values: CliValues): Promise<number> {
+  for (const flag of ['uncertainty', 'planes', 'region', 'no-region'] as const) {
+    if (values[flag] !== undefined) throw usageError(`--${flag} does not apply to replay --report (the report always runs the uncertainty chain on whole frames)`);
+  }
+  const provider = values.provider ?? 'cpu';
+  if (!['cpu', 'cuda', 'webgpu'].includes(provider)) throw usageError(`--provider must be cpu, cuda or webgpu, got ${provider}`);
+  const abort = new AbortController();
+  const frames = frameSelection(values);
+  const spacing = pixelSpacing(values);
+  const m = integerOption(values, 'm', 1);
+  const n = integerOption(values, 'n', 1);
+  const k = integerOption(values, 'k', 1);
+  const seed = integerOption(values, 'seed', 0);
+  const thumbnails = integerOption(values, 'thumbnails', 0);
+  const done = replayReport({
+    source,
+    report: values.report!,
+    ...(values.model ? { modelPath: values.model } : {}),
+    executionProvider: provider as ExecutionProvider,
+    ...(m === undefined ? {} : { m }),
+    ...(n === undefined ? {} : { n }),
+    ...(k === undefined ? {} : { k }),
+    ...(seed === undefined ? {} : { seed }),
+    ...(thumbnails === undefined ? {} : { thumbnails }),
+    ...(frames ? { frames } : {}),
+    ...(spacing ? { pixelSpacing: spacing } : {}),
+    ...(values['ground-truth'] ? { groundTruth: values['ground-truth'] } : {}),
+    ...(values['mask-video'] ? { maskVideo: values['mask-video'] } : {}),
+    command: ['lfusion', ...process.argv.slice(2)],
+    signal: abort.signal,
+  });
+  // First Ctrl-C: stop and write the partial report; a second one exits at once.
+  const onSignal = () => {
+    if (abort.signal.aborted) process.exit(130);
+    process.stderr.write('\nstopping: writing the partial report (Ctrl-C again quits at once)...\n');
+    abort.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const summary = await done.finally(() => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  });
+  const state = summary.partial ? 'partial report' : 'report';
+  process.stderr.write(`lfusion: ${summary.frames} frames; ${state} at ${summary.reportPath}\n`);
+  for (const error of summary.errors) process.stderr.write(`lfusion: ${error.source}: ${error.message} [${error.code}]\n`);
+  if (summary.errors.length > 0) throw new LfusionError(summary.errors[0]!.code as LfusionErrorCode, `${summary.errors.length} source(s) failed; the report covers the frames that were processed`);
+  return abort.signal.aborted ? 130 : 0;
+}
+
+/** Exit code: 0, or 130 when Ctrl-C stopped a report run. */
+async function replay(video: string, values: CliValues): Promise<number> {
+  if (values.report) {
+    if (values.out) throw usageError('--out and --report exclude each other');
+    return replayWithReport(video, values);
+  }
+  if (!values.out) throw usageError('replay needs --out <dir> (frames only) or --report <dir> (QA report)');
+  for (const flag of ['m', 'n', 'k', 'seed', 'frames', 'max-frames', 'pixel-spacing', 'ground-truth', 'mask-video', 'thumbnails'] as const) {
+    if (values[flag] !== undefined) throw usageError(`--${flag} needs --report`);
+  }
   const out = values.out;
   const [pipeline, total] = await Promise.all([createPipeline({ ...pipelineOptions(video, values), live: false }), countFrames(video)]);
+  const progress = new ProgressBar(total);
   await mkdir(out, { recursive: true });
   await Promise.all(pipeline.streams.map((name) => mkdir(join(out, name), { recursive: true })));
   const lines = createWriteStream(join(out, 'results.jsonl'));
-  const started = Date.now();
-  const tty = process.stderr.isTTY;
-  let done = 0;
-  let lastReport = 0;
-  const report = (final = false) => {
-    if (!final && Date.now() - lastReport < (tty ? 100 : 2000)) return;
-    lastReport = Date.now();
-    process.stderr.write(tty ? `\r${progressLine(done, total, started)}${final ? '\n' : ''}` : `${progressLine(done, total, started)}\n`);
-  };
   const write = async (result: FrameResult) => {
     const name = String(result.frame.index).padStart(6, '0');
     const planes = await Promise.all(
@@ -255,8 +324,7 @@ async function replay(video: string, values: CliValues): Promise<void> {
     );
     const { region, screen, ood } = result;
     lines.write(`${JSON.stringify({ frame: result.frame, planes, ...(ood ? { ood } : {}), ...(region ? { region, screen } : {}), timings: result.timings })}\n`);
-    done += 1;
-    report();
+    progress.tick();
   };
   let subscription: Subscription | undefined;
   let writing = Promise.resolve();
@@ -272,14 +340,15 @@ async function replay(video: string, values: CliValues): Promise<void> {
     await writing;
     await new Promise<void>((resolve) => lines.end(resolve));
     await pipeline.close();
-    report(true);
+    progress.finish();
   });
   try {
     await untilSignalled(finished.then(() => writing), stop);
   } finally {
     await stop();
   }
-  process.stderr.write(`lfusion: wrote ${done} frames to ${out}\n`);
+  process.stderr.write(`lfusion: wrote ${progress.frames} frames to ${out}\n`);
+  return 0;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -296,7 +365,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (!source || extra.length > 0) throw usageError(`${command} takes exactly one source`);
   if (command === 'serve') await serve(source, parsed.values);
-  else if (command === 'replay') await replay(source, parsed.values);
+  else if (command === 'replay') return replay(source, parsed.values);
   else throw usageError(`unknown command "${command}"`);
   return 0;
 }

@@ -1,0 +1,81 @@
+/**
+ * The per-frame record of a replay report, and its two machine-readable forms: `frames.jsonl` (one JSON object
+ * per line) and `frames.csv` (the same fields, same order). Both are appended frame by frame, so an interrupted
+ * run keeps every frame already processed.
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+
+/** Every number the report shows for one frame. Optional fields are `null` when they do not apply. */
+export interface FrameRecord {
+  /** 0-based position in the whole run (the x axis of the report's plots). */
+  seq: number;
+  /** Source file name (a video, or an image of an image folder). */
+  source: string;
+  /** Frame index in its source video; for an image folder, the image's position in the folder. */
+  index: number;
+  /** Presentation time (s) in its video; null for images. */
+  pts: number | null;
+  width: number;
+  height: number;
+  oodScore: number | null;
+  oodThreshold: number | null;
+  oodAbove: boolean | null;
+  /** Mean of the fused uncertainty map over the frame. */
+  meanUncertainty: number | null;
+  /** Fraction of the frame labelled head. */
+  headFraction: number;
+  /** mm per source pixel along x and y; null without a pixel spacing. */
+  spacingXMm: number | null;
+  spacingYMm: number | null;
+  /** Head circumference of the label map (ellipse fit, Ramanujan perimeter), mm. */
+  hcMm: number | null;
+  /** Ground truth (null without it): Dice, boundary Hausdorff distance (mm), reference HC and |HC - reference|. */
+  dice: number | null;
+  hausdorffMm: number | null;
+  hcTrueMm: number | null;
+  hcAbsErrorMm: number | null;
+  /** The label map PNG at source resolution, relative to the report folder. */
+  labelMap: string;
+  /** Processing time of the frame (decode excluded), ms. */
+  processingMs: number;
+}
+
+/** CSV column order: the record's keys in declaration order. */
+export const CSV_COLUMNS: readonly (keyof FrameRecord)[] = [
+  'seq', 'source', 'index', 'pts', 'width', 'height', 'oodScore', 'oodThreshold', 'oodAbove', 'meanUncertainty', 'headFraction',
+  'spacingXMm', 'spacingYMm', 'hcMm', 'dice', 'hausdorffMm', 'hcTrueMm', 'hcAbsErrorMm', 'labelMap', 'processingMs',
+];
+
+/** A CSV cell: empty for null, `Infinity` spelled out, strings quoted when they need it. */
+function csvCell(value: FrameRecord[keyof FrameRecord]): string {
+  if (value === null) return '';
+  if (typeof value === 'string') return /[",\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
+  return String(value);
+}
+
+/** JSON has no Infinity: a Hausdorff distance to an empty mask is written as the string "Infinity". */
+function jsonValue(_key: string, value: unknown): unknown {
+  return typeof value === 'number' && !Number.isFinite(value) && !Number.isNaN(value) ? String(value) : value;
+}
+
+/** Appends records to `frames.jsonl` and `frames.csv`. */
+export class RecordWriter {
+  private readonly jsonl: WriteStream;
+  private readonly csv: WriteStream;
+
+  constructor(jsonlPath: string, csvPath: string) {
+    this.jsonl = createWriteStream(jsonlPath);
+    this.csv = createWriteStream(csvPath);
+    this.csv.write(`${CSV_COLUMNS.join(',')}\n`);
+  }
+
+  write(record: FrameRecord): void {
+    this.jsonl.write(`${JSON.stringify(record, jsonValue)}\n`);
+    this.csv.write(`${CSV_COLUMNS.map((column) => csvCell(record[column])).join(',')}\n`);
+  }
+
+  /** Resolves when both files are flushed. */
+  async close(): Promise<void> {
+    await Promise.all([this.jsonl, this.csv].map((stream) => new Promise<void>((resolve) => stream.end(resolve))));
+  }
+}
