@@ -21,7 +21,8 @@ import { modelInfo, ResultServer } from './server.js';
 import type { ExecutionProvider, FrameResult, Plane } from './types.js';
 
 const USAGE = `usage:
-  lfusion serve <source> [--port 8080] [--host 127.0.0.1] [--model <dir>] [--uncertainty [--planes <maps>]] [--once]
+  lfusion serve <source> [--port 8080] [--host 127.0.0.1] [--model <dir>] [--once]
+                [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 0]]
                 [--region auto|x,y,w,h | --no-region] [--no-reconnect] [--provider cpu|cuda|webgpu]
                 [--input-format mjpeg --video-size 1920x1080 --framerate 30]   (V4L2 devices)
       Runs the pipeline live on a file (paced at its frame rate, looped unless --once), a URL or a
@@ -33,11 +34,13 @@ const USAGE = `usage:
       QA report (docs/qa-replay.md): runs the uncertainty chain on every frame and writes <dir>/report.html
       (offline), frames.csv, frames.jsonl, alerts.jsonl, labels/*.png (source resolution) and run.json.
       Ctrl-C stops and still writes the report, marked partial.
-  lfusion replay <video> --out <dir> [--model <dir>] [--uncertainty [--planes <maps>]] [--region auto|x,y,w,h]
+  lfusion replay <video> --out <dir> [--model <dir>] [--uncertainty [--planes <maps>] [--m --n --k --seed]]
+                [--region auto|x,y,w,h]
                 [--provider cpu|cuda|webgpu]
       Processes every frame; writes <dir>/results.jsonl (one line per frame) and <dir>/<plane>/<index>.png.
   --uncertainty adds the fused map, the OOD score and alerts; --planes adds per-path maps, comma-separated
-  (e.g. laplace.mutual_information,dropout.total_entropy).
+  (e.g. laplace.mutual_information,dropout.total_entropy); --m/--n/--k (weight samples, logit samples per
+  weight sample, dropout passes) and --seed override the model package's defaults.
   --region cuts frames to the ultrasound image of a scanner screen: "auto" detects it, x,y,w,h fixes it
   (screen pixels). Default: auto for devices and URLs, off for files; --no-region turns it off.
   --no-reconnect: end when a live source (device, URL) is lost instead of retrying with backoff.`;
@@ -125,12 +128,14 @@ function pipelineOptions(source: string, values: CliValues): Omit<PipelineOption
   if (!['cpu', 'cuda', 'webgpu'].includes(provider)) throw usageError(`--provider must be cpu, cuda or webgpu, got ${provider}`);
   if (values.planes !== undefined && !values.uncertainty) throw usageError('--planes needs --uncertainty');
   const planes = values.planes?.split(',').map((name) => name.trim()).filter(Boolean) ?? [];
+  const counts = sampleCounts(values);
+  if (Object.keys(counts).length > 0 && !values.uncertainty) throw usageError('--m, --n, --k and --seed need --uncertainty');
   return {
     source,
     ...(values.model ? { modelPath: values.model } : {}),
     pool: { executionProvider: provider as ExecutionProvider },
     analysis: values.uncertainty ? 'uncertainty' : 'segment',
-    uncertainty: { planes },
+    uncertainty: { planes, ...counts },
     ...(region === undefined ? {} : { region }),
     ...(values['no-reconnect'] ? { reconnect: false } : {}),
   };
@@ -224,6 +229,17 @@ function integerOption(values: CliValues, name: 'm' | 'n' | 'k' | 'seed' | 'max-
   return value;
 }
 
+/** `--m --n --k --seed`: only the flags given, so the manifest's defaults hold for the others. */
+function sampleCounts(values: CliValues): { m?: number; n?: number; k?: number; seed?: number } {
+  const entries = [
+    ['m', integerOption(values, 'm', 1)],
+    ['n', integerOption(values, 'n', 1)],
+    ['k', integerOption(values, 'k', 1)],
+    ['seed', integerOption(values, 'seed', 0)],
+  ] as const;
+  return Object.fromEntries(entries.filter(([, value]) => value !== undefined));
+}
+
 /** `--frames a:b` (half-open; either end may be left out) or `--max-frames N`. */
 function frameSelection(values: CliValues): FrameSelection | undefined {
   const max = integerOption(values, 'max-frames', 1);
@@ -255,20 +271,13 @@ async function replayWithReport(source: string, values: CliValues): Promise<numb
   const abort = new AbortController();
   const frames = frameSelection(values);
   const spacing = pixelSpacing(values);
-  const m = integerOption(values, 'm', 1);
-  const n = integerOption(values, 'n', 1);
-  const k = integerOption(values, 'k', 1);
-  const seed = integerOption(values, 'seed', 0);
   const thumbnails = integerOption(values, 'thumbnails', 0);
   const done = replayReport({
     source,
     report: values.report!,
     ...(values.model ? { modelPath: values.model } : {}),
     executionProvider: provider as ExecutionProvider,
-    ...(m === undefined ? {} : { m }),
-    ...(n === undefined ? {} : { n }),
-    ...(k === undefined ? {} : { k }),
-    ...(seed === undefined ? {} : { seed }),
+    ...sampleCounts(values),
     ...(thumbnails === undefined ? {} : { thumbnails }),
     ...(frames ? { frames } : {}),
     ...(spacing ? { pixelSpacing: spacing } : {}),
@@ -303,7 +312,7 @@ async function replay(video: string, values: CliValues): Promise<number> {
     return replayWithReport(video, values);
   }
   if (!values.out) throw usageError('replay needs --out <dir> (frames only) or --report <dir> (QA report)');
-  for (const flag of ['m', 'n', 'k', 'seed', 'frames', 'max-frames', 'pixel-spacing', 'ground-truth', 'mask-video', 'thumbnails'] as const) {
+  for (const flag of ['frames', 'max-frames', 'pixel-spacing', 'ground-truth', 'mask-video', 'thumbnails'] as const) {
     if (values[flag] !== undefined) throw usageError(`--${flag} needs --report`);
   }
   const out = values.out;

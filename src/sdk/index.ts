@@ -81,10 +81,16 @@ export { measureUncertainty } from '../operators/measureUncertainty.js';
 export { fuseUncertainty, type FuseOptions } from '../operators/fuseUncertainty.js';
 export { scoreOod, type OodOptions } from '../operators/scoreOod.js';
 export { raiseAlerts, type AlertOptions } from '../operators/raiseAlerts.js';
-export { dequantizePlane } from './quantize.js';
+export { dequantizePlane, MEASURE_RANGES, quantizePlane, type QuantizeRange } from './quantize.js';
+export { createDrawSource, drawSamples, type DrawMode } from './draws.js';
+export { deriveSeed, Random } from './random.js';
+export { compareToReference, loadReferenceVectors, type ReferenceVectors } from './reference-vectors.js';
 
 // The one-call pipeline, statistics and delivery.
 export { createPipeline, DEFAULT_MODEL_PATH, type Analysis, type Pipeline, type PipelineOptions } from './pipeline.js';
 export { StatsRecorder, type StatsOptions } from './stats.js';
 export { modelInfo, ResultServer, VIEWER_PATH, WEBSOCKET_PATH, type ClientStats, type Deliverable, type Delivery, type ResultServerOptions } from './server.js';
 export { decodeFrameMessage, encodeFrameMessage, PROTOCOL_VERSION, type DecodedFrame } from './protocol.js';
+
+// QA replay reports (docs/qa-replay.md).
+export { replayReport, type ReplayReportOptions, type ReplayReportSummary } from '../report/replay.js';

@@ -59,6 +59,12 @@ test('bad usage is a clear error with exit code 1', () => {
   const badModel = runCli(['replay', SAMPLE, '--out', join(tmpdir(), 'unused'), '--model', '/nonexistent']);
   assert.is(badModel.status, 1);
   assert.match(badModel.stderr, /manifest\.json.*\[MODEL_INVALID\]/);
+  const countsWithoutUncertainty = runCli(['serve', SAMPLE, '--m', '2']);
+  assert.is(countsWithoutUncertainty.status, 1);
+  assert.match(countsWithoutUncertainty.stderr, /--m, --n, --k and --seed need --uncertainty/);
+  const badCount = runCli(['serve', SAMPLE, '--uncertainty', '--k', '0']);
+  assert.is(badCount.status, 1);
+  assert.match(badCount.stderr, /--k must be a whole number >= 1/);
 });
 
 test('serve prints the WebSocket URL, streams results, and stops cleanly on Ctrl-C', async () => {
