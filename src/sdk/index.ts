@@ -71,6 +71,8 @@ export {
 // Model package and inference.
 export { loadModelPackage, type ModelPackage } from './model-package.js';
 export { InferencePool, type InferencePoolOptions, type RunOptions } from './inference-pool.js';
+export { alignFrames, estimateAlignment, warpToOriginal, type AlignFramesOptions } from '../operators/alignFrames.js';
+export { mergeWindowResults, windowClips, type FrameEncoder, type WindowClipsOptions, type WindowResult } from '../operators/windowClips.js';
 export { encodeFrames } from '../operators/encodeFrames.js';
 export { segmentFrames } from '../operators/segmentFrames.js';
 

@@ -371,3 +371,57 @@ export interface SourceRestoredEvent {
 
 /** What `reconnecting` reports about a live source between the frames, and `source` messages carry. */
 export type SourceEvent = SourceLostEvent | SourceRestoredEvent;
+
+// ---------------------------------------------------------------------------------------------
+// Clip path (issue 6): frame alignment (`alignFrames`) and sliding windows of encoded frames (`windowClips`).
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A similarity transform from a frame's pixel coordinates to its reference's, about the image centre
+ * `c = ((width - 1) / 2, (height - 1) / 2)` (pixel centres at integer coordinates):
+ * `p_reference = scale * R(rotation) * (p - c) + c + (tx, ty)`.
+ */
+export interface SimilarityTransform {
+  scale: number;
+  /** Radians, positive from +x towards +y (clockwise on screen, y pointing down). */
+  rotation: number;
+  /** Translation in pixels of the frame's centre. */
+  tx: number;
+  ty: number;
+  /** The same map as a row-major 2x3 affine matrix `[a, b, c, d, e, f]`: `x' = a x + b y + c`, `y' = d x + e y + f`. */
+  matrix: readonly [number, number, number, number, number, number];
+}
+
+/** A frame after `alignFrames`. */
+export interface AlignedFrame {
+  /** The frame resampled onto its reference's geometry (same size, index and timestamps as the source frame). */
+  frame: Frame;
+  /** The source frame as decoded, for overlays in its own geometry. */
+  original: Frame;
+  /** Source frame -> reference coordinates; the identity when the estimate was rejected (`quality < minQuality`). */
+  transform: SimilarityTransform;
+  /** `index` of the reference frame. */
+  referenceIndex: number;
+  /**
+   * Normalised cross-correlation of the aligned, smoothed frame with the reference over their overlap, times
+   * `min(1, overlap / 0.5)`: 0 (nothing in common) to 1 (identical up to the transform).
+   */
+  quality: number;
+  /** Whether `transform` is the estimate (`quality >= minQuality`) rather than the identity fallback. */
+  aligned: boolean;
+}
+
+/** A window of consecutive encoded frames from `windowClips`. */
+export interface ClipWindow {
+  frames: Frame[];
+  /** One entry per frame, the same `EncodedFrame` objects for every window sharing a frame (encoded once). */
+  features: EncodedFrame[];
+  /**
+   * Positions `[start, end)` of the window in the stream of frames the operator processed (0-based,
+   * `end - start === frames.length`): the frame indices when no frame was dropped before it.
+   */
+  start: number;
+  end: number;
+  /** Fewer than `length` frames: the stream ended first (see `WindowClipsOptions.end`). */
+  partial: boolean;
+}
