@@ -14,7 +14,7 @@ export interface SampleOptions {
   n?: number;
   /** Dropout passes; default manifest `sampling.k`. */
   k?: number;
-  /** Seed of every random draw. Default 0. */
+  /** Seed of every random draw. Default manifest `sampling.seed`, the seed the OOD threshold was calibrated with. */
   seed?: number;
   /**
    * `common` (default): the same draws every frame, so the overlay does not flicker; `fresh`: new draws per
@@ -63,7 +63,7 @@ export function sampleHeads(pool: GraphRunner, manifest: ModelManifest, options:
   // One draw source per operator, not per subscription: pipelines subscribe once per frame, and common
   // random numbers must stay the same from frame to frame.
   const supplied = typeof options.draws === 'function' ? options.draws : undefined;
-  const drawsFor = supplied ?? createDrawSource({ seed: options.seed ?? 0, mode: (options.draws as DrawMode | undefined) ?? 'common', dims: drawDimensions(manifest) });
+  const drawsFor = supplied ?? createDrawSource({ seed: options.seed ?? manifest.sampling.seed, mode: (options.draws as DrawMode | undefined) ?? 'common', dims: drawDimensions(manifest) });
   const imageDims = [1, 1, manifest.input.height, manifest.input.width];
   const featureDims = (manifest.graphs.laplace_head?.inputs.features ?? []).map((dim) => (typeof dim === 'number' ? dim : 1));
   const pixels = manifest.input.width * manifest.input.height;

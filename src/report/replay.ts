@@ -63,7 +63,7 @@ export interface ReplayReportOptions {
   report: string;
   modelPath?: string;
   executionProvider?: ExecutionProvider;
-  /** Sample counts and seed of the uncertainty chain (defaults from the manifest; seed 0). */
+  /** Sample counts and seed of the uncertainty chain (defaults from the manifest, its `sampling.seed` included). */
   m?: number;
   n?: number;
   k?: number;
@@ -170,7 +170,7 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
   const { manifest } = model;
   const manifestSha256 = createHash('sha256').update(await readFile(join(model.path, 'manifest.json'))).digest('hex');
   const probabilityPlanes = manifest.measures.order.includes('mean_prob') ? ['laplace.mean_prob', 'dropout.mean_prob'] : [];
-  const sampling = { ...sampleCounts(manifest, options), seed: options.seed ?? 0 };
+  const sampling = { ...sampleCounts(manifest, options), seed: options.seed ?? manifest.sampling.seed };
   raiseAlerts(manifest, options.alerts); // validates the hysteresis before the workers start
 
   const out = options.report;

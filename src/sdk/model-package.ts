@@ -208,6 +208,7 @@ export function validateManifest(json: unknown, packagePath: string): ModelManif
       maxM: count(sampling.maxM, 'sampling.maxM'),
       maxN: count(sampling.maxN, 'sampling.maxN'),
       maxK: count(sampling.maxK, 'sampling.maxK'),
+      seed: read.number(sampling.seed, 'sampling.seed', { min: 0, integer: true }),
     },
     measures: {
       order: read.stringArray(measures.order, 'measures.order'),

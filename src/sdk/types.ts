@@ -135,7 +135,8 @@ export interface ModelManifest {
   files: Record<string, string>;
   laplace: { rank: number; weightCount: number; priorPrecision: number; posteriorScale: number; covered: string };
   dropout: { rate: number; maskCount: number };
-  sampling: { m: number; n: number; k: number; maxM: number; maxN: number; maxK: number };
+  /** Default sample counts, the largest tested, and the seed of the draws the OOD threshold was calibrated with. */
+  sampling: { m: number; n: number; k: number; maxM: number; maxN: number; maxK: number; seed: number };
   measures: { order: string[]; entropyEpsilon: number };
   fusion: { auxiliary: string };
   ood: { map: string; aggregation: string; threshold: number; raiseAfter: number; clearAfter: number };

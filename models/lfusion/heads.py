@@ -1,0 +1,254 @@
+"""L-FUSION segmentation heads on frozen encoder features, with a functional forward.
+
+Both heads share one trunk shape: a 1x1 projection of the features (at 14x14), four decoder
+blocks (3x3 conv + ReLU; 2x bilinear upsampling after the first three: 14 -> 28 -> 56 -> 112),
+a shallow stem on the full-resolution normalised image (pixel-unshuffled 224 -> 4 x 112x112, so
+each stem pixel sees a 2x2 block of full-resolution pixels and their neighbours: the skip path
+that sharpens boundaries), a 1x1 fusion layer, and 1x1 output layers whose maps take the fourth
+2x bilinear upsampling to 224x224. (A 1x1 layer commutes with bilinear upsampling, whose weights
+sum to one, so this equals applying the outputs at 224 at a quarter of the cost.) Nothing but
+the final upsampling runs at 224x224, so m = 50 weight samples stay feasible on a CPU.
+
+* ``LaplaceHead`` (SSN): outputs ``logit_mean``, ``cov_factor`` (rank r) and ``cov_diag``
+  (softplus + floor). The Laplace posterior covers the trunk and the mean branch
+  (``LaplaceHead.covered``); the covariance branch (``LaplaceHead.map_only``) stays at MAP.
+* ``DropoutHead``: one logit map; channel dropout after every decoder block, with the masks as
+  inputs (``[k, Md]``, entries 0 or 1/(1-p)), random masks when training.
+
+Weights live in flat vectors; ``unflatten`` turns a vector ``[P]`` into shared conv weights and a
+batch ``[m, P]`` into per-sample weights. A layer with per-sample weights is computed as batched
+matrix products (the 3x3 case as a sum of nine shifted products): a grouped convolution whose
+group count would be m, written so that m stays a dynamic dimension in ONNX (an ONNX Conv's
+``group`` is a fixed attribute). Parameters are never modified in place by sampling.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+Layout = List[Tuple[str, Tuple[int, ...]]]
+
+
+@dataclass
+class HeadConfig:
+    feature_channels: int = 576
+    proj_channels: int = 64
+    decoder_channels: Tuple[int, ...] = (64, 32, 16, 8)
+    stem_channels: int = 8
+    fuse_channels: int = 16
+    rank: int = 10
+    diag_floor: float = 1e-4
+    dropout_rate: float = 0.2
+
+    def __post_init__(self) -> None:
+        self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
+
+    @property
+    def mask_count(self) -> int:
+        return sum(self.decoder_channels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def conv_layout(name: str, cin: int, cout: int, kernel: int) -> Layout:
+    return [(f"{name}.weight", (cout, cin, kernel, kernel)), (f"{name}.bias", (cout,))]
+
+
+def trunk_layout(cfg: HeadConfig) -> Layout:
+    """Trunk and mean branch, in forward order."""
+    layout = conv_layout("proj", cfg.feature_channels, cfg.proj_channels, 1)
+    channels = (cfg.proj_channels,) + cfg.decoder_channels
+    for i in range(len(cfg.decoder_channels)):
+        layout += conv_layout(f"block{i + 1}", channels[i], channels[i + 1], 3)
+    layout += conv_layout("stem", 4, cfg.stem_channels, 3)
+    layout += conv_layout("fuse", cfg.decoder_channels[-1] + cfg.stem_channels, cfg.fuse_channels, 1)
+    layout += conv_layout("mean", cfg.fuse_channels, 1, 1)
+    return layout
+
+
+def covariance_layout(cfg: HeadConfig) -> Layout:
+    return conv_layout("factor", cfg.fuse_channels, cfg.rank, 1) + conv_layout("diag", cfg.fuse_channels, 1, 1)
+
+
+def layout_size(layout: Layout) -> int:
+    return sum(int(torch.Size(shape).numel()) for _, shape in layout)
+
+
+def init_vector(layout: Layout, generator: torch.Generator) -> torch.Tensor:
+    """He-normal weights (fan-in), zero biases, flattened in layout order."""
+    parts = []
+    for name, shape in layout:
+        if name.endswith(".bias"):
+            parts.append(torch.zeros(shape))
+        else:
+            fan_in = shape[1] * shape[2] * shape[3]
+            parts.append(torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+    return torch.cat([p.flatten() for p in parts])
+
+
+def unflatten(vector: torch.Tensor, layout: Layout) -> Dict[str, torch.Tensor]:
+    """``[P]`` -> shared tensors; ``[m, P]`` -> per-sample tensors with a leading m axis."""
+    lead = vector.shape[:-1]
+    params, offset = {}, 0
+    for name, shape in layout:
+        size = int(torch.Size(shape).numel())
+        params[name] = vector[..., offset : offset + size].reshape(*lead, *shape)
+        offset += size
+    return params
+
+
+def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Same-padded convolution; ``weight`` [Cout, Cin, k, k] (shared) or [m, Cout, Cin, k, k].
+
+    With per-sample weights, x is [m, Cin, H, W] or [1, Cin, H, W] (shared input) and sample j
+    of the output uses weight j: a grouped convolution with m groups. PyTorch runs it as one;
+    an exported graph computes it as im2col + batched MatMul, because an ONNX Conv's ``group``
+    is a fixed attribute and m must stay dynamic. Tests and the ONNX parity check hold the two
+    to the same result.
+    """
+    # Channel counts, kernel and spatial size are fixed per layer (int() keeps them constants in
+    # an exported graph); only the sample axis is dynamic.
+    kernel = int(weight.shape[-1])
+    if weight.dim() == 4:
+        return F.conv2d(x, weight, bias, padding=kernel // 2)
+    samples, cout, cin = int(weight.shape[0]), int(weight.shape[1]), int(weight.shape[2])
+    height, width = int(x.shape[-2]), int(x.shape[-1])
+    if torch.onnx.is_in_onnx_export():
+        if kernel == 1:
+            columns = x.flatten(2)
+        else:  # im2col from k*k shifted slices (ONNX Runtime runs Slice+Concat far faster than unfold's Gathers)
+            half = kernel // 2
+            padded = F.pad(x, (half, half, half, half))
+            windows = [padded[:, :, dy : dy + height, dx : dx + width] for dy in range(kernel) for dx in range(kernel)]
+            columns = torch.stack(windows, dim=2).reshape(-1, cin * kernel * kernel, height * width)
+        out = torch.matmul(weight.reshape(-1, cout, cin * kernel * kernel), columns) + bias[:, :, None]
+        return out.reshape(-1, cout, height, width)
+    grouped = x.expand(samples, -1, -1, -1).reshape(1, samples * cin, height, width)
+    out = F.conv2d(grouped, weight.reshape(samples * cout, cin, kernel, kernel), bias.reshape(-1), padding=kernel // 2, groups=samples)
+    return out.reshape(samples, cout, height, width)
+
+
+def upsample2(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def pixel_unshuffle2(image: torch.Tensor) -> torch.Tensor:
+    """[B, 1, H, W] -> [B, 4, H/2, W/2]: each 2x2 block of pixels becomes 4 channels."""
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    blocks = image.reshape(-1, 1, height // 2, 2, width // 2, 2).permute(0, 1, 3, 5, 2, 4)
+    return blocks.reshape(-1, 4, height // 2, width // 2)
+
+
+def trunk(
+    params: Dict[str, torch.Tensor],
+    features: torch.Tensor,
+    image: torch.Tensor,
+    cfg: HeadConfig,
+    masks: Optional[Sequence[torch.Tensor]] = None,
+) -> torch.Tensor:
+    """Fused features [B, fuse_channels, H/2, W/2] (112x112 for a 224x224 image).
+
+    B is the image batch (shared weights), m (per-sample weights, one image) or k (dropout
+    masks [k, C] broadcast over one image).
+    """
+    x = F.relu(conv(features, params["proj.weight"], params["proj.bias"]))
+    blocks = len(cfg.decoder_channels)
+    for i in range(blocks):
+        x = F.relu(conv(x, params[f"block{i + 1}.weight"], params[f"block{i + 1}.bias"]))
+        if masks is not None:
+            x = x * masks[i][:, :, None, None]
+        if i + 1 < blocks:
+            x = upsample2(x)
+    stem = F.relu(conv(pixel_unshuffle2(image), params["stem.weight"], params["stem.bias"]))
+    stem = stem.expand(x.shape[0], -1, -1, -1)
+    return F.relu(conv(torch.cat([x, stem], dim=1), params["fuse.weight"], params["fuse.bias"]))
+
+
+def output_map(fused: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """1x1 output layer, upsampled to full resolution: [B, C, H*W]."""
+    return upsample2(conv(fused, weight, bias)).flatten(2)
+
+
+def mean_logits(params: Dict[str, torch.Tensor], fused: torch.Tensor) -> torch.Tensor:
+    """[B, H*W] foreground logits."""
+    return output_map(fused, params["mean.weight"], params["mean.bias"])[:, 0]
+
+
+class LaplaceHead(nn.Module):
+    """SSN head: logits ~ N(logit_mean, cov_factor^T cov_factor + diag(cov_diag))."""
+
+    def __init__(self, cfg: HeadConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.covered_layout = trunk_layout(cfg)
+        self.map_only_layout = covariance_layout(cfg)
+        generator = torch.Generator().manual_seed(seed)
+        self.covered = nn.Parameter(init_vector(self.covered_layout, generator))
+        map_only = init_vector(self.map_only_layout, generator)
+        # Start with a small, near-isotropic covariance so early SSN samples stay close to the mean.
+        map_only = map_only * 0.1
+        diag_bias = unflatten(map_only, self.map_only_layout)["diag.bias"]
+        diag_bias.fill_(-3.0)
+        self.map_only = nn.Parameter(map_only)
+
+    @property
+    def covered_count(self) -> int:
+        return self.covered.numel()
+
+    def forward_with(self, covered: torch.Tensor, features: torch.Tensor, image: torch.Tensor):
+        """``covered`` [P] (features/image batch B) or [m, P] (one image, m weight samples).
+
+        Returns logit_mean [B|m, HW], cov_factor [B|m, r, HW], cov_diag [B|m, HW].
+        """
+        params = unflatten(covered, self.covered_layout)
+        fused = trunk(params, features, image, self.cfg)
+        cov = unflatten(self.map_only, self.map_only_layout)
+        factor = output_map(fused, cov["factor.weight"], cov["factor.bias"])
+        diag = F.softplus(output_map(fused, cov["diag.weight"], cov["diag.bias"])[:, 0]) + self.cfg.diag_floor
+        return mean_logits(params, fused), factor, diag
+
+    def mean_only(self, covered: torch.Tensor, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """logit_mean alone (what the GGN differentiates)."""
+        params = unflatten(covered, self.covered_layout)
+        return mean_logits(params, trunk(params, features, image, self.cfg))
+
+    def forward(self, features: torch.Tensor, image: torch.Tensor):
+        return self.forward_with(self.covered, features, image)
+
+
+class DropoutHead(nn.Module):
+    """MC-dropout head: channel dropout after each decoder block, active at inference."""
+
+    def __init__(self, cfg: HeadConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layout = trunk_layout(cfg)
+        self.weights = nn.Parameter(init_vector(self.layout, torch.Generator().manual_seed(seed)))
+
+    def split_masks(self, masks: torch.Tensor) -> List[torch.Tensor]:
+        return list(torch.split(masks, list(self.cfg.decoder_channels), dim=1))
+
+    def forward(self, features: torch.Tensor, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """masks [B|k, Md] -> logits [B|k, HW]."""
+        params = unflatten(self.weights, self.layout)
+        return mean_logits(params, trunk(params, features, image, self.cfg, self.split_masks(masks)))
+
+
+def random_masks(count: int, cfg: HeadConfig, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """[count, Md] channel masks: 0 with probability ``dropout_rate``, else 1/(1 - rate)."""
+    keep = torch.rand(count, cfg.mask_count, generator=generator) >= cfg.dropout_rate
+    return keep.float() / (1.0 - cfg.dropout_rate)
+
+
+def parameter_counts(cfg: HeadConfig) -> Dict[str, int]:
+    covered = layout_size(trunk_layout(cfg))
+    return {
+        "laplace_covered": covered,
+        "laplace_map_only": layout_size(covariance_layout(cfg)),
+        "dropout": covered,
+    }

@@ -1,0 +1,121 @@
+"""The full L-FUSION inference of one frame in PyTorch, exactly as the exported package runs it.
+
+Used by calibration, evaluation and the reference vectors (any dtype: float32 for the first
+two, float64 for the references). The heads run through the same per-sample functional forward
+that is exported to ONNX; the measures come from ``lfusion.measures``.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from lfusion.data import normalize
+from lfusion.heads import DropoutHead, LaplaceHead
+from lfusion.laplace import load_posterior, sample_weights
+from lfusion.measures import aggregate, fused_map, laplace_logit_samples, sample_measures, select_map
+from lfusion.sdk_draws import DrawDimensions, draw_samples
+
+AUXILIARY_MAP = "laplace.mutual_information"
+
+
+@dataclass
+class Bundle:
+    encoder: torch.nn.Module
+    laplace: LaplaceHead
+    sigma: torch.Tensor
+    prior_precision: float
+    dropout: DropoutHead
+
+    def to(self, dtype: torch.dtype) -> "Bundle":
+        """A converted deep copy (the original's parameters stay as they are)."""
+        return Bundle(
+            copy.deepcopy(self.encoder).to(dtype),
+            copy.deepcopy(self.laplace).to(dtype),
+            self.sigma.to(dtype),
+            self.prior_precision,
+            copy.deepcopy(self.dropout).to(dtype),
+        )
+
+
+def load_bundle(encoder: torch.nn.Module, laplace_head: Path, posterior: Path, dropout_head: Path) -> Bundle:
+    from lfusion.train_heads import load_head
+
+    laplace, _ = load_head(laplace_head)
+    dropout, _ = load_head(dropout_head)
+    fitted = load_posterior(posterior)
+    for module in (encoder, laplace, dropout):
+        module.eval()
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+    return Bundle(encoder, laplace, fitted["sigma"].float(), float(fitted["prior_precision"]), dropout)
+
+
+@dataclass
+class Draws:
+    """Standard-normal and dropout draws for one frame (fixed across frames = common random numbers)."""
+
+    weight_noise: torch.Tensor  # [m, Pw]
+    factor_noise: torch.Tensor  # [m, n, r]
+    diag_noise: torch.Tensor  # [m, n, HW]
+    dropout_masks: torch.Tensor  # [k, Md]
+
+    def to(self, dtype: torch.dtype) -> "Draws":
+        return Draws(*(t.to(dtype) for t in (self.weight_noise, self.factor_noise, self.diag_noise, self.dropout_masks)))
+
+
+def make_draws(bundle: Bundle, m: int, n: int, k: int, seed: int, pixels: int = 224 * 224) -> Draws:
+    """The SDK's own draws for ``seed`` (``lfusion.sdk_draws``): with common random numbers an image-level
+    score carries its draws' offset, so calibration, evaluation and the reference vectors use exactly the
+    numbers the SDK draws by default."""
+    dims = DrawDimensions(bundle.laplace.covered_count, bundle.laplace.cfg.rank, bundle.dropout.cfg.mask_count, bundle.dropout.cfg.dropout_rate, pixels)
+    arrays = draw_samples(seed, m, n, k, dims)
+    return Draws(*(torch.from_numpy(arrays[name]) for name in ("weight_noise", "factor_noise", "diag_noise", "dropout_masks")))
+
+
+def image_input(image224: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 [224, 224] -> normalised [1, 1, 224, 224]."""
+    return torch.from_numpy(normalize(image224)).to(dtype)[None, None]
+
+
+@torch.no_grad()
+def run_frame(
+    bundle: Bundle,
+    image: torch.Tensor,
+    draws: Draws,
+    posterior_scale: float = 1.0,
+    features: Optional[torch.Tensor] = None,
+    ood_map: str = "fused",
+    aggregation: str = "mean",
+) -> Dict[str, object]:
+    """Everything the package computes for one normalised image [1, 1, 224, 224]."""
+    if features is None:
+        features = bundle.encoder.forward_features(image)
+    scale = torch.tensor([posterior_scale], dtype=image.dtype)
+    thetas = sample_weights(bundle.laplace.covered, bundle.sigma, draws.weight_noise, scale)
+    logit_mean, cov_factor, cov_diag = bundle.laplace.forward_with(thetas, features, image)
+    dropout_logits = bundle.dropout(features, image, draws.dropout_masks)
+    eta = laplace_logit_samples(logit_mean, cov_factor, cov_diag, draws.factor_noise, draws.diag_noise)
+    laplace, dropout = sample_measures(eta), sample_measures(dropout_logits)
+    fused = fused_map(laplace, dropout, select_map(AUXILIARY_MAP, laplace, dropout, None))
+    score = aggregate(select_map(ood_map, laplace, dropout, fused), aggregation)
+    return {
+        "features": features,
+        "logit_mean": logit_mean,
+        "cov_factor": cov_factor,
+        "cov_diag": cov_diag,
+        "dropout_logits": dropout_logits,
+        "laplace": laplace,
+        "dropout": dropout,
+        "fused": fused,
+        "ood_score": score,
+    }
+
+
+def segmentation(result: Dict[str, object]) -> torch.Tensor:
+    """The L-FUSION mask [HW]: the two paths' averaged mean probability above 0.5."""
+    return 0.5 * (result["laplace"]["mean_prob"] + result["dropout"]["mean_prob"]) > 0.5

@@ -1,0 +1,109 @@
+"""Export: declared graph interfaces, manifest checksums, and ONNX Runtime parity.
+
+Debian has no python3-onnxruntime, so parity runs the SDK's own runtime (onnxruntime-node)
+through ``models/tools/ort_parity.mjs``; it is skipped with a message when node or the npm
+dependencies are absent.
+"""
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lfusion.encoder import EncoderConfig, USFMEncoder, freeze
+from lfusion.export import check_declared, export_graphs, graph_specs, write_manifest
+from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead
+from lfusion.inference import Bundle
+from lfusion.measures import MEASURE_ORDER
+from lfusion.reference import write_reference
+
+MODELS = Path(__file__).resolve().parents[1]
+REPO = MODELS.parent
+PARITY_SCRIPT = MODELS / "tools" / "ort_parity.mjs"
+COMMITTED = MODELS / "packages" / "lfusion-hc18"
+
+
+def small_bundle() -> Bundle:
+    torch.manual_seed(0)
+    encoder = freeze(USFMEncoder(EncoderConfig(width=24, depth=2, heads=2, feature_blocks=(1, 2))))
+    cfg = HeadConfig(feature_channels=48, proj_channels=8, decoder_channels=(8, 8, 4, 4), stem_channels=4, fuse_channels=4, rank=3)
+    laplace, dropout = LaplaceHead(cfg, seed=1), DropoutHead(cfg, seed=2)
+    sigma = 0.05 * torch.rand(laplace.covered_count, generator=torch.Generator().manual_seed(3))
+    for module in (laplace, dropout):
+        module.eval()
+    return Bundle(encoder, laplace, sigma, 1.0, dropout)
+
+
+def ort_available() -> bool:
+    if shutil.which("node") is None:
+        return False
+    probe = subprocess.run(["node", "-e", "import('onnxruntime-node').then(() => process.exit(0), () => process.exit(1))"], cwd=MODELS, capture_output=True)
+    return probe.returncode == 0
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("package")
+    bundle = small_bundle()
+    export_graphs(bundle, folder)
+    rng = np.random.default_rng(0)
+    images = [("in-distribution", "synthetic", rng.integers(0, 256, (224, 224), dtype=np.uint8)), ("elastic-ood", "synthetic", rng.integers(0, 256, (224, 224), dtype=np.uint8))]
+    write_reference(bundle, folder, images, {"map": "fused", "aggregation": "quantile:0.9"}, seed=5)
+    write_manifest(folder, bundle, folder / "no-build", {"seed": 5})
+    return folder, bundle
+
+
+def validate_package(folder: Path) -> dict:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["format"] == "lfusion-model-package" and manifest["formatVersion"] == 1
+    assert manifest["measures"]["order"] == list(MEASURE_ORDER)
+    for name, spec in manifest["graphs"].items():
+        assert sha256(folder / spec["file"]) == spec["sha256"], name
+        check_declared(folder / spec["file"], spec)
+    for relative, digest in manifest["files"].items():
+        assert sha256(folder / relative) == digest, relative
+    index = json.loads((folder / "reference" / "index.json").read_text())
+    for case in index["cases"]:
+        for name, entry in case["arrays"].items():
+            itemsize = 8 if entry["dtype"] == "float64" else 4
+            assert (folder / "reference" / entry["file"]).stat().st_size == itemsize * int(np.prod(entry["shape"])), name
+    return manifest
+
+
+def test_exported_package_is_format_valid(package):
+    folder, bundle = package
+    manifest = validate_package(folder)
+    assert manifest["laplace"]["weightCount"] == bundle.laplace.covered_count
+    assert manifest["dropout"]["maskCount"] == bundle.dropout.cfg.mask_count
+    assert set(manifest["graphs"]) == set(graph_specs(bundle))
+
+
+def test_declared_shapes_are_enforced(package):
+    folder, bundle = package
+    spec = json.loads(json.dumps(graph_specs(bundle)["dropout_head"]))
+    spec["inputs"]["dropout_masks"][1] += 1
+    with pytest.raises(ValueError):
+        check_declared(folder / spec["file"], spec)
+
+
+@pytest.mark.skipif(not ort_available(), reason="node + onnxruntime-node (npm install at the repo root) not available")
+def test_onnx_runtime_matches_pytorch_float64_reference(package):
+    folder, _ = package
+    result = subprocess.run(["node", str(PARITY_SCRIPT), str(folder)], cwd=MODELS, capture_output=True, text=True, timeout=300)
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["ok"], json.dumps(report, indent=1)
+    checked = {c["name"] for case in report["report"] for c in case["checks"]}
+    assert {"features", "logit_mean", "map_logit_mean", "dropout_logits", "laplace_maps", "dropout_maps"} <= checked
+
+
+@pytest.mark.skipif(not (COMMITTED / "manifest.json").exists(), reason="no committed package at models/packages/lfusion-hc18")
+def test_committed_package_is_format_valid():
+    validate_package(COMMITTED)

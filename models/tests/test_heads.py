@@ -1,0 +1,101 @@
+import torch
+
+from lfusion.export import LaplaceHeadGraph
+from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead, conv, parameter_counts, random_masks
+from lfusion.laplace import posterior_std, sample_weights
+
+TINY = HeadConfig(feature_channels=6, proj_channels=5, decoder_channels=(4, 3, 3, 2), stem_channels=2, fuse_channels=3, rank=2)
+
+
+def inputs(batch=1, grid=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    size = grid * 16
+    return torch.randn(batch, TINY.feature_channels, grid, grid, generator=generator), torch.randn(batch, 1, size, size, generator=generator)
+
+
+def test_per_sample_convolution_matches_conv2d():
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, 9, 7, generator=generator)
+    for kernel in (1, 3):
+        w = torch.randn(3, 5, 4, kernel, kernel, generator=generator)
+        b = torch.randn(3, 5, generator=generator)
+        batched = conv(x, w, b)
+        for j in range(3):
+            assert torch.allclose(batched[j], conv(x[j : j + 1], w[j], b[j])[0], atol=1e-5)
+        shared_input = conv(x[:1], w, b)
+        for j in range(3):
+            assert torch.allclose(shared_input[j], conv(x[:1], w[j], b[j])[0], atol=1e-5)
+
+
+def test_m_weight_samples_in_one_run_match_separate_runs():
+    head = LaplaceHead(TINY, seed=3)
+    features, image = inputs()
+    thetas = head.covered.detach() + 0.1 * torch.randn(4, head.covered_count)
+    with torch.no_grad():
+        mean, factor, diag = head.forward_with(thetas, features, image)
+        assert mean.shape == (4, 32 * 32) and factor.shape == (4, TINY.rank, 32 * 32) and diag.shape == (4, 32 * 32)
+        for j in range(4):
+            single = head.forward_with(thetas[j], features, image)
+            for batched, alone in zip((mean, factor, diag), single):
+                assert torch.allclose(batched[j], alone[0], atol=1e-5)
+    assert (diag >= TINY.diag_floor).all()
+
+
+def test_functional_sampling_leaves_map_untouched_and_scale_zero_is_map():
+    head = LaplaceHead(TINY, seed=4)
+    before = {k: v.clone() for k, v in head.state_dict().items()}
+    sigma = posterior_std(torch.rand(head.covered_count), 0.5)
+    graph = LaplaceHeadGraph(head, sigma)
+    features, image = inputs()
+    noise = torch.randn(3, head.covered_count)
+    with torch.no_grad():
+        sampled = graph(features, image, noise, torch.ones(1))
+        map_out = graph(features, image, noise, torch.zeros(1))
+        reference = head(features, image)
+    for key, value in head.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    for got, want in zip(map_out, reference):
+        assert torch.allclose(got, want.expand_as(got), atol=1e-6)
+    assert not torch.allclose(sampled[0][0], reference[0][0])
+    thetas = sample_weights(head.covered.detach(), sigma, noise, 2.0)
+    assert torch.allclose(thetas, head.covered.detach() + 2.0 * sigma * noise)
+
+
+def test_dropout_masks_are_inputs_and_rows_are_independent_passes():
+    head = DropoutHead(TINY, seed=5)
+    features, image = inputs()
+    masks = random_masks(5, TINY, torch.Generator().manual_seed(0))
+    kept = 1.0 / (1.0 - TINY.dropout_rate)
+    assert set(masks.unique().tolist()) <= {0.0, kept}
+    with torch.no_grad():
+        logits = head(features, image, masks)
+        for j in range(5):
+            assert torch.allclose(logits[j], head(features, image, masks[j : j + 1])[0], atol=1e-6)
+        all_kept = head(features, image, torch.ones(1, TINY.mask_count))
+    assert logits.shape == (5, 32 * 32)
+    assert not torch.allclose(logits[0], all_kept[0])
+
+
+def test_default_heads_are_small():
+    counts = parameter_counts(HeadConfig())
+    assert counts["laplace_covered"] < 200_000 and counts["dropout"] < 200_000
+
+
+def test_ssn_loss_reduces_to_bce_without_covariance_and_rewards_the_best_sample():
+    import torch.nn.functional as F
+
+    from lfusion.train_heads import ssn_loss
+
+    generator = torch.Generator().manual_seed(6)
+    mean = torch.randn(2, 50, generator=generator)
+    target = (torch.rand(2, 50, generator=generator) > 0.5).float()
+    no_cov = ssn_loss(mean, torch.zeros(2, 3, 50), torch.zeros(2, 50), target, 7, generator)
+    assert torch.allclose(no_cov, F.binary_cross_entropy_with_logits(mean, target))
+    # With spread: -log mean_s p(y|eta_s) <= mean_s -log p(y|eta_s) (Jensen), same draws.
+    factor, diag = torch.ones(2, 3, 50), torch.ones(2, 50)
+    noisy = ssn_loss(mean, factor, diag, target, 7, torch.Generator().manual_seed(9))
+    replay = torch.Generator().manual_seed(9)
+    eta = mean[:, None] + torch.randn(2, 7, 3, generator=replay) @ factor + torch.randn(2, 7, 50, generator=replay)
+    per_sample = F.binary_cross_entropy_with_logits(eta, target[:, None].expand_as(eta), reduction="none").mean(-1)
+    assert noisy < per_sample.mean() - 1e-3
+    assert noisy >= per_sample.min(dim=1).values.mean() - 1e-6
