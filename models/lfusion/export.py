@@ -9,7 +9,6 @@ The heads are exported through the same functional forward used in training and 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import time
@@ -21,6 +20,7 @@ import onnx
 import torch
 
 from lfusion.data import NORM_MEAN, NORM_STD
+from lfusion.features import load_encoder_or_random, sha256_of
 from lfusion.heads import DropoutHead, LaplaceHead
 from lfusion.inference import AUXILIARY_MAP, Bundle, load_bundle
 from lfusion.laplace import sample_weights
@@ -148,14 +148,6 @@ def check_declared(path: Path, spec: dict) -> None:
                 raise ValueError(f"{path.name}: {name} has shape {actual[name]}, declared {shape}")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def export_graphs(bundle: Bundle, package: Path) -> Dict[str, dict]:
     from lfusion.encoder import export_encoder_onnx
 
@@ -185,10 +177,10 @@ def read_json(path: Path) -> Optional[dict]:
 def write_manifest(package: Path, bundle: Bundle, build: Path, info: dict) -> dict:
     """manifest.json from the graphs in ``package``, every other file's checksum and build/ records."""
     specs = graph_specs(bundle)
-    graphs = {name: spec | {"sha256": sha256_file(package / spec["file"])} for name, spec in specs.items()}
+    graphs = {name: spec | {"sha256": sha256_of(package / spec["file"])} for name, spec in specs.items()}
     graph_files = {spec["file"] for spec in specs.values()}
     files = {
-        path.relative_to(package).as_posix(): sha256_file(path)
+        path.relative_to(package).as_posix(): sha256_of(path)
         for path in sorted(package.rglob("*"))
         if path.is_file() and path.name != "manifest.json" and path.relative_to(package).as_posix() not in graph_files
     }
@@ -231,7 +223,6 @@ def write_manifest(package: Path, bundle: Bundle, build: Path, info: dict) -> di
 
 def bundle_from_build(build: Path, encoder_path: Optional[Path], seed: int) -> Bundle:
     """The trained models in ``build``; the encoder must be the one the feature cache was built with."""
-    from lfusion.features import load_encoder_or_random
 
     encoder, encoder_sha = load_encoder_or_random(encoder_path, seed)
     cached = (read_json(build / "features" / "meta.json") or {}).get("encoder_sha256")
@@ -262,7 +253,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     info = {
         "data": "HC18 training_set (van den Heuvel et al., PLoS ONE 13(8): e0200412, 2018; CC BY 4.0), resized to 224x224",
         "splitFile": str(args.split_file),
-        "splitSha256": sha256_file(args.split_file) if args.split_file.exists() else None,
+        "splitSha256": sha256_of(args.split_file) if args.split_file.exists() else None,
         "encoder": str(encoder_path) if encoder_path else "random-init (development)",
         "seed": args.seed,
         "command": "make -C models all",
