@@ -3,6 +3,7 @@
  */
 import { concatMap, type OperatorFunction } from 'rxjs';
 import { LfusionError } from '../sdk/errors.js';
+import { mapPixels } from '../sdk/model-package.js';
 import type { GraphRunner, HeadSamples, MeasureMaps, MeasuredFrame, ModelManifest } from '../sdk/types.js';
 import { requireOutput } from './sampleHeads.js';
 
@@ -48,9 +49,9 @@ export function selectMap(maps: MeasureMaps, name: string, fused?: Float32Array)
  * @example
  * encoded$.pipe(sampleHeads(pool, manifest), measureUncertainty(pool, manifest)).subscribe((f) => console.log(f.maps));
  */
-export function measureUncertainty(pool: GraphRunner, manifest: Pick<ModelManifest, 'measures' | 'input'>): OperatorFunction<HeadSamples, MeasuredFrame> {
+export function measureUncertainty(pool: GraphRunner, manifest: Pick<ModelManifest, 'measures' | 'input' | 'graphs'>): OperatorFunction<HeadSamples, MeasuredFrame> {
   const order = manifest.measures.order;
-  const pixels = manifest.input.width * manifest.input.height;
+  const pixels = mapPixels(manifest);
   return concatMap(async (samples) => {
     const started = performance.now();
     const { laplace, draws } = samples;

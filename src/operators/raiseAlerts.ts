@@ -12,6 +12,8 @@ export interface AlertOptions {
   clearAfter?: number;
   /** Clock for `Alert.time`; default `asyncScheduler` (wall clock, virtual under `TestScheduler`). */
   scheduler?: SchedulerLike;
+  /** `Alert.path`: `frame` (default) or `clip` (then each item is a window and the counts count windows). */
+  path?: Alert['path'];
 }
 
 /** Anything with a frame index and an OOD score: `ScoredFrame` or `FrameResult`. Frames without `ood` are skipped. */
@@ -38,6 +40,7 @@ export function raiseAlerts<T extends ScoredFrameLike>(manifest: Pick<ModelManif
     if (!Number.isInteger(value) || value < 1) throw new LfusionError('INVALID_OPTION', `${name} must be a positive integer, got ${value}`, { [name]: value });
   }
   const scheduler = options.scheduler ?? asyncScheduler;
+  const path = options.path ?? 'frame';
   return (source) =>
     new Observable<Alert>((subscriber) => {
       let nextId = 1;
@@ -47,7 +50,7 @@ export function raiseAlerts<T extends ScoredFrameLike>(manifest: Pick<ModelManif
       let aboveRun = 0;
       let belowRun = 0;
       const emit = (kind: Alert['kind']): void => {
-        if (episode) subscriber.next({ kind, ...episode, time: scheduler.now() });
+        if (episode) subscriber.next({ kind, path, ...episode, time: scheduler.now() });
       };
       return source.subscribe({
         next: ({ frame, ood }) => {

@@ -5,6 +5,7 @@
 import { concatMap, type OperatorFunction } from 'rxjs';
 import { checkSampleCounts, createDrawSource, drawDimensions, type DrawMode } from '../sdk/draws.js';
 import { LfusionError, ShapeError } from '../sdk/errors.js';
+import { mapPixels } from '../sdk/model-package.js';
 import type { Draws, EncodedFrame, GraphRunner, HeadSamples, ModelManifest, SampleCounts, TensorData } from '../sdk/types.js';
 
 export interface SampleOptions {
@@ -64,9 +65,10 @@ export function sampleHeads(pool: GraphRunner, manifest: ModelManifest, options:
   // random numbers must stay the same from frame to frame.
   const supplied = typeof options.draws === 'function' ? options.draws : undefined;
   const drawsFor = supplied ?? createDrawSource({ seed: options.seed ?? manifest.sampling.seed, mode: (options.draws as DrawMode | undefined) ?? 'common', dims: drawDimensions(manifest) });
-  const imageDims = [1, 1, manifest.input.height, manifest.input.width];
   const featureDims = (manifest.graphs.laplace_head?.inputs.features ?? []).map((dim) => (typeof dim === 'number' ? dim : 1));
-  const pixels = manifest.input.width * manifest.input.height;
+  // One image per set of features: 1 for a frame, the window length for the clip heads.
+  const imageDims = [featureDims[0] ?? 1, 1, manifest.input.height, manifest.input.width];
+  const pixels = mapPixels(manifest);
   const { m, k } = counts;
   const rank = manifest.laplace.rank;
   return concatMap(async (encoded) => {

@@ -1,5 +1,5 @@
 import { concat, concatMap, defer, EMPTY, from, of, take, throwIfEmpty, type Observable, type ObservableInput, type OperatorFunction } from 'rxjs';
-import { LfusionError, ShapeError } from '../sdk/errors.js';
+import { LfusionError } from '../sdk/errors.js';
 import type { ClipWindow, EncodedFrame, Frame } from '../sdk/types.js';
 import { keepLatest } from './keepLatest.js';
 
@@ -163,49 +163,4 @@ export function windowClips<R>(encode: FrameEncoder, options: WindowClipsOptions
       let dropped = 0;
       return frames.pipe(windows, keepLatest(analyse, { onDrop: (window) => onDrop?.({ kind: 'window', window }, ++dropped) }));
     });
-}
-
-/** Per-frame results of one window, in its frame order (e.g. the 3D head's per-frame probability maps). */
-export interface WindowResult {
-  /** Frame indices of the window, in order. */
-  frames: readonly number[];
-  results: readonly Float32Array[];
-}
-
-/**
- * Gives each frame one result from the overlapping windows that contain it. `mean` (default): the average of
- * its maps over those windows, an ensemble over temporal contexts (for probability or uncertainty maps).
- * `central`: the map of the window in which the frame lies farthest from the window's edges (most temporal
- * context on both sides; ties go to the earlier window), for results that must not be averaged (label maps).
- *
- * @example
- * const perFrame = mergeWindowResults([{ frames: [0, 1, 2], results: [p0, p1, p2] }, { frames: [1, 2, 3], results: [q1, q2, q3] }]);
- * perFrame.get(1); // (p1 + q1) / 2
- *
- * @return One map per frame index. Maps of one frame with different lengths throw a `ShapeError`, a window whose
- * result count is not its frame count an `INVALID_OPTION`.
- */
-export function mergeWindowResults(windows: readonly WindowResult[], mode: 'mean' | 'central' = 'mean'): Map<number, Float32Array> {
-  const merged = new Map<number, { sum: Float32Array; count: number; edgeDistance: number }>();
-  for (const window of windows) {
-    if (window.frames.length !== window.results.length) throw new LfusionError('INVALID_OPTION', `a window has ${window.frames.length} frames but ${window.results.length} results`);
-    window.frames.forEach((index, k) => {
-      const result = window.results[k]!;
-      const edgeDistance = Math.min(k, window.frames.length - 1 - k);
-      const entry = merged.get(index);
-      if (!entry) {
-        merged.set(index, { sum: Float32Array.from(result), count: 1, edgeDistance });
-        return;
-      }
-      if (entry.sum.length !== result.length) throw new ShapeError(`frame ${index} has results of ${entry.sum.length} and ${result.length} values`, [entry.sum.length], [result.length]);
-      if (mode === 'mean') {
-        for (let i = 0; i < result.length; i++) entry.sum[i]! += result[i]!;
-        entry.count += 1;
-      } else if (edgeDistance > entry.edgeDistance) {
-        entry.sum.set(result);
-        entry.edgeDistance = edgeDistance;
-      }
-    });
-  }
-  return new Map([...merged].map(([index, { sum, count }]) => [index, count === 1 ? sum : sum.map((v) => v / count)]));
 }

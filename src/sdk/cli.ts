@@ -16,13 +16,14 @@ import { replayReport } from '../report/replay.js';
 import { countFrames, type FrameSelection } from '../report/sources.js';
 import { LfusionError, type LfusionErrorCode } from './errors.js';
 import { toVideoInput, type V4l2Options } from './ffmpeg.js';
-import { createPipeline, type Pipeline, type PipelineOptions } from './pipeline.js';
+import { createPipeline, type PathName, type Pipeline, type PipelineOptions } from './pipeline.js';
 import { modelInfo, ResultServer } from './server.js';
 import type { ExecutionProvider, FrameResult, Plane } from './types.js';
 
 const USAGE = `usage:
   lfusion serve <source> [--port 8080] [--host 127.0.0.1] [--model <dir>] [--once]
                 [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 0]]
+                [--paths frame|clip|frame,clip [--clip-stride 8] [--clip-align]]
                 [--region auto|x,y,w,h | --no-region] [--no-reconnect] [--provider cpu|cuda|webgpu]
                 [--input-format mjpeg --video-size 1920x1080 --framerate 30]   (V4L2 devices)
       Runs the pipeline live on a file (paced at its frame rate, looped unless --once), a URL or a
@@ -35,7 +36,7 @@ const USAGE = `usage:
       (offline), frames.csv, frames.jsonl, alerts.jsonl, labels/*.png (source resolution) and run.json.
       Ctrl-C stops and still writes the report, marked partial.
   lfusion replay <video> --out <dir> [--model <dir>] [--uncertainty [--planes <maps>] [--m --n --k --seed]]
-                [--region auto|x,y,w,h]
+                [--paths frame|clip|frame,clip [--clip-stride 8] [--clip-align]] [--region auto|x,y,w,h]
                 [--provider cpu|cuda|webgpu]
       Processes every frame; writes <dir>/results.jsonl (one line per frame) and <dir>/<plane>/<index>.png.
   --uncertainty adds the fused map, the OOD score and alerts; --planes adds per-path maps, comma-separated
@@ -43,6 +44,9 @@ const USAGE = `usage:
   weight sample, dropout passes) and --seed override the model package's defaults.
   --region cuts frames to the ultrasound image of a scanner screen: "auto" detects it, x,y,w,h fixes it
   (screen pixels). Default: auto for devices and URLs, off for files; --no-region turns it off.
+  --paths clip (or frame,clip) adds the clip path: the package's 3D heads on 16-frame windows every
+  --clip-stride frames (default 8), planes clip.mask and clip.fused (and clip.<map> for each --planes map),
+  a window OOD score and clip alerts; --clip-align aligns frames to a reference before the clip heads.
   --no-reconnect: end when a live source (device, URL) is lost instead of retrying with backoff.`;
 
 const OPTIONS = {
@@ -64,6 +68,9 @@ const OPTIONS = {
   provider: { type: 'string' },
   uncertainty: { type: 'boolean' },
   planes: { type: 'string' },
+  paths: { type: 'string' },
+  'clip-stride': { type: 'string' },
+  'clip-align': { type: 'boolean' },
   once: { type: 'boolean' },
   region: { type: 'string' },
   'no-region': { type: 'boolean' },
@@ -94,6 +101,9 @@ interface CliValues {
   provider?: string;
   planes?: string;
   uncertainty?: boolean;
+  paths?: string;
+  'clip-stride'?: string;
+  'clip-align'?: boolean;
   once?: boolean;
   region?: string;
   'no-region'?: boolean;
@@ -126,16 +136,24 @@ function pipelineOptions(source: string, values: CliValues): Omit<PipelineOption
   const provider = values.provider ?? 'cpu';
   const region = regionOption(values);
   if (!['cpu', 'cuda', 'webgpu'].includes(provider)) throw usageError(`--provider must be cpu, cuda or webgpu, got ${provider}`);
-  if (values.planes !== undefined && !values.uncertainty) throw usageError('--planes needs --uncertainty');
+  const paths = (values.paths ?? 'frame').split(',').map((path) => path.trim());
+  if (!paths.every((path) => path === 'frame' || path === 'clip')) throw usageError(`--paths must be frame, clip or frame,clip, got ${values.paths}`);
+  const clip = paths.includes('clip');
+  if (!clip && (values['clip-stride'] !== undefined || values['clip-align'])) throw usageError('--clip-stride and --clip-align need --paths with clip');
+  // The clip path always runs the uncertainty chain; the frame path only with --uncertainty.
+  if (values.planes !== undefined && !values.uncertainty && !clip) throw usageError('--planes needs --uncertainty (or the clip path)');
   const planes = values.planes?.split(',').map((name) => name.trim()).filter(Boolean) ?? [];
   const counts = sampleCounts(values);
-  if (Object.keys(counts).length > 0 && !values.uncertainty) throw usageError('--m, --n, --k and --seed need --uncertainty');
+  if (Object.keys(counts).length > 0 && !values.uncertainty && !clip) throw usageError('--m, --n, --k and --seed need --uncertainty (or the clip path)');
+  const stride = values['clip-stride'] === undefined ? undefined : Number(values['clip-stride']);
   return {
     source,
     ...(values.model ? { modelPath: values.model } : {}),
     pool: { executionProvider: provider as ExecutionProvider },
     analysis: values.uncertainty ? 'uncertainty' : 'segment',
     uncertainty: { planes, ...counts },
+    paths: paths as PathName[],
+    ...(clip ? { clip: { uncertainty: { planes, ...counts }, ...(stride === undefined ? {} : { stride }), ...(values['clip-align'] ? { align: true } : {}) } } : {}),
     ...(region === undefined ? {} : { region }),
     ...(values['no-reconnect'] ? { reconnect: false } : {}),
   };
@@ -214,9 +232,9 @@ async function serve(source: string, values: CliValues): Promise<void> {
   await untilSignalled(delivery.done, stop).finally(stop);
 }
 
-/** The PNG of a plane: the quantised bytes, except `mask` whose classes are scaled to 0/255 to be visible. */
+/** The PNG of a plane: the quantised bytes, except label maps (`mask`, `clip.mask`) whose classes are scaled to 0/255 to be visible. */
 function planeImage(plane: Plane): { pixels: Uint8Array; min: number; scale: number } {
-  if (plane.name !== 'mask') return { pixels: plane.data, min: plane.min, scale: plane.scale };
+  if (plane.name !== 'mask' && plane.name !== 'clip.mask') return { pixels: plane.data, min: plane.min, scale: plane.scale };
   return { pixels: plane.data.map((q) => q * 255), min: 0, scale: 1 / 255 };
 }
 
@@ -331,8 +349,8 @@ async function replay(video: string, values: CliValues): Promise<number> {
         return { name: plane.name, file, width: plane.width, height: plane.height, min: image.min, scale: image.scale };
       }),
     );
-    const { region, screen, ood } = result;
-    lines.write(`${JSON.stringify({ frame: result.frame, planes, ...(ood ? { ood } : {}), ...(region ? { region, screen } : {}), timings: result.timings })}\n`);
+    const { region, screen, ood, clipOod } = result;
+    lines.write(`${JSON.stringify({ frame: result.frame, planes, ...(ood ? { ood } : {}), ...(clipOod ? { clipOod } : {}), ...(region ? { region, screen } : {}), timings: result.timings })}\n`);
     progress.tick();
   };
   let subscription: Subscription | undefined;

@@ -6,6 +6,7 @@
  * (M, N, K): raising a count adds samples instead of replacing them.
  */
 import { LfusionError } from './errors.js';
+import { mapPixels } from './model-package.js';
 import { Random, deriveSeed } from './random.js';
 import type { Draws, ModelManifest, SampleCounts, TensorData } from './types.js';
 
@@ -109,12 +110,12 @@ export function createDrawSource(options: DrawSourceOptions): (frameIndex: numbe
 }
 
 /** The draw sizes a model package fixes. */
-export function drawDimensions(manifest: Pick<ModelManifest, 'laplace' | 'dropout' | 'input'>): DrawDimensions {
+export function drawDimensions(manifest: Pick<ModelManifest, 'laplace' | 'dropout' | 'input' | 'graphs'>): DrawDimensions {
   return {
     weightCount: manifest.laplace.weightCount,
     rank: manifest.laplace.rank,
     maskCount: manifest.dropout.maskCount,
     dropoutRate: manifest.dropout.rate,
-    pixels: manifest.input.width * manifest.input.height,
+    pixels: mapPixels(manifest),
   };
 }

@@ -72,7 +72,10 @@ export {
 export { loadModelPackage, type ModelPackage } from './model-package.js';
 export { InferencePool, type InferencePoolOptions, type RunOptions } from './inference-pool.js';
 export { alignFrames, estimateAlignment, warpToOriginal, type AlignFramesOptions } from '../operators/alignFrames.js';
-export { mergeWindowResults, windowClips, type FrameEncoder, type WindowClipsOptions, type WindowResult } from '../operators/windowClips.js';
+export { windowClips, type ClipDrop, type FrameEncoder, type WindowClipsOptions } from '../operators/windowClips.js';
+export { mergeClipFrames } from '../operators/mergeClipFrames.js';
+export { lfusionClipUncertainty, stackWindow } from './clip-pipeline.js';
+export { clipModel, type ClipModel } from './clip-model.js';
 export { encodeFrames } from '../operators/encodeFrames.js';
 export { segmentFrames } from '../operators/segmentFrames.js';
 
@@ -89,7 +92,7 @@ export { deriveSeed, Random } from './random.js';
 export { compareToReference, loadReferenceVectors, type ReferenceVectors } from './reference-vectors.js';
 
 // The one-call pipeline, statistics and delivery.
-export { createPipeline, DEFAULT_MODEL_PATH, type Analysis, type Pipeline, type PipelineOptions } from './pipeline.js';
+export { createPipeline, DEFAULT_MODEL_PATH, type Analysis, type ClipPathOptions, type PathName, type Pipeline, type PipelineOptions } from './pipeline.js';
 export { StatsRecorder, type StatsOptions } from './stats.js';
 export { modelInfo, ResultServer, VIEWER_PATH, WEBSOCKET_PATH, type ClientStats, type Deliverable, type Delivery, type ResultServerOptions } from './server.js';
 export { decodeFrameMessage, encodeFrameMessage, PROTOCOL_VERSION, type DecodedFrame } from './protocol.js';

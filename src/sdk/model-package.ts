@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { ModelError } from './errors.js';
-import type { Dimension, GraphSpec, ModelManifest } from './types.js';
+import type { Dimension, GraphSpec, HeadSettings, ModelManifest } from './types.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const FORMAT = 'lfusion-model-package';
@@ -163,13 +163,9 @@ export function validateManifest(json: unknown, packagePath: string): ModelManif
   const graphsJson = read.object(m.graphs, 'graphs');
   for (const name of REQUIRED_GRAPHS) if (!(name in graphsJson)) read.fail(`graphs.${name}`, 'present (a graph the SDK needs)', undefined);
   const filesJson = read.object(m.files, 'files');
-  const laplace = read.object(m.laplace, 'laplace');
-  const dropout = read.object(m.dropout, 'dropout');
-  const sampling = read.object(m.sampling, 'sampling');
   const measures = read.object(m.measures, 'measures');
-  const fusion = read.object(m.fusion, 'fusion');
-  const ood = read.object(m.ood, 'ood');
   const count = (value: unknown, field: string) => read.number(value, field, { integer: true, positive: true });
+  const graphs = Object.fromEntries(Object.entries(graphsJson).map(([name, spec]) => [name, read.graph(spec, `graphs.${name}`)]));
   const manifest: ModelManifest = {
     format: FORMAT,
     formatVersion: FORMAT_VERSION,
@@ -186,19 +182,53 @@ export function validateManifest(json: unknown, packagePath: string): ModelManif
       },
     },
     pixelSpacing: read.literal(m.pixelSpacing, 'pixelSpacing', ['carried']),
-    graphs: Object.fromEntries(Object.entries(graphsJson).map(([name, spec]) => [name, read.graph(spec, `graphs.${name}`)])),
+    graphs,
     files: Object.fromEntries(
       Object.entries(filesJson).map(([file, sha]) => [read.relativeFile(file, `files["${file}"]`), read.sha256(sha, `files["${file}"]`)]),
     ),
+    ...headSettings(read, m, ''),
+    measures: {
+      order: read.stringArray(measures.order, 'measures.order'),
+      entropyEpsilon: read.number(measures.entropyEpsilon, 'measures.entropyEpsilon', { positive: true }),
+    },
+    provenance: read.object(m.provenance, 'provenance'),
+    metrics: read.object(m.metrics, 'metrics'),
+  };
+  if (m.clip !== undefined) {
+    const clip = read.object(m.clip, 'clip');
+    for (const name of CLIP_GRAPHS) if (!(name in graphs)) read.fail(`graphs.${name}`, 'present (the manifest has a "clip" section)', undefined);
+    manifest.clip = {
+      frames: count(clip.frames, 'clip.frames'),
+      outputSize: count(clip.outputSize, 'clip.outputSize'),
+      ...headSettings(read, clip, 'clip.'),
+      ...(clip.metrics === undefined ? {} : { metrics: read.object(clip.metrics, 'clip.metrics') }),
+    };
+  }
+  return manifest;
+}
+
+/** The graphs of the clip path, required with a manifest `clip` section. */
+export const CLIP_GRAPHS = ['clip_laplace_head', 'clip_dropout_head', 'clip_measures'] as const;
+
+/** `laplace`, `dropout`, `sampling`, `fusion` and `ood` of one set of heads: the manifest's root (prefix '') or `clip` ('clip.'). */
+function headSettings(read: ManifestReader, section: Record<string, unknown>, prefix: string): HeadSettings {
+  const field = (name: string) => `${prefix}${name}`;
+  const laplace = read.object(section.laplace, field('laplace'));
+  const dropout = read.object(section.dropout, field('dropout'));
+  const sampling = read.object(section.sampling, field('sampling'));
+  const fusion = read.object(section.fusion, field('fusion'));
+  const ood = read.object(section.ood, field('ood'));
+  const count = (value: unknown, name: string) => read.number(value, field(name), { integer: true, positive: true });
+  const settings: HeadSettings = {
     laplace: {
       rank: count(laplace.rank, 'laplace.rank'),
       weightCount: count(laplace.weightCount, 'laplace.weightCount'),
-      priorPrecision: read.number(laplace.priorPrecision, 'laplace.priorPrecision', { positive: true }),
-      posteriorScale: read.number(laplace.posteriorScale, 'laplace.posteriorScale', { min: 0 }),
-      covered: read.string(laplace.covered, 'laplace.covered'),
+      priorPrecision: read.number(laplace.priorPrecision, field('laplace.priorPrecision'), { positive: true }),
+      posteriorScale: read.number(laplace.posteriorScale, field('laplace.posteriorScale'), { min: 0 }),
+      covered: read.string(laplace.covered, field('laplace.covered')),
     },
     dropout: {
-      rate: read.number(dropout.rate, 'dropout.rate', { min: 0 }),
+      rate: read.number(dropout.rate, field('dropout.rate'), { min: 0 }),
       maskCount: count(dropout.maskCount, 'dropout.maskCount'),
     },
     sampling: {
@@ -208,26 +238,29 @@ export function validateManifest(json: unknown, packagePath: string): ModelManif
       maxM: count(sampling.maxM, 'sampling.maxM'),
       maxN: count(sampling.maxN, 'sampling.maxN'),
       maxK: count(sampling.maxK, 'sampling.maxK'),
-      seed: read.number(sampling.seed, 'sampling.seed', { min: 0, integer: true }),
+      seed: read.number(sampling.seed, field('sampling.seed'), { min: 0, integer: true }),
     },
-    measures: {
-      order: read.stringArray(measures.order, 'measures.order'),
-      entropyEpsilon: read.number(measures.entropyEpsilon, 'measures.entropyEpsilon', { positive: true }),
-    },
-    fusion: { auxiliary: read.string(fusion.auxiliary, 'fusion.auxiliary') },
+    fusion: { auxiliary: read.string(fusion.auxiliary, field('fusion.auxiliary')) },
     ood: {
-      map: read.string(ood.map, 'ood.map'),
-      aggregation: read.string(ood.aggregation, 'ood.aggregation'),
-      threshold: read.number(ood.threshold, 'ood.threshold'),
+      map: read.string(ood.map, field('ood.map')),
+      aggregation: read.string(ood.aggregation, field('ood.aggregation')),
+      threshold: read.number(ood.threshold, field('ood.threshold')),
       raiseAfter: count(ood.raiseAfter, 'ood.raiseAfter'),
       clearAfter: count(ood.clearAfter, 'ood.clearAfter'),
     },
-    provenance: read.object(m.provenance, 'provenance'),
-    metrics: read.object(m.metrics, 'metrics'),
   };
-  if (manifest.dropout.rate >= 1) read.fail('dropout.rate', 'a probability in [0, 1)', manifest.dropout.rate);
-  if (!/^(mean|quantile:(0(\.\d+)?|1(\.0+)?))$/.test(manifest.ood.aggregation)) read.fail('ood.aggregation', '"mean" or "quantile:<p>" with p in [0, 1]', manifest.ood.aggregation);
-  return manifest;
+  if (settings.dropout.rate >= 1) read.fail(field('dropout.rate'), 'a probability in [0, 1)', settings.dropout.rate);
+  if (!/^(mean|quantile:(0(\.\d+)?|1(\.0+)?))$/.test(settings.ood.aggregation)) read.fail(field('ood.aggregation'), '"mean" or "quantile:<p>" with p in [0, 1]', settings.ood.aggregation);
+  return settings;
+}
+
+/**
+ * Pixels per map of a set of heads: the second dimension of its `measures` graph's `laplace_maps` (224 * 224 for
+ * the 2D heads, `frames * outputSize^2` for the clip heads), or the input size for a package without that graph.
+ */
+export function mapPixels(manifest: Pick<ModelManifest, 'graphs' | 'input'>): number {
+  const declared = manifest.graphs.measures?.outputs.laplace_maps?.[1];
+  return typeof declared === 'number' ? declared : manifest.input.width * manifest.input.height;
 }
 
 /** What an ONNX session reports about one input or output (onnxruntime's `ValueMetadata`, reduced). */

@@ -4,21 +4,27 @@
  * results, stats, alerts, source events.
  */
 import { fileURLToPath } from 'node:url';
-import { concatMap, defer, EMPTY, filter, map, materialize, Observable, of, share, Subject, tap, throwError, type OperatorFunction } from 'rxjs';
+import { catchError, concat, concatMap, defer, distinctUntilChanged, EMPTY, filter, ignoreElements, map, materialize, Observable, of, share, Subject, tap, throwError, type OperatorFunction } from 'rxjs';
+import { alignFrames, warpToOriginal, type AlignFramesOptions } from '../operators/alignFrames.js';
 import { encodeFrames } from '../operators/encodeFrames.js';
 import { fromVideo, type FromVideoOptions } from '../operators/fromVideo.js';
 import { keepLatest } from '../operators/keepLatest.js';
+import { mergeClipFrames } from '../operators/mergeClipFrames.js';
 import { raiseAlerts, type AlertOptions } from '../operators/raiseAlerts.js';
 import { reconnecting, type ReconnectingOptions } from '../operators/reconnecting.js';
 import { segmentFrames } from '../operators/segmentFrames.js';
 import { ultrasoundRegion, type UltrasoundRegionOptions } from '../operators/ultrasoundRegion.js';
+import { windowClips } from '../operators/windowClips.js';
+import { clipModel } from './clip-model.js';
+import { lfusionClipUncertainty } from './clip-pipeline.js';
 import { LfusionError } from './errors.js';
 import { toVideoInput } from './ffmpeg.js';
 import { InferencePool, type InferencePoolOptions } from './inference-pool.js';
 import { loadModelPackage, type ModelPackage } from './model-package.js';
 import { isSourceEvent } from './source-events.js';
 import { StatsRecorder, type StatsOptions } from './stats.js';
-import type { Alert, EncodedFrame, Frame, FrameResult, GraphRunner, ModelManifest, Plane, ScreenRegion, ScreenSize, SourceEvent } from './types.js';
+import { defaultRange, maskPlane, quantizePlane } from './quantize.js';
+import type { AlignedFrame, Alert, ClipFrame, ClipOodScore, EncodedFrame, Frame, FrameResult, GraphRunner, ModelManifest, Plane, ScreenRegion, ScreenSize, SourceEvent } from './types.js';
 import { lfusionUncertainty, type UncertaintyOptions } from './uncertainty-pipeline.js';
 
 /** The model package shipped with the SDK. */
@@ -68,9 +74,36 @@ export interface PipelineOptions {
   image?: boolean;
   /** Plane names a custom `analysis` produces (announced to WebSocket clients). */
   streams?: readonly string[];
-  /** Hysteresis of OOD alerts (defaults from the manifest). */
+  /**
+   * Which results each frame gets: `frame` (default), the 2D heads on the frame alone (`analysis`); `clip`, the
+   * clip (3D) heads on sliding windows of frames (`clip`, needs a package with clip heads; planes `clip.*`, score
+   * `clipOod`); or both. A clip result needs the frames after it: it comes about `length + stride` frames late, and
+   * with both paths each result waits for its clip part.
+   */
+  paths?: readonly PathName[];
+  /** Windows, alignment and sampling of the clip path. */
+  clip?: ClipPathOptions;
+  /** Hysteresis of OOD alerts (defaults from the manifest; the clip path's count windows, from `manifest.clip`). */
   alerts?: AlertOptions;
   stats?: StatsOptions;
+}
+
+/** The two analysis paths of a pipeline. */
+export type PathName = 'frame' | 'clip';
+
+/** Options of the clip path ({@link PipelineOptions.clip}). */
+export interface ClipPathOptions {
+  /** Frames between window starts, 1 to the window length (manifest `clip.frames`). Default: half the window length. */
+  stride?: number;
+  /**
+   * Align each frame to a reference (`alignFrames`) before the clip heads see it, so that probe motion does not
+   * smear the window; the clip maps are mapped back onto the frame as decoded. `true` for the defaults. Default off.
+   */
+  align?: boolean | AlignFramesOptions;
+  /** Sample counts, seed, fusion, OOD and per-path planes of the clip heads (defaults from `manifest.clip`). */
+  uncertainty?: UncertaintyOptions;
+  /** Hysteresis of the clip path's alerts, in windows (defaults from `manifest.clip.ood`). */
+  alerts?: AlertOptions;
 }
 
 /** A running pipeline's parts. */
@@ -85,7 +118,9 @@ export interface Pipeline {
    * subscribers); unsubscribing every subscriber stops it.
    */
   readonly results$: Observable<FrameResult>;
-  /** OOD alerts raised and cleared from the results (none with `analysis: 'segment'`). Never dropped. */
+  /** Which analysis paths run. */
+  readonly paths: readonly PathName[];
+  /** OOD alerts raised and cleared from the results (`path` says which: none from the frame path with `analysis: 'segment'`). Never dropped. */
   readonly alerts$: Observable<Alert>;
   /** `source-lost` / `source-restored` of a reconnecting live source, while `results$` is subscribed. */
   readonly sourceEvents$: Observable<SourceEvent>;
@@ -168,6 +203,7 @@ function chooseAnalysis(options: PipelineOptions): { analysis: Analysis; streams
  */
 export async function createPipeline(options: PipelineOptions): Promise<Pipeline> {
   const { analysis, streams } = chooseAnalysis(options);
+  const paths = choosePaths(options.paths);
   const video = options.video ?? {};
   const isStream = toVideoInput(options.source, video.v4l2).kind !== 'file';
   const live = options.live ?? (video.realtime === true || isStream);
@@ -178,14 +214,20 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
   if (reconnect) reconnecting(() => EMPTY, reconnect);
   const locate = region ? locateRegions(region) : map((frame: Frame): LocatedFrame => ({ frame }));
   const model = await loadModelPackage(options.modelPath ?? DEFAULT_MODEL_PATH);
-  const pool = await InferencePool.open(model, options.pool);
   const { manifest } = model;
+  if (paths.includes('clip')) clipModel(manifest); // no clip heads: fail before the workers start
+  const pool = await InferencePool.open(model, options.pool);
   const stats = new StatsRecorder(options.stats);
-  let stages: OperatorFunction<Frame, FrameResult>;
+  let frameStages: OperatorFunction<Frame, FrameResult>;
+  let clipStages: ClipStages | undefined;
   try {
     const encode = encodeFrames(pool, manifest);
     const analyse = options.image ? withImagePlane(analysis(pool, manifest), manifest) : analysis(pool, manifest);
-    stages = (frames) => frames.pipe(encode, analyse);
+    frameStages = (frames) => frames.pipe(encode, analyse);
+    if (paths.includes('clip')) {
+      const frameAnalysis = paths.includes('frame') ? analyse : undefined;
+      clipStages = clipPathStages(pool, manifest, options.clip, { live, image: options.image === true }, encode, frameAnalysis, () => stats.dropped());
+    }
   } catch (error) {
     await pool.close();
     throw error;
@@ -194,9 +236,10 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
   const sourceEvents = new Subject<SourceEvent>();
   const core$ = new Observable<FrameResult>((subscriber) => {
     const processed = new Subject<void>();
+    const flow = { acknowledge: processed, ...(clipStages ? { window: clipStages.lookahead } : {}) };
     const decoded$: Observable<Frame | SourceEvent> = reconnect
       ? reconnecting(() => fromVideo(options.source, video), reconnect)
-      : fromVideo(options.source, live ? video : { ...video, flow: { acknowledge: processed } });
+      : fromVideo(options.source, live ? video : { ...video, flow });
     const frames$ = decoded$.pipe(
       filter((item): item is Frame => {
         if (!isSourceEvent(item)) return true;
@@ -206,33 +249,40 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
       tap(() => stats.frameIn()),
       locate,
     );
-    const process = (located: LocatedFrame) => of(located.frame).pipe(stages, map((result) => placeResult(result, located)));
-    const results$ = live
-      ? frames$.pipe(keepLatest(process, { onDrop: () => stats.dropped() }))
-      : frames$.pipe(
-          // A source error waits behind the frames decoded before it: every decoded frame yields its result.
-          materialize(),
-          concatMap((note) => (note.kind === 'N' ? process(note.value).pipe(tap(() => processed.next())) : note.kind === 'E' ? throwError(() => note.error) : EMPTY)),
-        );
+    const process = (located: LocatedFrame) => of(located.frame).pipe(frameStages, map((result) => placeResult(result, located)));
+    const results$ = clipStages
+      ? afterEveryFrame(frames$, clipStages.stages).pipe(tap(() => processed.next()))
+      : live
+        ? frames$.pipe(keepLatest(process, { onDrop: () => stats.dropped() }))
+        : frames$.pipe(
+            // A source error waits behind the frames decoded before it: every decoded frame yields its result.
+            materialize(),
+            concatMap((note) => (note.kind === 'N' ? process(note.value).pipe(tap(() => processed.next())) : note.kind === 'E' ? throwError(() => note.error) : EMPTY)),
+          );
     return results$.pipe(tap((result) => stats.frameOut(result))).subscribe(subscriber);
   }).pipe(share());
 
   const alerts = new Subject<Alert>();
   const results$ = new Observable<FrameResult>((subscriber) => {
-    // A failure reaches the delivery subscriber below; the alert branch need not report it twice.
-    const alerting = core$.pipe(raiseAlerts(manifest, options.alerts)).subscribe({ next: (alert) => alerts.next(alert), error: () => {} });
+    // A failure reaches the delivery subscriber below; the alert branches need not report it twice.
+    const alerting = [
+      paths.includes('frame') ? core$.pipe(raiseAlerts(manifest, options.alerts)) : EMPTY,
+      clipStages ? core$.pipe(windowScores(), raiseAlerts(clipModel(manifest).manifest, { ...options.clip?.alerts, path: 'clip' })) : EMPTY,
+    ].map((alerts$) => alerts$.subscribe({ next: (alert) => alerts.next(alert), error: () => {} }));
     const delivery = core$.subscribe(subscriber);
     return () => {
       delivery.unsubscribe();
-      alerting.unsubscribe();
+      for (const subscription of alerting) subscription.unsubscribe();
     };
   });
 
+  const clipStreams = manifest.clip && paths.includes('clip') ? ['clip.mask', 'clip.fused', ...(options.clip?.uncertainty?.planes ?? []).map((name) => `clip.${name}`)] : [];
   return {
     model,
     pool,
     live,
-    streams: [...streams(manifest), ...(options.image ? ['image'] : [])],
+    paths,
+    streams: [...(paths.includes('frame') ? streams(manifest) : []), ...(options.image ? ['image'] : []), ...clipStreams],
     results$,
     alerts$: alerts.asObservable(),
     sourceEvents$: sourceEvents.asObservable(),
@@ -242,3 +292,127 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
     close: () => pool.close(),
   };
 }
+
+function choosePaths(paths: readonly PathName[] = ['frame']): PathName[] {
+  const chosen = [...new Set(paths)];
+  if (chosen.length === 0 || chosen.some((path) => path !== 'frame' && path !== 'clip')) {
+    throw new LfusionError('INVALID_OPTION', `paths must list "frame", "clip" or both, got ${JSON.stringify(paths)}`, { paths });
+  }
+  return chosen;
+}
+
+/** Runs `stages` on the frames; a source error is raised only after the frames before it went through them. */
+function afterEveryFrame<T, R>(frames$: Observable<T>, stages: OperatorFunction<T, R>): Observable<R> {
+  return defer(() => {
+    let failure: { error: unknown } | undefined;
+    const untilError = frames$.pipe(
+      catchError((error: unknown) => {
+        failure = { error };
+        return EMPTY;
+      }),
+    );
+    return concat(untilError.pipe(stages), defer(() => (failure ? throwError(() => failure!.error) : EMPTY)));
+  });
+}
+
+/** One item per clip window, out of the results that carry its score, for the clip path's alerts. */
+function windowScores(): OperatorFunction<FrameResult, { frame: { index: number }; ood: ClipOodScore }> {
+  return (results) =>
+    results.pipe(
+      filter((result): result is FrameResult & { clipOod: ClipOodScore } => result.clipOod !== undefined),
+      distinctUntilChanged((a, b) => a.clipOod.window.first === b.clipOod.window.first && a.clipOod.window.last === b.clipOod.window.last),
+      map((result) => ({ frame: { index: result.clipOod.window.last }, ood: result.clipOod })),
+    );
+}
+
+/** The clip path's stages, and how many frames replay may decode ahead of its results. */
+interface ClipStages {
+  stages: OperatorFunction<LocatedFrame, FrameResult>;
+  lookahead: number;
+}
+
+/**
+ * located frames -> (align) -> windows of encoded frames (each frame encoded once; with the frame path, its 2D
+ * result computed then too) -> clip heads per window -> one clip result per frame -> its 2D result with the clip
+ * planes added. Frames whose windows were all dropped (live) still deliver their 2D result.
+ */
+function clipPathStages(
+  pool: GraphRunner,
+  manifest: ModelManifest,
+  options: ClipPathOptions = {},
+  { live, image }: { live: boolean; image: boolean },
+  encode: OperatorFunction<Frame, EncodedFrame>,
+  analyse: OperatorFunction<EncodedFrame, FrameResult> | undefined,
+  onDrop: () => void,
+): ClipStages {
+  const { frames: length } = clipModel(manifest).settings;
+  const stride = options.stride ?? Math.max(1, Math.floor(length / 2));
+  if (!(Number.isInteger(stride) && stride >= 1 && stride <= length)) {
+    throw new LfusionError('INVALID_OPTION', `clip.stride must be an integer from 1 to the window length ${length} (every frame gets a clip result), got ${stride}`, { stride });
+  }
+  const analyseWindow = lfusionClipUncertainty(pool, manifest, options.uncertainty);
+  const planes = options.uncertainty?.planes ?? [];
+  const ranges = options.uncertainty?.ranges ?? {};
+  const align: OperatorFunction<Frame, Pick<AlignedFrame, 'frame'> & Partial<AlignedFrame>> = options.align
+    ? alignFrames(options.align === true ? {} : options.align)
+    : map((frame: Frame) => ({ frame }));
+  const stages: OperatorFunction<LocatedFrame, FrameResult> = (located$) =>
+    defer(() => {
+      /** Frames in flight by index: where they came from, their alignment, and their 2D result once computed. */
+      const inFlight = new Map<number, { located: LocatedFrame; aligned?: AlignedFrame; result?: FrameResult; image?: Plane }>();
+      const frameOnly = (entry: { located: LocatedFrame; result?: FrameResult }) => (entry.result ? [placeResult(entry.result, entry.located)] : []);
+      /** The frame's own results for every frame before `index` still in flight (their clip results never came). */
+      const flushBefore = (index: number): FrameResult[] => {
+        const out: FrameResult[] = [];
+        for (const [at, entry] of inFlight) {
+          if (at >= index) continue;
+          inFlight.delete(at);
+          out.push(...frameOnly(entry));
+        }
+        return out;
+      };
+      const step = (frame: Frame): Observable<EncodedFrame> => {
+        const entry = inFlight.get(frame.index)!;
+        // Without the frame path, the `image` plane comes from the frame the clip heads saw.
+        if (!analyse) return of(frame).pipe(encode, tap((encoded) => image && (entry.image = imagePlane(encoded.image, manifest))));
+        const original = entry.located.frame;
+        const twoD = (encoded: EncodedFrame) => of(encoded).pipe(analyse, tap((result) => (entry.result = result)));
+        if (frame === original) return of(frame).pipe(encode, concatMap((encoded) => concat(twoD(encoded).pipe(ignoreElements()), of(encoded))));
+        return of(original).pipe(encode, concatMap(twoD), ignoreElements(), (done) => concat(done, of(frame).pipe(encode)));
+      };
+      const toResults = (clip: ClipFrame): FrameResult[] => {
+        const earlier = flushBefore(clip.frame.index);
+        const entry = inFlight.get(clip.frame.index);
+        if (!entry) return earlier;
+        inFlight.delete(clip.frame.index);
+        const { data: _pixels, ...frame } = entry.located.frame;
+        const transform = entry.aligned?.aligned ? entry.aligned.transform : undefined;
+        const size = clip.size;
+        const onFrame = (values: Float32Array) => (transform ? warpToOriginal({ width: size, height: size, data: values }, transform, entry.located.frame) : values);
+        const plane = (name: string) => quantizePlane(`clip.${name}`, onFrame(clip.maps[name]!), size, size, ranges[name] ?? defaultRange(name));
+        const clipPlanes = [{ ...maskPlane(onFrame(clip.maps.mean_prob!), size, size), name: 'clip.mask' }, plane('fused'), ...planes.map(plane)];
+        const imagePlanes = entry.image ? [{ ...entry.image, data: transform ? warpToOriginal(entry.image, transform, entry.located.frame) : entry.image.data }] : [];
+        const base: FrameResult = entry.result ?? { frame, planes: imagePlanes, timings: {} };
+        const clipTimings = Object.fromEntries(Object.entries(clip.timings).map(([stage, ms]) => [`clip.${stage}`, ms]));
+        const result = { ...base, planes: [...base.planes, ...clipPlanes], clipOod: clip.ood, timings: { ...base.timings, ...clipTimings } };
+        return [...earlier, placeResult(result, entry.located)];
+      };
+      return located$.pipe(
+        tap((located: LocatedFrame) => inFlight.set(located.frame.index, { located })),
+        map((located) => located.frame),
+        align,
+        map((aligned) => {
+          if (aligned.transform) inFlight.get(aligned.frame.index)!.aligned = aligned as AlignedFrame;
+          return aligned.frame;
+        }),
+        windowClips(step, { length, stride, end: 'shift', live, onDrop: (drop) => drop.kind === 'frame' && onDrop() }, (window) => of(window).pipe(analyseWindow)),
+        mergeClipFrames(),
+        concatMap((clip) => toResults(clip)),
+        (results: Observable<FrameResult>) => concat(results, defer(() => flushBefore(Infinity))),
+      );
+    });
+  return { stages, lookahead: length + stride + DEFAULT_LOOKAHEAD };
+}
+
+/** Frames replay decodes ahead of the results besides what a window needs (fromVideo's default flow window). */
+const DEFAULT_LOOKAHEAD = 4;

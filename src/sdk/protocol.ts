@@ -27,6 +27,7 @@ export function encodeFrameMessage(result: FrameResult, seq: number, streams?: R
     frame: result.frame,
     planes: descriptors,
     ...(result.ood ? { ood: result.ood } : {}),
+    ...(result.clipOod ? { clipOod: result.clipOod } : {}),
     timings: result.timings,
     ...(result.region ? { region: result.region } : {}),
     ...(result.screen ? { screen: result.screen } : {}),

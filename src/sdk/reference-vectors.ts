@@ -7,12 +7,15 @@ import { join, resolve } from 'node:path';
 import { ModelError } from './errors.js';
 
 export interface ReferenceArray {
-  data: Float32Array | Float64Array;
+  /** `uint8` arrays (raw frames, e.g. `images_u8`) come as Uint8Array. */
+  data: Float32Array | Float64Array | Uint8Array;
   dims: number[];
 }
 
 export interface ReferenceCase {
   name: string;
+  /** `frame` (default): one frame through the 2D heads; `clip`: a window through the clip heads. */
+  kind: 'frame' | 'clip';
   m: number;
   n: number;
   k: number;
@@ -28,7 +31,7 @@ export interface ReferenceVectors {
   cases: ReferenceCase[];
 }
 
-const BYTES = { float32: 4, float64: 8 } as const;
+const BYTES = { uint8: 1, float32: 4, float64: 8 } as const;
 
 /**
  * Reads `reference/index.json` of a package and every array it names (little-endian, C order).
@@ -53,7 +56,8 @@ export async function loadReferenceVectors(packagePath: string): Promise<Referen
   if (!Array.isArray(index.cases) || index.cases.length === 0) fail('index.json needs a non-empty cases array');
   const cases = await Promise.all(
     (index.cases as Record<string, unknown>[]).map(async (entry, i) => {
-      const { name, m, n, k, arrays, ood } = entry;
+      const { name, m, n, k, arrays, ood, kind = 'frame' } = entry;
+      if (kind !== 'frame' && kind !== 'clip') fail(`case ${i}: kind must be "frame" or "clip", got ${JSON.stringify(kind)}`, { case: i });
       if (typeof name !== 'string' || ![m, n, k].every(Number.isInteger) || typeof arrays !== 'object' || arrays === null) {
         fail(`case ${i} needs name, integer m, n, k and arrays`, { case: i });
       }
@@ -65,6 +69,7 @@ export async function loadReferenceVectors(packagePath: string): Promise<Referen
       if (caseOod !== undefined && (typeof caseOod.map !== 'string' || typeof caseOod.aggregation !== 'string')) fail(`case "${String(name)}": ood needs map and aggregation strings`, { case: name });
       return {
         name: name as string,
+        kind: kind as 'frame' | 'clip',
         m: m as number,
         n: n as number,
         k: k as number,
@@ -79,7 +84,7 @@ export async function loadReferenceVectors(packagePath: string): Promise<Referen
 async function readArray(folder: string, spec: { file?: unknown; dtype?: unknown; shape?: unknown }, fail: (message: string) => never): Promise<ReferenceArray> {
   const { file, dtype, shape } = spec;
   if (typeof file !== 'string') fail('needs a file');
-  if (dtype !== 'float32' && dtype !== 'float64') fail(`dtype must be float32 or float64, got ${JSON.stringify(dtype)}`);
+  if (!(typeof dtype === 'string' && dtype in BYTES)) fail(`dtype must be uint8, float32 or float64, got ${JSON.stringify(dtype)}`);
   if (!Array.isArray(shape) || !shape.every((dim) => Number.isInteger(dim) && dim >= 0)) fail('shape must be an array of integers');
   const dims = shape as number[];
   const bytesPerValue = BYTES[dtype as keyof typeof BYTES];
@@ -92,6 +97,7 @@ async function readArray(folder: string, spec: { file?: unknown; dtype?: unknown
   const count = dims.reduce((a, b) => a * b, 1);
   if (bytes.length !== count * bytesPerValue) fail(`${String(file)} has ${bytes.length} bytes, shape [${dims.join(', ')}] of ${String(dtype)} needs ${count * bytesPerValue}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dtype === 'uint8') return { data: new Uint8Array(bytes), dims };
   const data = dtype === 'float32' ? new Float32Array(count) : new Float64Array(count);
   for (let i = 0; i < count; i++) data[i] = dtype === 'float32' ? view.getFloat32(i * 4, true) : view.getFloat64(i * 8, true);
   return { data, dims };

@@ -51,12 +51,19 @@ export interface OodScore {
   above: boolean;
 }
 
+/** The clip path's OOD score of the window a frame's clip result came from (frame indices `first..last`). */
+export interface ClipOodScore extends OodScore {
+  window: { first: number; last: number };
+}
+
 /** Everything the pipeline produced for one frame. */
 export interface FrameResult {
   frame: Omit<Frame, 'data'>;
   /** `mask` first (class indices), then `fused` and any per-path maps requested. */
   planes: Plane[];
   ood?: OodScore;
+  /** With the clip path: the OOD score of the window the clip planes (`clip.*`) came from. */
+  clipOod?: ClipOodScore;
   timings: StageTimings;
   /**
    * Where `frame` (the crop the model saw) lies on the source screen, when the pipeline cut the frame to its
@@ -77,7 +84,9 @@ export interface TensorData {
 /** An OOD alert. `raised` when the score stays above threshold long enough; `cleared` when it stays below. */
 export interface Alert {
   kind: 'raised' | 'cleared';
-  /** Same id for the `raised` and the `cleared` of one episode. */
+  /** Which path's scores raised it: `frame` (2D, counts frames) or `clip` (counts windows). */
+  path: 'frame' | 'clip';
+  /** Same id for the `raised` and the `cleared` of one episode (ids count per path). */
   id: number;
   /** First frame index of the episode (the first frame above threshold). */
   startFrame: number;
@@ -142,6 +151,21 @@ export interface ModelManifest {
   ood: { map: string; aggregation: string; threshold: number; raiseAfter: number; clearAfter: number };
   provenance: Record<string, unknown>;
   metrics: Record<string, unknown>;
+  /** The clip (3D) heads, when the package has them (graphs `clip_laplace_head`, `clip_dropout_head`, `clip_measures`). */
+  clip?: ClipManifest;
+}
+
+/** The settings of one set of L-FUSION heads: the 2D ones at the manifest's root, the clip ones in `clip`. */
+export type HeadSettings = Pick<ModelManifest, 'laplace' | 'dropout' | 'sampling' | 'fusion' | 'ood'>;
+
+/**
+ * `manifest.clip`: heads on windows of `frames` consecutive frames (per-frame encoder features stacked over time).
+ * Their maps are `frames` grids of `outputSize x outputSize`, frame-major; `ood.raiseAfter`/`clearAfter` count windows.
+ */
+export interface ClipManifest extends HeadSettings {
+  frames: number;
+  outputSize: number;
+  metrics?: Record<string, unknown>;
 }
 
 /** ONNX Runtime execution provider the inference workers ask for; `cpu` is always available. */
@@ -275,6 +299,7 @@ export interface FrameHeader {
   frame: Omit<Frame, 'data'>;
   planes: PlaneDescriptor[];
   ood?: OodScore;
+  clipOod?: ClipOodScore;
   timings: StageTimings;
   /** As in {@link FrameResult}: where the processed crop lies on the source screen. */
   region?: ScreenRegion;
@@ -425,4 +450,37 @@ export interface ClipWindow {
   end: number;
   /** Fewer than `length` frames: the stream ended first (see `WindowClipsOptions.end`). */
   partial: boolean;
+}
+
+/**
+ * The clip heads' results for one window (`lfusionClipUncertainty`), per frame, before overlapping windows are
+ * merged: each map is `size x size`, one per frame of the window.
+ */
+export interface ClipWindowMaps {
+  /** Stream position of the window's first frame (see {@link ClipWindow}). */
+  start: number;
+  frames: Frame[];
+  size: number;
+  /**
+   * `mean_prob` (the mean of the two paths' mean foreground probabilities), `fused`, and the per-path maps asked
+   * for (`laplace.<measure>`, `dropout.<measure>`), each one map per frame in window order.
+   */
+  maps: Record<string, Float32Array[]>;
+  ood: ClipOodScore;
+  timings: StageTimings;
+}
+
+/** One frame's clip result: the mean of its maps over every window that contained it (`mergeClipFrames`). */
+export interface ClipFrame {
+  frame: Frame;
+  /** Stream position (the frame index when no frame was dropped before windowing). */
+  position: number;
+  size: number;
+  /** The names of {@link ClipWindowMaps.maps}, one `size x size` map each. */
+  maps: Record<string, Float32Array>;
+  /** How many windows the maps average. */
+  windows: number;
+  /** The OOD score of the last window that contained the frame. */
+  ood: ClipOodScore;
+  timings: StageTimings;
 }

@@ -1,9 +1,12 @@
 // The overlay viewer: connects to the SDK's WebSocket (docs/protocol.md) and draws, over the frame the model saw,
 // the head contour (`mask`), the fused uncertainty as a heat map (`fused`), the OOD state, live stats and the source
-// state. Reconnects by itself with backoff and resumes from the last `seq` it saw (`?since=`).
+// state. Reconnects by itself with backoff and resumes from the last `seq` it saw (`?since=`). `?path=clip` shows the
+// clip path instead (`clip.mask`, `clip.fused`, the window OOD score and clip alerts).
 // Plain browser JavaScript, no dependencies: the SDK's HTTP server serves this file as it is.
 
-const WANTED_STREAMS = ['image', 'mask', 'fused'];
+const PATH = new URLSearchParams(location.search).get('path') === 'clip' ? 'clip' : 'frame';
+const PLANE = PATH === 'clip' ? { mask: 'clip.mask', fused: 'clip.fused' } : { mask: 'mask', fused: 'fused' };
+const WANTED_STREAMS = ['image', PLANE.mask, PLANE.fused];
 const BACKOFF = { initialMs: 250, factor: 2, maxMs: 5000 };
 const CONTOUR = '#00ff00';
 const CONTOUR_OUTLINE = 'rgba(0, 0, 0, 0.7)';
@@ -83,7 +86,7 @@ function onText(socket, message) {
       $('stat-model').textContent = `${message.model.name} (${message.model.input.width}x${message.model.input.height})`;
       const wanted = WANTED_STREAMS.filter((name) => message.streams.includes(name));
       if (wanted.join() !== message.subscribed.join()) socket.send(JSON.stringify({ type: 'subscribe', streams: wanted }));
-      $('legend-section').hidden = $('heat-layer').hidden = !message.streams.includes('fused');
+      $('legend-section').hidden = $('heat-layer').hidden = !message.streams.includes(PLANE.fused);
       if (message.source) showSource(message.source);
       break;
     }
@@ -91,6 +94,7 @@ function onText(socket, message) {
       showStats(message.stats);
       break;
     case 'alert':
+      if ((message.alert.path ?? 'frame') !== PATH) break;
       if (message.alert.kind === 'raised') state.activeAlerts.set(message.alert.id, message.alert);
       else state.activeAlerts.delete(message.alert.id);
       showAlerts();
@@ -121,7 +125,7 @@ function onFrame(buffer) {
   const frame = decodeFrame(buffer);
   noteSeq(frame.header.seq);
   state.framesReceived += 1;
-  showOod(frame.header.ood);
+  showOod(PATH === 'clip' ? frame.header.clipOod : frame.header.ood);
   if (!frame.planes.image) return; // before our subscription took effect
   const scheduled = pending !== null;
   pending = frame;
@@ -224,7 +228,9 @@ function drawPending() {
 
 function draw(frame) {
   shown = frame;
-  const { header, planes } = frame;
+  const { header } = frame;
+  // The chosen path's planes under the names the drawing uses.
+  const planes = { image: frame.planes.image, mask: frame.planes[PLANE.mask], fused: frame.planes[PLANE.fused] };
   $('waiting').hidden = true;
   fitOverlay(header.frame.width / header.frame.height);
   const { width, height } = overlay;

@@ -7,7 +7,7 @@ import { LfusionError, ShapeError } from '../../src/sdk/errors.js';
 import type { GraphRunner, HeadSamples, MeasureMaps, TensorData } from '../../src/sdk/types.js';
 
 const ORDER = ['mean_prob', 'mutual_information', 'logit_variance'];
-const manifest = { measures: { order: ORDER, entropyEpsilon: 1e-6 }, input: { width: 2, height: 2 } as never };
+const manifest = { measures: { order: ORDER, entropyEpsilon: 1e-6 }, input: { width: 2, height: 2 } as never, graphs: {} };
 const PIXELS = 4;
 const dims = { weightCount: 3, rank: 2, maskCount: 2, dropoutRate: 0.5, pixels: PIXELS };
 

@@ -23,7 +23,7 @@ test('raises after raiseAfter frames above, ignores a one-frame dip, clears afte
     const frames = scoredFrames([0.9, 0.1, 0.6, 0.8, 0.7, 0.2, 0.95, 0.1, 0.3, 0.9]);
     const source = cold('a-b-c-d-e-f-g-h-i-j|', frames);
     const expected = '   --------r-------c--|';
-    const episode = { id: 1, startFrame: 2, map: 'fused', threshold: THRESHOLD };
+    const episode = { path: 'frame', id: 1, startFrame: 2, map: 'fused', threshold: THRESHOLD };
     expectObservable(source.pipe(raiseAlerts(manifest))).toBe(expected, {
       r: { kind: 'raised', ...episode, endFrame: 4, peakScore: 0.8, peakFrame: 3, time: 8 },
       c: { kind: 'cleared', ...episode, endFrame: 6, peakScore: 0.95, peakFrame: 6, time: 16 },
@@ -31,16 +31,16 @@ test('raises after raiseAfter frames above, ignores a one-frame dip, clears afte
   });
 });
 
-test('options override the manifest; episodes get new ids; frames without a score are skipped', () => {
+test('options override the manifest (and name the path); episodes get new ids; frames without a score are skipped', () => {
   const scheduler = newScheduler();
   scheduler.run(({ cold, expectObservable }) => {
     const frames: Record<string, ScoredFrameLike> = { ...scoredFrames([0.9, 0.1, 0.7, 0.1]), x: { frame: { index: 9 } } };
     const source = cold('a-b-x-c-d|', frames);
     const expected = '   r-c---s-d|';
     const alert = (kind: string, id: number, frame: number, score: number, time: number) => ({
-      kind, id, startFrame: frame, endFrame: frame, peakScore: score, peakFrame: frame, map: 'fused', threshold: THRESHOLD, time,
+      kind, path: 'clip', id, startFrame: frame, endFrame: frame, peakScore: score, peakFrame: frame, map: 'fused', threshold: THRESHOLD, time,
     });
-    expectObservable(source.pipe(raiseAlerts(manifest, { raiseAfter: 1, clearAfter: 1 }))).toBe(expected, {
+    expectObservable(source.pipe(raiseAlerts(manifest, { raiseAfter: 1, clearAfter: 1, path: 'clip' }))).toBe(expected, {
       r: alert('raised', 1, 0, 0.9, 0),
       c: alert('cleared', 1, 0, 0.9, 2),
       s: alert('raised', 2, 2, 0.7, 6),

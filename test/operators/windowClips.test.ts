@@ -2,7 +2,7 @@ import { from, lastValueFrom, map, of, toArray } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ClipWindower, mergeWindowResults, windowClips, type ClipDrop, type FrameEncoder } from '../../src/operators/windowClips.js';
+import { ClipWindower, windowClips, type ClipDrop, type FrameEncoder } from '../../src/operators/windowClips.js';
 import { LfusionError, ShapeError } from '../../src/sdk/errors.js';
 import type { ClipWindow, EncodedFrame, Frame } from '../../src/sdk/types.js';
 import { syntheticFrame } from '../helpers/frames.js';
@@ -158,21 +158,5 @@ test('bad options are INVALID_OPTION at once; an encoder that yields nothing is 
   }
 });
 
-test('mergeWindowResults: mean over the windows containing a frame, or the most central window', () => {
-  const windows = [
-    { frames: [0, 1, 2], results: [Float32Array.of(1), Float32Array.of(2), Float32Array.of(3)] },
-    { frames: [1, 2, 3], results: [Float32Array.of(5), Float32Array.of(7), Float32Array.of(9)] },
-    { frames: [2, 3, 4], results: [Float32Array.of(11), Float32Array.of(13), Float32Array.of(15)] },
-  ];
-  const mean = mergeWindowResults(windows);
-  assert.equal([...mean.keys()], [0, 1, 2, 3, 4]);
-  assert.equal([...mean.values()].map((m) => Array.from(m)), [[1], [3.5], [7], [11], [15]]);
-  const central = mergeWindowResults(windows, 'central');
-  // Frame 1 is in the middle of the 1st window, 2 of the 2nd, 3 of the 3rd; 0 and 4 lie in one window each.
-  assert.equal([...central.values()].map((m) => Array.from(m)), [[1], [2], [7], [13], [15]]);
-  assert.ok(mean.get(0) !== windows[0]!.results[0], 'results are copied, never aliased');
-  assert.throws(() => mergeWindowResults([{ frames: [0], results: [new Float32Array(2)] }, { frames: [0], results: [new Float32Array(3)] }]), (e: unknown) => e instanceof ShapeError);
-  assert.throws(() => mergeWindowResults([{ frames: [0, 1], results: [new Float32Array(2)] }]), (e: unknown) => (e as LfusionError).code === 'INVALID_OPTION');
-});
 
 test.run();

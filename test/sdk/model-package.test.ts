@@ -59,6 +59,18 @@ test('malformed fields are rejected with the field named', async () => {
   assert.match((await loadEdited((m) => (m.graphs.encoder.inputs.image = ['batch', 1, -224, 224]))).message, /"graphs\.encoder\.inputs\.image\[2\]"/);
 });
 
+test('a clip section is validated like the root heads, and needs the clip graphs', async () => {
+  const withClip = (edit: (clip: any) => void) => (m: any) => {
+    m.clip = { frames: 16, outputSize: 56, laplace: m.laplace, dropout: m.dropout, sampling: m.sampling, fusion: m.fusion, ood: m.ood };
+    for (const name of ['clip_laplace_head', 'clip_dropout_head', 'clip_measures']) m.graphs[name] = m.graphs.laplace_head;
+    edit(m);
+  };
+  assert.match((await loadEdited(withClip((m) => delete m.graphs.clip_measures))).message, /"graphs\.clip_measures" must be present/);
+  assert.match((await loadEdited(withClip((m) => (m.clip.frames = 0)))).message, /"clip\.frames" must be a finite integer > 0/);
+  assert.match((await loadEdited(withClip((m) => (m.clip.sampling = { ...m.sampling, seed: -1 })))).message, /"clip\.sampling\.seed"/);
+  assert.match((await loadEdited(withClip((m) => (m.clip.ood = { ...m.ood, aggregation: 'max' })))).message, /"clip\.ood\.aggregation"/);
+});
+
 test('a checksum mismatch names the file and both hashes', async () => {
   const dir = await tinyPackageCopy();
   await appendFile(join(dir, 'encoder.onnx'), Buffer.from([0]));

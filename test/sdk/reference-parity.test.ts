@@ -23,6 +23,8 @@ import { InferencePool } from '../../src/sdk/inference-pool.js';
 import { loadModelPackage, type ModelPackage } from '../../src/sdk/model-package.js';
 import { compareToReference, loadReferenceVectors, type ReferenceCase, type ReferenceVectors } from '../../src/sdk/reference-vectors.js';
 import { lfusionUncertainty } from '../../src/sdk/uncertainty-pipeline.js';
+import { clipModel } from '../../src/sdk/clip-model.js';
+import { stackWindow } from '../../src/sdk/clip-pipeline.js';
 import type { Draws, EncodedFrame, FrameResult, GraphRunner, ScoredFrame, TensorData } from '../../src/sdk/types.js';
 
 const PACKAGE = fileURLToPath(new URL('../../models/packages/lfusion-hc18', import.meta.url));
@@ -120,13 +122,43 @@ if (!existsSync(`${PACKAGE}/manifest.json`)) {
   });
 
   test('the operator chain reproduces every case\'s maps, fused map and OOD score', async () => {
-    for (const c of reference.cases) {
+    for (const c of reference.cases.filter((c) => c.kind === 'frame')) {
       const scored = await chain(c);
       agree(scored.maps.laplace, c, 'laplace_maps');
       agree(scored.maps.dropout, c, 'dropout_maps');
       agree(scored.fused, c, 'fused');
       agree([scored.ood.score], c, 'ood_score');
     }
+  });
+
+  test('the clip chain reproduces the clip case: 3D head outputs, fused map and window OOD score', async () => {
+    const c = reference.cases.find((found) => found.kind === 'clip');
+    if (!pkg.manifest.clip) return; // a package without clip heads has no clip case to check
+    assert.ok(c, 'a package with clip heads carries a clip reference case');
+    const frames = c.arrays.images_u8!;
+    const [count, height, width] = frames.dims as [number, number, number];
+    const { mean, std } = pkg.manifest.input.normalization;
+    const encoded: EncodedFrame[] = [];
+    for (let t = 0; t < count; t++) {
+      const pixels = frames.data.subarray(t * height * width, (t + 1) * height * width);
+      const image = Float32Array.from(pixels, (q) => (q / 255 - mean) / std);
+      const { features } = await pool.run('encoder', { image: { data: image, dims: [1, 1, height, width] } }, { keep: ['image'] });
+      encoded.push({ frame: { index: t, pts: t, captureTime: 0, width, height, data: new Uint8Array(pixels) }, image, features: features!.data, timings: {} });
+    }
+    const window = { frames: encoded.map((e) => e.frame), features: encoded, start: 0, end: count, partial: false };
+    const stacked = stackWindow(window, pkg.manifest.clip.frames);
+    const clip = clipModel(pkg.manifest);
+    const runner = clip.runner(pool);
+    const posteriorScale = c.arrays.posterior_scale!.data[0]!;
+    const heads = await lastValueFrom(of(stacked).pipe(sampleHeads(runner, clip.manifest, { m: c.m, n: c.n, k: c.k, draws: () => storedDraws(c), posteriorScale })));
+    agree(heads.laplace.logitMean.data, c, 'clip_logit_mean');
+    agree(heads.dropoutLogits.data, c, 'clip_dropout_logits');
+    const ood = c.ood ?? pkg.manifest.clip.ood;
+    const scored = await lastValueFrom(
+      of(heads).pipe(measureUncertainty(runner, clip.manifest), fuseUncertainty(clip.manifest), scoreOod(clip.manifest, { map: ood.map, aggregation: ood.aggregation })),
+    );
+    agree(scored.fused, c, 'clip_fused');
+    agree([scored.ood.score], c, 'clip_ood_score');
   });
 
   test('with posterior scale 0 the Laplacian path is the MAP head (m = 1 and m = 2 alike)', async () => {

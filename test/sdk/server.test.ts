@@ -22,7 +22,7 @@ function result(index: number): FrameResult {
 }
 
 function alert(id: number): Alert {
-  return { kind: 'raised', id, startFrame: id, endFrame: id, peakScore: 1, peakFrame: id, map: 'fused', threshold: 0.5, time: Date.now() };
+  return { kind: 'raised', path: 'frame', id, startFrame: id, endFrame: id, peakScore: 1, peakFrame: id, map: 'fused', threshold: 0.5, time: Date.now() };
 }
 
 const increasing = (values: number[]) => values.every((value, i) => i === 0 || value > values[i - 1]!);

@@ -198,7 +198,7 @@ test('the viewer draws the contour on the head, the heat map, stats and states; 
     const before = await viewerState(page);
     for (const { socket } of upgrades) socket.destroy();
     await until('the viewer to notice', () => viewerState(page), (s) => s.connection === 'reconnecting');
-    const alert: Alert = { kind: 'raised', id: 7, startFrame: 5, endFrame: 7, peakScore: 0.9, peakFrame: 6, map: 'fused', threshold: 0.5, time: Date.now() };
+    const alert: Alert = { kind: 'raised', path: 'frame', id: 7, startFrame: 5, endFrame: 7, peakScore: 0.9, peakFrame: 6, map: 'fused', threshold: 0.5, time: Date.now() };
     server.publishAlert(alert);
     const again = await until('the viewer to reconnect', () => viewerState(page), (s) => s.connects === 2 && s.connection === 'live');
     assert.is(upgrades.at(-1)?.url, `/ws?since=${before.lastSeq}`, 'resumes from the last seq it saw');

@@ -1,0 +1,87 @@
+/**
+ * The L-FUSION chain on clips: windows of encoded frames in, per-frame clip maps and a window OOD score out.
+ * The clip heads run through the 2D operators (`clipModel` gives them the clip view of the package).
+ */
+import { concatMap, map, of, type OperatorFunction } from 'rxjs';
+import { fuseUncertainty } from '../operators/fuseUncertainty.js';
+import { checkMapName, measureUncertainty, selectMap } from '../operators/measureUncertainty.js';
+import { sampleHeads } from '../operators/sampleHeads.js';
+import { scoreOod } from '../operators/scoreOod.js';
+import { clipModel } from './clip-model.js';
+import { LfusionError, ShapeError } from './errors.js';
+import type { ClipWindow, ClipWindowMaps, EncodedFrame, GraphRunner, ModelManifest } from './types.js';
+import type { UncertaintyOptions } from './uncertainty-pipeline.js';
+
+/**
+ * The window as the clip heads take it: features `[T, F, 14, 14]` and images `[T, 1, H, W]` of its frames,
+ * stacked in order. A partial window (a stream shorter than `T`) is padded by repeating its last frame; the
+ * padding's maps are dropped afterwards.
+ */
+export function stackWindow(window: ClipWindow, frames: number): EncodedFrame {
+  const encoded = window.features;
+  if (encoded.length === 0 || encoded.length > frames) {
+    throw new ShapeError(`a clip window must hold 1 to ${frames} encoded frames, got ${encoded.length}`, [frames], [encoded.length]);
+  }
+  const at = (t: number) => encoded[Math.min(t, encoded.length - 1)]!;
+  const stack = (part: 'features' | 'image') => {
+    const size = encoded[0]![part].length;
+    const out = new Float32Array(frames * size);
+    for (let t = 0; t < frames; t++) {
+      const values = at(t)[part];
+      if (values.length !== size) throw new ShapeError(`frame ${at(t).frame.index} of the window has ${values.length} ${part} values, the first has ${size}`, [size], [values.length]);
+      out.set(values, t * size);
+    }
+    return out;
+  };
+  const last = encoded[encoded.length - 1]!;
+  return { frame: last.frame, features: stack('features'), image: stack('image'), timings: last.timings };
+}
+
+/**
+ * L-FUSION on each window with the package's clip heads: m weight samples of the 3D Laplacian head (n logit
+ * samples each) and k passes of the 3D Dropout head, one run of each for the whole window; the per-path
+ * measures, the fused map and the window's OOD score, all with the clip settings of the manifest (`clip`)
+ * unless `options` overrides them. Per-frame maps come out `outputSize x outputSize`; merge overlapping windows
+ * with `mergeClipFrames`.
+ *
+ * @param pool runs the package's graphs (the SDK's inference pool).
+ * @param manifest a manifest with a `clip` section.
+ * @param options as for the 2D chain ({@link UncertaintyOptions}); `planes` names the per-path maps to keep.
+ * @throws LfusionError `INVALID_OPTION` at set-up without clip heads or for a bad option; ShapeError for a malformed window.
+ * @example
+ * const clips$ = frames$.pipe(
+ *   windowClips(encode, { length: 16, stride: 8 }, (window) => of(window).pipe(lfusionClipUncertainty(pool, manifest))),
+ *   mergeClipFrames(),
+ * );
+ */
+export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifest, options: UncertaintyOptions = {}): OperatorFunction<ClipWindow, ClipWindowMaps> {
+  const clip = clipModel(manifest);
+  const view = clip.manifest;
+  const runner = clip.runner(pool);
+  const planes = options.planes ?? [];
+  for (const name of planes) {
+    checkMapName(name, view.measures.order);
+    if (name === 'fused') throw new LfusionError('INVALID_OPTION', '"fused" is always delivered; list only per-path maps in planes', { planes });
+  }
+  const { frames, outputSize: size } = clip.settings;
+  const sample = sampleHeads(runner, view, options);
+  const measure = measureUncertainty(runner, view);
+  const fuse = fuseUncertainty(view, options.fusion);
+  const score = scoreOod(view, options.ood);
+  const perFrame = (values: Float32Array, count: number) => Array.from({ length: count }, (_, t) => values.slice(t * size * size, (t + 1) * size * size));
+  return concatMap((window) =>
+    of(stackWindow(window, frames)).pipe(
+      sample,
+      measure,
+      fuse,
+      score,
+      map((scored): ClipWindowMaps => {
+        const count = window.frames.length;
+        const maps: Record<string, Float32Array[]> = { mean_prob: perFrame(scored.meanProb, count), fused: perFrame(scored.fused, count) };
+        for (const name of planes) maps[name] = perFrame(selectMap(scored.maps, name), count);
+        const span = { first: window.frames[0]!.index, last: window.frames[count - 1]!.index };
+        return { start: window.start, frames: window.frames, size, maps, ood: { ...scored.ood, window: span }, timings: scored.timings };
+      }),
+    ),
+  );
+}

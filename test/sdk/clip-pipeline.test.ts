@@ -1,0 +1,140 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { from, lastValueFrom, of, toArray } from 'rxjs';
+import { clipModel } from '../../src/sdk/clip-model.js';
+import { lfusionClipUncertainty, stackWindow } from '../../src/sdk/clip-pipeline.js';
+import { LfusionError, ShapeError } from '../../src/sdk/errors.js';
+import { validateManifest } from '../../src/sdk/model-package.js';
+import type { ClipWindow, EncodedFrame, GraphRunner, ModelManifest, TensorData } from '../../src/sdk/types.js';
+import { TINY_PACKAGE } from '../helpers/tiny-package.js';
+
+const T = 4, F = 8, S = 2, L = T * S * S, RANK = 2, WEIGHTS = 5, MASKS = 3;
+const HW = 224 * 224;
+const ORDER = ['mean_prob', 'expected_entropy', 'mutual_information', 'expected_pairwise_kl', 'pixel_variance', 'total_entropy', 'logit_variance'];
+const sha = 'a'.repeat(64);
+
+/** The tiny package's manifest with clip heads of T frames and S x S output maps (graphs declared, never run). */
+function clipManifest(images = true): ModelManifest {
+  const json = JSON.parse(readFileSync(join(TINY_PACKAGE, 'manifest.json'), 'utf8'));
+  const headInputs = { features: [T, F, 14, 14], ...(images ? { images: [T, 1, 224, 224] } : {}) };
+  json.graphs.clip_laplace_head = { file: 'x.onnx', sha256: sha, inputs: { ...headInputs, weight_noise: ['m', WEIGHTS], posterior_scale: [1] }, outputs: { logit_mean: ['m', L], cov_factor: ['m', RANK, L], cov_diag: ['m', L] } };
+  json.graphs.clip_dropout_head = { file: 'y.onnx', sha256: sha, inputs: { ...headInputs, dropout_masks: ['k', MASKS] }, outputs: { logits: ['k', L] } };
+  json.graphs.clip_measures = {
+    file: 'z.onnx', sha256: sha,
+    inputs: { logit_mean: ['m', L], cov_factor: ['m', RANK, L], cov_diag: ['m', L], factor_noise: ['m', 'n', RANK], diag_noise: ['m', 'n', L], dropout_logits: ['k', L] },
+    outputs: { laplace_maps: [7, L], dropout_maps: [7, L] },
+  };
+  json.clip = {
+    frames: T, outputSize: S,
+    laplace: { rank: RANK, weightCount: WEIGHTS, priorPrecision: 2, posteriorScale: 1, covered: 'tiny 3D head' },
+    dropout: { rate: 0.5, maskCount: MASKS },
+    sampling: { m: 3, n: 2, k: 2, maxM: 4, maxN: 4, maxK: 4, seed: 5 },
+    fusion: { auxiliary: 'laplace.mutual_information' },
+    ood: { map: 'laplace.expected_entropy', aggregation: 'mean', threshold: 0.3, raiseAfter: 2, clearAfter: 2 },
+  };
+  return validateManifest(json, TINY_PACKAGE);
+}
+
+/** A runner answering the clip graphs with fixed maps: both paths' mean_prob at pixel i is i / L, expected entropy 0.5. */
+function fakeRunner() {
+  const calls: { graph: string; feeds: Record<string, TensorData> }[] = [];
+  const filled = (dims: number[], value: (i: number) => number) => ({ data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => value(i)), dims });
+  const runner: GraphRunner = {
+    async run(graph, feeds): Promise<Record<string, TensorData>> {
+      calls.push({ graph, feeds });
+      const m = feeds.weight_noise?.dims[0] ?? feeds.logit_mean?.dims[0] ?? 0;
+      const k = feeds.dropout_masks?.dims[0] ?? feeds.dropout_logits?.dims[0] ?? 0;
+      if (graph === 'clip_laplace_head') return { logit_mean: filled([m, L], () => 0), cov_factor: filled([m, RANK, L], () => 0), cov_diag: filled([m, L], () => 1) };
+      if (graph === 'clip_dropout_head') return { logits: filled([k, L], () => 0) };
+      if (graph === 'clip_measures') {
+        const maps = () => filled([7, L], (i) => {
+          const [row, pixel] = [Math.floor(i / L), i % L];
+          return ORDER[row] === 'mean_prob' ? pixel / L : ORDER[row] === 'expected_entropy' ? 0.5 : (pixel % 3) / 10;
+        });
+        return { laplace_maps: maps(), dropout_maps: maps() };
+      }
+      throw new Error(`unexpected graph ${graph}`);
+    },
+  };
+  return { runner, calls };
+}
+
+function encoded(index: number): EncodedFrame {
+  return {
+    frame: { index, pts: index, captureTime: 0, width: 8, height: 8, data: new Uint8Array(64) },
+    image: new Float32Array(HW).fill(index),
+    features: new Float32Array(F * 14 * 14).fill(100 + index),
+    timings: {},
+  };
+}
+function clipWindow(start: number, count: number): ClipWindow {
+  const features = Array.from({ length: count }, (_, t) => encoded(10 + start + t));
+  return { frames: features.map((f) => f.frame), features, start, end: start + count, partial: count < T };
+}
+
+test('stackWindow: frames stacked in order; a partial window padded with its last frame', () => {
+  const full = stackWindow(clipWindow(0, T), T);
+  assert.is(full.features.length, T * F * 196);
+  assert.equal([0, 1, 2, 3].map((t) => full.features[t * F * 196]), [110, 111, 112, 113]);
+  assert.equal([0, 3].map((t) => full.image[t * HW]), [10, 13]);
+  assert.is(full.frame.index, 13);
+  const partial = stackWindow(clipWindow(0, 2), T);
+  assert.equal([0, 1, 2, 3].map((t) => partial.features[t * F * 196]), [110, 111, 111, 111]);
+  assert.throws(() => stackWindow(clipWindow(0, T + 1), T), (e: unknown) => e instanceof ShapeError);
+  const bad = clipWindow(0, 2);
+  bad.features[1] = { ...bad.features[1]!, features: new Float32Array(3) };
+  assert.throws(() => stackWindow(bad, T), (e: unknown) => e instanceof ShapeError);
+});
+
+test('clipModel: no clip section is INVALID_OPTION; the view swaps heads and settings', () => {
+  const tiny = validateManifest(JSON.parse(readFileSync(join(TINY_PACKAGE, 'manifest.json'), 'utf8')), TINY_PACKAGE);
+  assert.throws(() => clipModel(tiny), (e: unknown) => (e as LfusionError).code === 'INVALID_OPTION');
+  const manifest = clipManifest();
+  const { manifest: view } = clipModel(manifest);
+  assert.equal(view.graphs.laplace_head!.inputs.image, [T, 1, 224, 224], 'images appears as image to the 2D operators');
+  assert.is(view.laplace.weightCount, WEIGHTS);
+  assert.is(view.sampling.seed, 5);
+  assert.is(view.ood.threshold, 0.3);
+  assert.is(view.graphs.encoder, manifest.graphs.encoder);
+});
+
+test('one run of each clip graph per window; per-frame maps are the window maps cut frame by frame', async () => {
+  const { runner, calls } = fakeRunner();
+  const manifest = clipManifest();
+  const results = await lastValueFrom(from([clipWindow(0, T), clipWindow(2, 2)]).pipe(lfusionClipUncertainty(runner, manifest, { planes: ['dropout.total_entropy'] }), toArray()));
+  assert.equal(calls.map((c) => c.graph), ['clip_laplace_head', 'clip_dropout_head', 'clip_measures', 'clip_laplace_head', 'clip_dropout_head', 'clip_measures']);
+  const laplace = calls[0]!.feeds;
+  assert.equal(Object.keys(laplace).sort(), ['features', 'images', 'posterior_scale', 'weight_noise']);
+  assert.equal(laplace.images!.dims, [T, 1, 224, 224]);
+  assert.equal(laplace.features!.dims, [T, F, 14, 14]);
+  assert.equal(laplace.weight_noise!.dims, [3, WEIGHTS], 'm and Pw from manifest.clip');
+  assert.equal(calls[1]!.feeds.dropout_masks!.dims, [2, MASKS]);
+  assert.equal(calls[2]!.feeds.diag_noise!.dims, [3, 2, L], 'logit noise over the clip pixels');
+
+  const [first, partial] = results;
+  assert.equal(Object.keys(first!.maps).sort(), ['dropout.total_entropy', 'fused', 'mean_prob']);
+  assert.is(first!.maps.mean_prob!.length, T);
+  for (let t = 0; t < T; t++) {
+    assert.equal([...first!.maps.mean_prob![t]!], [0, 1, 2, 3].map((i) => Math.fround((t * S * S + i) / L)), `frame ${t}`);
+  }
+  assert.equal(first!.ood, { score: 0.5, threshold: 0.3, map: 'laplace.expected_entropy', above: true, window: { first: 10, last: 13 } });
+  assert.is(partial!.maps.fused!.length, 2, 'the padding frames are dropped');
+  assert.equal(partial!.ood.window, { first: 12, last: 13 });
+  assert.is(partial!.start, 2);
+});
+
+test('a clip graph without an images input gets no images feed', async () => {
+  const { runner, calls } = fakeRunner();
+  await lastValueFrom(of(clipWindow(0, T)).pipe(lfusionClipUncertainty(runner, clipManifest(false))));
+  assert.equal(Object.keys(calls[0]!.feeds).sort(), ['features', 'posterior_scale', 'weight_noise']);
+});
+
+test('bad options fail at set-up', () => {
+  const { runner } = fakeRunner();
+  assert.throws(() => lfusionClipUncertainty(runner, clipManifest(), { planes: ['fused'] }), (e: unknown) => (e as LfusionError).code === 'INVALID_OPTION');
+  assert.throws(() => lfusionClipUncertainty(runner, clipManifest(), { m: 0 }), (e: unknown) => (e as LfusionError).code === 'INVALID_OPTION');
+});
+
+test.run();
