@@ -5,6 +5,11 @@ The heads are exported through the same functional forward used in training and 
 (theta_j = theta_MAP + posterior_scale * sigma * weight_noise[j]) and runs them batched;
 ``DropoutHeadGraph`` takes the k dropout masks as input; ``measures.onnx`` is
 ``lfusion.measures.MeasuresGraph``. m, n and k are dynamic dimensions.
+
+When the clip path has been trained (``build/clips``: heads, posterior, calibration), the same
+graph classes export the 3D heads (``lfusion.heads3d``) as ``clip_laplace_head`` and
+``clip_dropout_head`` and ``MeasuresGraph`` again as ``clip_measures`` over L = T * S * S pixels,
+and the manifest gets its ``clip`` section; a package without them has neither.
 """
 from __future__ import annotations
 
@@ -31,6 +36,9 @@ HW = 224 * 224
 PACKAGE_NAME = "lfusion-hc18-2d"
 DEFAULT_SAMPLING = {"m": 10, "n": 4, "k": 10, "maxM": 50, "maxN": 20, "maxK": 50}
 COVERED = "trunk (proj, block1-4, stem, fuse) and mean branch; the covariance branch (factor, diag) stays at MAP"
+# Clip windows cost T times a frame: smaller maxima (the per-sample 3D convolutions' im2col at S x S x T).
+CLIP_SAMPLING = {"m": 10, "n": 4, "k": 10, "maxM": 20, "maxN": 10, "maxK": 20}
+CLIP_COVERED = "trunk (proj, block1-3 spatial and temporal convs, stem, fuse) and mean branch; the covariance branch (factor, diag) stays at MAP"
 
 
 class LaplaceHeadGraph(torch.nn.Module):
@@ -74,18 +82,49 @@ def graph_specs(bundle: Bundle) -> Dict[str, dict]:
             "inputs": {"features": feature_shape, "image": image_shape, "dropout_masks": ["k", bundle.dropout.cfg.mask_count]},
             "outputs": {"logits": ["k", HW]},
         },
-        "measures": {
-            "file": "measures.onnx",
-            "inputs": {
-                "logit_mean": ["m", HW],
-                "cov_factor": ["m", rank, HW],
-                "cov_diag": ["m", HW],
-                "factor_noise": ["m", "n", rank],
-                "diag_noise": ["m", "n", HW],
-                "dropout_logits": ["k", HW],
-            },
-            "outputs": {"laplace_maps": [len(MEASURE_ORDER), HW], "dropout_maps": [len(MEASURE_ORDER), HW]},
+        "measures": measures_spec("measures.onnx", rank, HW),
+    }
+
+
+def measures_spec(file: str, rank: int, pixels: int) -> dict:
+    return {
+        "file": file,
+        "inputs": {
+            "logit_mean": ["m", pixels],
+            "cov_factor": ["m", rank, pixels],
+            "cov_diag": ["m", pixels],
+            "factor_noise": ["m", "n", rank],
+            "diag_noise": ["m", "n", pixels],
+            "dropout_logits": ["k", pixels],
         },
+        "outputs": {"laplace_maps": [len(MEASURE_ORDER), pixels], "dropout_maps": [len(MEASURE_ORDER), pixels]},
+    }
+
+
+def clip_frames() -> int:
+    from lfusion.clips import FRAMES
+
+    return FRAMES
+
+
+def clip_graph_specs(clip: Bundle) -> Dict[str, dict]:
+    """The clip graphs (docs/model-format.md, "Clip path"): one clip of T frames per run."""
+    cfg, frames = clip.laplace.cfg, clip_frames()
+    pixels = frames * cfg.output_size**2
+    features = [frames, cfg.feature_channels, cfg.grid, cfg.grid]
+    images = [frames, 1, cfg.image_size, cfg.image_size]
+    return {
+        "clip_laplace_head": {
+            "file": "clip_laplace_head.onnx",
+            "inputs": {"features": features, "images": images, "weight_noise": ["m", clip.laplace.covered_count], "posterior_scale": [1]},
+            "outputs": {"logit_mean": ["m", pixels], "cov_factor": ["m", cfg.rank, pixels], "cov_diag": ["m", pixels]},
+        },
+        "clip_dropout_head": {
+            "file": "clip_dropout_head.onnx",
+            "inputs": {"features": features, "images": images, "dropout_masks": ["k", clip.dropout.cfg.mask_count]},
+            "outputs": {"logits": ["k", pixels]},
+        },
+        "clip_measures": measures_spec("clip_measures.onnx", cfg.rank, pixels),
     }
 
 
@@ -148,7 +187,7 @@ def check_declared(path: Path, spec: dict) -> None:
                 raise ValueError(f"{path.name}: {name} has shape {actual[name]}, declared {shape}")
 
 
-def export_graphs(bundle: Bundle, package: Path) -> Dict[str, dict]:
+def export_graphs(bundle: Bundle, package: Path, clip: Optional[Bundle] = None) -> Dict[str, dict]:
     from lfusion.encoder import export_encoder_onnx
 
     package.mkdir(parents=True, exist_ok=True)
@@ -158,6 +197,12 @@ def export_graphs(bundle: Bundle, package: Path) -> Dict[str, dict]:
     export_graph(LaplaceHeadGraph(bundle.laplace, bundle.sigma), specs["laplace_head"], package / specs["laplace_head"]["file"])
     export_graph(DropoutHeadGraph(bundle.dropout), specs["dropout_head"], package / specs["dropout_head"]["file"])
     export_graph(MeasuresGraph(), specs["measures"], package / specs["measures"]["file"])
+    if clip is not None:
+        clip_specs = clip_graph_specs(clip)
+        export_graph(LaplaceHeadGraph(clip.laplace, clip.sigma), clip_specs["clip_laplace_head"], package / clip_specs["clip_laplace_head"]["file"])
+        export_graph(DropoutHeadGraph(clip.dropout), clip_specs["clip_dropout_head"], package / clip_specs["clip_dropout_head"]["file"])
+        export_graph(MeasuresGraph(), clip_specs["clip_measures"], package / clip_specs["clip_measures"]["file"])
+        specs |= clip_specs
     return specs
 
 
@@ -174,9 +219,18 @@ def read_json(path: Path) -> Optional[dict]:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def write_manifest(package: Path, bundle: Bundle, build: Path, info: dict) -> dict:
-    """manifest.json from the graphs in ``package``, every other file's checksum and build/ records."""
+def write_manifest(package: Path, bundle: Bundle, build: Path, info: dict, clip: Optional[Bundle] = None) -> dict:
+    """manifest.json from the graphs in ``package``, every other file's checksum and build/ records.
+
+    The clip graphs and section are included when ``clip`` (default: the clip models in ``build``,
+    if any) has its graphs in ``package``.
+    """
     specs = graph_specs(bundle)
+    clip = clip if clip is not None else clip_bundle_from_build(build, None, info.get("seed", 18), encoder=bundle.encoder)
+    if clip is not None and all((package / spec["file"]).exists() for spec in clip_graph_specs(clip).values()):
+        specs |= clip_graph_specs(clip)
+    else:
+        clip = None
     graphs = {name: spec | {"sha256": sha256_of(package / spec["file"])} for name, spec in specs.items()}
     graph_files = {spec["file"] for spec in specs.values()}
     files = {
@@ -217,8 +271,42 @@ def write_manifest(package: Path, bundle: Bundle, build: Path, info: dict) -> di
         },
         "metrics": {"validation": calibration.get("validation", {}), "calibration": calibration.get("auroc", {}), "test": evaluation},
     }
+    if clip is not None:
+        manifest["clip"] = clip_section(clip, build / "clips", info)
     (package / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def clip_section(clip: Bundle, clips_build: Path, info: dict) -> dict:
+    """The manifest's ``clip`` section from the clip models and their build records."""
+    calibration = read_json(clips_build / "calibration.json") or {}
+    evaluation = read_json(clips_build / "eval.json") or {}
+    auroc = calibration.get("auroc", {})
+    return {
+        "frames": clip_frames(),
+        "outputSize": clip.laplace.cfg.output_size,
+        "laplace": {
+            "rank": clip.laplace.cfg.rank,
+            "weightCount": clip.laplace.covered_count,
+            "priorPrecision": clip.prior_precision,
+            "posteriorScale": 1.0,
+            "covered": CLIP_COVERED,
+        },
+        "dropout": {"rate": clip.dropout.cfg.dropout_rate, "maskCount": clip.dropout.cfg.mask_count},
+        "sampling": CLIP_SAMPLING | {"seed": calibration.get("seed", info["seed"])},
+        "fusion": {"auxiliary": AUXILIARY_MAP},
+        "ood": calibration.get("ood", {"map": "fused", "aggregation": "mean", "threshold": 0.0, "raiseAfter": 2, "clearAfter": 3, "calibrated": False}),
+        "metrics": {
+            "validation": calibration.get("validation", {}),
+            "calibration": {k: auroc[k] for k in ("chosen", "chosenBySet", "detectionRateAtThreshold", "calibratedAuxiliary") if k in auroc},
+            "test": evaluation,
+        },
+        "provenance": {
+            "features": read_json(clips_build / "features" / "meta.json"),
+            "heads": {kind: {k: v for k, v in (read_json(clips_build / "heads" / f"{kind}.summary.json") or {}).items() if k != "history"} for kind in ("laplace", "dropout")},
+            "laplaceFit": {k: v for k, v in (read_json(clips_build / "laplace" / "posterior.json") or {}).items() if k in ("prior_precision", "criterion", "grid", "ggn_scans", "ggn_probes", "seconds")},
+        },
+    }
 
 
 def bundle_from_build(build: Path, encoder_path: Optional[Path], seed: int) -> Bundle:
@@ -229,6 +317,20 @@ def bundle_from_build(build: Path, encoder_path: Optional[Path], seed: int) -> B
     if cached is not None and cached != encoder_sha:
         raise ValueError(f"encoder {encoder_path} (sha256 {encoder_sha}) is not the one build/features was made with ({cached}): rebuild the features")
     return load_bundle(encoder, build / "heads" / "laplace.pt", build / "laplace" / "posterior.pt", build / "heads" / "dropout.pt")
+
+
+def clip_bundle_from_build(build: Path, encoder_path: Optional[Path], seed: int, encoder: Optional[torch.nn.Module] = None) -> Optional[Bundle]:
+    """The trained clip models in ``build/clips`` (None when absent), on ``encoder`` or the one at ``encoder_path``."""
+    clips = build / "clips"
+    paths = (clips / "heads" / "laplace.pt", clips / "laplace" / "posterior.pt", clips / "heads" / "dropout.pt")
+    if not all(path.exists() for path in paths):
+        return None
+    if encoder is None:
+        encoder, encoder_sha = load_encoder_or_random(encoder_path, seed)
+        cached = (read_json(clips / "features" / "meta.json") or {}).get("encoder_sha256")
+        if cached is not None and cached != encoder_sha:
+            raise ValueError(f"encoder {encoder_path} (sha256 {encoder_sha}) is not the one build/clips/features was made with ({cached})")
+    return load_bundle(encoder, *paths)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -244,12 +346,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     started = time.time()
     encoder_path = None if args.random_encoder else args.encoder
     bundle = bundle_from_build(args.build, encoder_path, args.seed)
+    clip = clip_bundle_from_build(args.build, encoder_path, args.seed, encoder=bundle.encoder)
     for stale in args.package.glob("*.onnx"):
         stale.unlink()
-    export_graphs(bundle, args.package)
-    from lfusion.reference import calibrated_ood, reference_images, write_reference
+    export_graphs(bundle, args.package, clip)
+    from lfusion.reference import calibrated_ood, clip_reference, reference_images, write_reference
 
-    write_reference(bundle, args.package, reference_images(args.build), calibrated_ood(args.build), args.seed)
+    write_reference(bundle, args.package, reference_images(args.build), calibrated_ood(args.build), args.seed, clip_reference(clip, args.build))
     info = {
         "data": "HC18 training_set (van den Heuvel et al., PLoS ONE 13(8): e0200412, 2018; CC BY 4.0), resized to 224x224",
         "splitFile": str(args.split_file),
@@ -259,7 +362,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         "command": "make -C models all",
         "exportSeconds": round(time.time() - started, 1),
     }
-    manifest = write_manifest(args.package, bundle, args.build, info)
+    manifest = write_manifest(args.package, bundle, args.build, info, clip)
     size = sum(p.stat().st_size for p in args.package.rglob("*") if p.is_file())
     print(json.dumps({"package": str(args.package), "bytes": size, "ood": manifest["ood"]}, indent=1))
 

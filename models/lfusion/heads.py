@@ -20,17 +20,24 @@ batch ``[m, P]`` into per-sample weights. A layer with per-sample weights is com
 matrix products (the 3x3 case as a sum of nine shifted products): a grouped convolution whose
 group count would be m, written so that m stays a dynamic dimension in ONNX (an ONNX Conv's
 ``group`` is a fixed attribute). Parameters are never modified in place by sampling.
+
+The two head classes only see their architecture through the config's four methods
+(``covered_layout``, ``map_only_layout``, ``fused``, ``output``), so the 3D clip heads
+(``lfusion.heads3d.ClipHeadConfig``) reuse them, and ``conv`` works for 2D and 3D kernels.
 """
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 Layout = List[Tuple[str, Tuple[int, ...]]]
+Kernel = Union[int, Tuple[int, ...]]
 
 
 @dataclass
@@ -54,9 +61,33 @@ class HeadConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    # The architecture, as the heads below see it (lfusion.heads3d.ClipHeadConfig has the same four).
+    def covered_layout(self) -> Layout:
+        return trunk_layout(self)
 
-def conv_layout(name: str, cin: int, cout: int, kernel: int) -> Layout:
-    return [(f"{name}.weight", (cout, cin, kernel, kernel)), (f"{name}.bias", (cout,))]
+    def map_only_layout(self) -> Layout:
+        return covariance_layout(self)
+
+    def fused(self, params: Dict[str, torch.Tensor], features: torch.Tensor, image: torch.Tensor, masks: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+        return trunk(params, features, image, self, masks)
+
+    def output(self, fused: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return output_map(fused, weight, bias)
+
+
+def config_from_dict(values: dict):
+    """The head config saved by ``to_dict``: a clip head's (``architecture: clip``) or the 2D one."""
+    if values.get("architecture") == "clip":
+        from lfusion.heads3d import ClipHeadConfig
+
+        return ClipHeadConfig.from_dict(values)
+    return HeadConfig(**values)
+
+
+def conv_layout(name: str, cin: int, cout: int, kernel: Kernel) -> Layout:
+    """A conv layer's weight and bias; ``kernel`` is k (a k x k kernel) or a tuple of sizes per axis."""
+    sizes = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+    return [(f"{name}.weight", (cout, cin, *sizes)), (f"{name}.bias", (cout,))]
 
 
 def trunk_layout(cfg: HeadConfig) -> Layout:
@@ -86,7 +117,7 @@ def init_vector(layout: Layout, generator: torch.Generator) -> torch.Tensor:
         if name.endswith(".bias"):
             parts.append(torch.zeros(shape))
         else:
-            fan_in = shape[1] * shape[2] * shape[3]
+            fan_in = math.prod(shape[1:])
             parts.append(torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5)
     return torch.cat([p.flatten() for p in parts])
 
@@ -103,34 +134,46 @@ def unflatten(vector: torch.Tensor, layout: Layout) -> Dict[str, torch.Tensor]:
 
 
 def conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Same-padded convolution; ``weight`` [Cout, Cin, k, k] (shared) or [m, Cout, Cin, k, k].
+    """Same-padded convolution over the trailing 2 or 3 axes of x [B, Cin, *spatial].
 
-    With per-sample weights, x is [m, Cin, H, W] or [1, Cin, H, W] (shared input) and sample j
-    of the output uses weight j: a grouped convolution with m groups. PyTorch runs it as one;
-    an exported graph computes it as im2col + batched MatMul, because an ONNX Conv's ``group``
-    is a fixed attribute and m must stay dynamic. Tests and the ONNX parity check hold the two
-    to the same result.
+    ``weight`` is [Cout, Cin, *kernel] (shared) or [m, Cout, Cin, *kernel] (per sample; odd
+    kernel sizes). With per-sample weights, x is [m, Cin, ...] or [1, Cin, ...] (shared input)
+    and sample j of the output uses weight j: a grouped convolution with m groups. PyTorch runs
+    it as one; an exported graph computes it as im2col + batched MatMul, because an ONNX Conv's
+    ``group`` is a fixed attribute and m must stay dynamic. Tests and the ONNX parity check hold
+    the two to the same result.
     """
     # Channel counts, kernel and spatial size are fixed per layer (int() keeps them constants in
     # an exported graph); only the sample axis is dynamic.
-    kernel = int(weight.shape[-1])
-    if weight.dim() == 4:
-        return F.conv2d(x, weight, bias, padding=kernel // 2)
+    spatial = x.dim() - 2
+    kernel = tuple(int(k) for k in weight.shape[-spatial:])
+    if spatial == 3 and kernel[1:] == (1, 1):
+        # A (k, 1, 1) kernel is a 2D (k, 1) conv over [.., T, H*W]: PyTorch's CPU conv3d runs it ~10x slower.
+        channels, frames, height, width = (int(s) for s in x.shape[1:])
+        flat = conv(x.reshape(-1, channels, frames, height * width), weight.flatten(-2), bias)
+        return flat.reshape(-1, int(flat.shape[1]), frames, height, width)
+    padding = tuple(k // 2 for k in kernel)
+    convolve = F.conv2d if spatial == 2 else F.conv3d
+    if weight.dim() == spatial + 2:
+        return convolve(x, weight, bias, padding=padding)
     samples, cout, cin = int(weight.shape[0]), int(weight.shape[1]), int(weight.shape[2])
-    height, width = int(x.shape[-2]), int(x.shape[-1])
+    sizes = tuple(int(s) for s in x.shape[-spatial:])
+    taps = math.prod(kernel)
     if torch.onnx.is_in_onnx_export():
-        if kernel == 1:
+        if taps == 1:
             columns = x.flatten(2)
-        else:  # im2col from k*k shifted slices (ONNX Runtime runs Slice+Concat far faster than unfold's Gathers)
-            half = kernel // 2
-            padded = F.pad(x, (half, half, half, half))
-            windows = [padded[:, :, dy : dy + height, dx : dx + width] for dy in range(kernel) for dx in range(kernel)]
-            columns = torch.stack(windows, dim=2).reshape(-1, cin * kernel * kernel, height * width)
-        out = torch.matmul(weight.reshape(-1, cout, cin * kernel * kernel), columns) + bias[:, :, None]
-        return out.reshape(-1, cout, height, width)
-    grouped = x.expand(samples, -1, -1, -1).reshape(1, samples * cin, height, width)
-    out = F.conv2d(grouped, weight.reshape(samples * cout, cin, kernel, kernel), bias.reshape(-1), padding=kernel // 2, groups=samples)
-    return out.reshape(samples, cout, height, width)
+        else:  # im2col from shifted slices (ONNX Runtime runs Slice+Concat far faster than unfold's Gathers)
+            padded = F.pad(x, [p for half in reversed(padding) for p in (half, half)])
+            windows = [
+                padded[(slice(None), slice(None)) + tuple(slice(o, o + size) for o, size in zip(offset, sizes))]
+                for offset in itertools.product(*(range(k) for k in kernel))
+            ]
+            columns = torch.stack(windows, dim=2).reshape(-1, cin * taps, math.prod(sizes))
+        out = torch.matmul(weight.reshape(-1, cout, cin * taps), columns) + bias[:, :, None]
+        return out.reshape(-1, cout, *sizes)
+    grouped = x.expand(samples, *([-1] * (spatial + 1))).reshape(1, samples * cin, *sizes)
+    out = convolve(grouped, weight.reshape(samples * cout, cin, *kernel), bias.reshape(-1), padding=padding, groups=samples)
+    return out.reshape(samples, cout, *sizes)
 
 
 def upsample2(x: torch.Tensor) -> torch.Tensor:
@@ -174,9 +217,9 @@ def output_map(fused: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) ->
     return upsample2(conv(fused, weight, bias)).flatten(2)
 
 
-def mean_logits(params: Dict[str, torch.Tensor], fused: torch.Tensor) -> torch.Tensor:
-    """[B, H*W] foreground logits."""
-    return output_map(fused, params["mean.weight"], params["mean.bias"])[:, 0]
+def mean_logits(cfg, params: Dict[str, torch.Tensor], fused: torch.Tensor) -> torch.Tensor:
+    """[B, pixels] foreground logits."""
+    return cfg.output(fused, params["mean.weight"], params["mean.bias"])[:, 0]
 
 
 class LaplaceHead(nn.Module):
@@ -185,8 +228,8 @@ class LaplaceHead(nn.Module):
     def __init__(self, cfg: HeadConfig, seed: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
-        self.covered_layout = trunk_layout(cfg)
-        self.map_only_layout = covariance_layout(cfg)
+        self.covered_layout = cfg.covered_layout()
+        self.map_only_layout = cfg.map_only_layout()
         generator = torch.Generator().manual_seed(seed)
         self.covered = nn.Parameter(init_vector(self.covered_layout, generator))
         map_only = init_vector(self.map_only_layout, generator)
@@ -206,16 +249,16 @@ class LaplaceHead(nn.Module):
         Returns logit_mean [B|m, HW], cov_factor [B|m, r, HW], cov_diag [B|m, HW].
         """
         params = unflatten(covered, self.covered_layout)
-        fused = trunk(params, features, image, self.cfg)
+        fused = self.cfg.fused(params, features, image)
         cov = unflatten(self.map_only, self.map_only_layout)
-        factor = output_map(fused, cov["factor.weight"], cov["factor.bias"])
-        diag = F.softplus(output_map(fused, cov["diag.weight"], cov["diag.bias"])[:, 0]) + self.cfg.diag_floor
-        return mean_logits(params, fused), factor, diag
+        factor = self.cfg.output(fused, cov["factor.weight"], cov["factor.bias"])
+        diag = F.softplus(self.cfg.output(fused, cov["diag.weight"], cov["diag.bias"])[:, 0]) + self.cfg.diag_floor
+        return mean_logits(self.cfg, params, fused), factor, diag
 
     def mean_only(self, covered: torch.Tensor, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """logit_mean alone (what the GGN differentiates)."""
         params = unflatten(covered, self.covered_layout)
-        return mean_logits(params, trunk(params, features, image, self.cfg))
+        return mean_logits(self.cfg, params, self.cfg.fused(params, features, image))
 
     def forward(self, features: torch.Tensor, image: torch.Tensor):
         return self.forward_with(self.covered, features, image)
@@ -227,7 +270,7 @@ class DropoutHead(nn.Module):
     def __init__(self, cfg: HeadConfig, seed: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
-        self.layout = trunk_layout(cfg)
+        self.layout = cfg.covered_layout()
         self.weights = nn.Parameter(init_vector(self.layout, torch.Generator().manual_seed(seed)))
 
     def split_masks(self, masks: torch.Tensor) -> List[torch.Tensor]:
@@ -236,7 +279,7 @@ class DropoutHead(nn.Module):
     def forward(self, features: torch.Tensor, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """masks [B|k, Md] -> logits [B|k, HW]."""
         params = unflatten(self.weights, self.layout)
-        return mean_logits(params, trunk(params, features, image, self.cfg, self.split_masks(masks)))
+        return mean_logits(self.cfg, params, self.cfg.fused(params, features, image, self.split_masks(masks)))
 
 
 def random_masks(count: int, cfg: HeadConfig, generator: Optional[torch.Generator] = None) -> torch.Tensor:

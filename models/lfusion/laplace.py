@@ -8,7 +8,8 @@ logit samples, the same draws for every tau): the smallest tau (broadest posteri
 is within ``nll_tolerance`` (relative) of the best. Validation NLL typically keeps improving by
 fractions of a percent towards the MAP (tau -> infinity), which would leave the Laplacian path
 with no epistemic spread; among predictives that fit the validation data equally well we keep
-the most uncertain one. Weight samples are new tensors
+the most uncertain one. The clip heads (``--architecture clip``) use the same fit on the clip cache.
+Weight samples are new tensors
 ``theta_MAP + scale * sigma * noise``: the MAP parameters are never modified.
 """
 from __future__ import annotations
@@ -23,12 +24,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from lfusion.features import load_set
 from lfusion.ggn import ggn_diagonal
 from lfusion.heads import LaplaceHead
 from lfusion.measures import ENTROPY_EPS, clamp_prob, laplace_logit_samples
 from lfusion.metrics import dice
-from lfusion.train_heads import batch_tensors, load_head
+from lfusion.train_heads import FRAMES, DataAccess, load_head
 
 
 @dataclass
@@ -51,28 +51,28 @@ def sample_weights(theta_map: torch.Tensor, sigma: torch.Tensor, noise: torch.Te
     return theta_map[None, :] + scale * sigma[None, :] * noise
 
 
-def training_ggn(head: LaplaceHead, cache: Path, cfg: LaplaceConfig, originals: int) -> torch.Tensor:
-    data = load_set(cache, "train")
+def training_ggn(head: LaplaceHead, cache: Path, cfg: LaplaceConfig, originals: int, access: DataAccess = FRAMES) -> torch.Tensor:
+    data = access.load(cache, "train")
     theta = head.covered.detach()
 
     def batches():
         for start in range(0, originals, cfg.ggn_batch):
-            features, image, _ = batch_tensors(data, np.arange(start, min(start + cfg.ggn_batch, originals)))
+            features, image, _ = access.batch(data, np.arange(start, min(start + cfg.ggn_batch, originals)))
             yield lambda t, f=features, i=image: head.mean_only(t, f, i)
 
     return ggn_diagonal(batches(), theta, cfg.probes, cfg.seed)
 
 
 @torch.no_grad()
-def predictive_scores(head: LaplaceHead, ggn_diag: torch.Tensor, cache: Path, cfg: LaplaceConfig) -> List[Dict[str, float]]:
+def predictive_scores(head: LaplaceHead, ggn_diag: torch.Tensor, cache: Path, cfg: LaplaceConfig, access: DataAccess = FRAMES) -> List[Dict[str, float]]:
     """Validation NLL and Dice of the MC predictive for every prior precision of the grid."""
-    data = load_set(cache, "val")
+    data = access.load(cache, "val")
     generator = torch.Generator().manual_seed(cfg.seed)
     count, params = len(data.images), head.covered.numel()
     weight_noise = torch.randn(cfg.weight_samples, params, generator=generator)
     theta_map = head.covered.detach()
     batch = 16
-    inputs = [batch_tensors(data, np.arange(s, min(s + batch, count))) for s in range(0, count, batch)]
+    inputs = [access.batch(data, np.arange(s, min(s + batch, count))) for s in range(0, count, batch)]
     draws = [
         (torch.randn(len(f), cfg.logit_samples, head.cfg.rank, generator=generator), torch.randn(len(f), cfg.logit_samples, m.shape[1], generator=generator))
         for f, _, m in inputs
@@ -102,15 +102,15 @@ def choose_prior_precision(rows: List[Dict[str, float]], tolerance: float) -> fl
     return min(row["prior_precision"] for row in rows if row["val_nll"] <= best * (1.0 + tolerance))
 
 
-def fit(head_path: Path, cache: Path, out: Path, cfg: LaplaceConfig) -> dict:
+def fit(head_path: Path, cache: Path, out: Path, cfg: LaplaceConfig, access: DataAccess = FRAMES) -> dict:
     started = time.time()
     head, _ = load_head(head_path)
     head.eval()
     meta = json.loads((cache / "meta.json").read_text())
-    originals = int(meta["train_count"]) // (1 + int(meta["augmented_copies"]))
-    ggn_diag = training_ggn(head, cache, cfg, originals)
+    originals = int(meta["train_count"]) // (1 + int(meta.get("augmented_copies", 0)))
+    ggn_diag = training_ggn(head, cache, cfg, originals, access)
     ggn_seconds = time.time() - started
-    rows = predictive_scores(head, ggn_diag, cache, cfg)
+    rows = predictive_scores(head, ggn_diag, cache, cfg, access)
     tau = choose_prior_precision(rows, cfg.nll_tolerance)
     sigma = posterior_std(ggn_diag, tau)
     summary = {
@@ -137,9 +137,11 @@ def load_posterior(path: Path) -> dict:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="Fit the diagonal Laplace posterior of the Laplacian head.")
-    parser.add_argument("--head", type=Path, default=Path("build/heads/laplace.pt"))
-    parser.add_argument("--cache", type=Path, default=Path("build/features"))
-    parser.add_argument("--out", type=Path, default=Path("build/laplace"))
+    parser.add_argument("--architecture", choices=("2d", "clip"), default="2d", help="clip: the 3D Laplacian head on the clip cache")
+    parser.add_argument("--head", type=Path, default=None, help="default build/heads/laplace.pt (2d) or build/clips/heads/laplace.pt (clip)")
+    parser.add_argument("--cache", type=Path, default=None, help="default build/features (2d) or build/clips/features (clip)")
+    parser.add_argument("--out", type=Path, default=None, help="default build/laplace (2d) or build/clips/laplace (clip)")
+    parser.add_argument("--ggn-batch", type=int, default=LaplaceConfig.ggn_batch)
     parser.add_argument("--probes", type=int, default=LaplaceConfig.probes)
     parser.add_argument("--grid", type=float, nargs="+", default=list(LaplaceConfig.grid))
     parser.add_argument("--weight-samples", type=int, default=LaplaceConfig.weight_samples)
@@ -149,8 +151,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared, busy CPU: measured 2-4x)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = LaplaceConfig(probes=args.probes, grid=tuple(args.grid), weight_samples=args.weight_samples, logit_samples=args.logit_samples, nll_tolerance=args.nll_tolerance, seed=args.seed)
-    summary = fit(args.head, args.cache, args.out, cfg)
+    cfg = LaplaceConfig(probes=args.probes, ggn_batch=args.ggn_batch, grid=tuple(args.grid), weight_samples=args.weight_samples, logit_samples=args.logit_samples, nll_tolerance=args.nll_tolerance, seed=args.seed)
+    root = Path("build/clips") if args.architecture == "clip" else Path("build")
+    access = FRAMES
+    if args.architecture == "clip":
+        from lfusion.clips import clip_access
+
+        access = clip_access()
+    summary = fit(args.head or root / "heads" / "laplace.pt", args.cache or root / "features", args.out or root / "laplace", cfg, access)
     print(json.dumps({k: v for k, v in summary.items() if k != "grid"}, indent=1))
 
 

@@ -193,3 +193,10 @@ class MeasuresGraph(torch.nn.Module):
     def forward(self, logit_mean, cov_factor, cov_diag, factor_noise, diag_noise, dropout_logits):
         eta = laplace_logit_samples(logit_mean, cov_factor, cov_diag, factor_noise, diag_noise)
         return stack_measures(sample_measures(eta)), stack_measures(sample_measures(dropout_logits))
+
+
+def calibrated_map(path: Dict[str, torch.Tensor], auxiliary: torch.Tensor, eps: float = ENTROPY_EPS) -> torch.Tensor:
+    """Intra-path Uncertainty-Calibration, per pixel [HW]: the fused map's form on one path,
+    sqrt(logit_variance) * H(mean_prob) * Var_pixels(U_aux), with ``path`` the path's measures and
+    ``auxiliary`` one of its maps (the path's best measure on validation)."""
+    return torch.sqrt(path["logit_variance"]) * binary_entropy(path["mean_prob"], eps) * population_variance(auxiliary, dim=-1)

@@ -98,3 +98,61 @@ def segmentation_summary(preds: np.ndarray, truths: np.ndarray, spacing_xy: np.n
         "hc_abs_diff_mm_mean": float(np.nanmean(ads)),
         "hc_abs_diff_mm_median": float(np.nanmedian(ads)),
     }
+
+
+def resize_probabilities(prob: np.ndarray, shape: Tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a probability map [h, w] to ``shape`` (H, W), pixel centres aligned.
+
+    Output pixel centre x maps to input position (x + 0.5) * w / W - 0.5 (the grid convention of
+    ``data.ellipse_mask`` and of PyTorch's ``align_corners=False``), clamped to the input's edge pixels.
+    """
+    prob = np.asarray(prob, dtype=np.float64)
+
+    def weights(count_in: int, count_out: int):
+        position = np.clip((np.arange(count_out) + 0.5) * count_in / count_out - 0.5, 0.0, count_in - 1.0)
+        lower = np.floor(position).astype(np.int64)
+        upper = np.minimum(lower + 1, count_in - 1)
+        return lower, upper, position - lower
+
+    top, bottom, fy = weights(prob.shape[0], shape[0])
+    left, right, fx = weights(prob.shape[1], shape[1])
+    rows = prob[top] * (1.0 - fy)[:, None] + prob[bottom] * fy[:, None]
+    return rows[:, left] * (1.0 - fx)[None, :] + rows[:, right] * fx[None, :]
+
+
+def original_resolution_metrics(prob: np.ndarray, truth: np.ndarray, pixel_size_mm: float, hc_mm: float) -> Dict[str, float]:
+    """Dice, IoU, Hausdorff (mm), head circumference and its absolute difference (mm) of one scan.
+
+    ``prob`` is the predicted foreground probability on the network's grid (224 or 256 square);
+    it is resized to the scan's original grid (``truth``'s shape), thresholded at 0.5 and compared
+    with the original-resolution mask; distances use the CSV's isotropic pixel size. The head
+    circumference is the Ramanujan perimeter of the ellipse fitted to the predicted mask
+    (``head_circumference_mm``); ``ad_mm`` is its distance to the CSV's ``hc_mm`` (NaN for an
+    empty mask, as is ``hc_mm``; the Hausdorff distance is then infinite).
+    """
+    pred = resize_probabilities(prob, truth.shape) > 0.5
+    spacing = (pixel_size_mm, pixel_size_mm)
+    predicted_hc = head_circumference_mm(pred, spacing)
+    return {
+        "dice": dice(pred, truth),
+        "iou": iou(pred, truth),
+        "hd_mm": hausdorff_mm(pred, truth, spacing),
+        "hc_mm": predicted_hc,
+        "ad_mm": abs(predicted_hc - hc_mm),
+    }
+
+
+def gestational_age_weeks(hc_mm: np.ndarray | float) -> np.ndarray:
+    """Hadlock et al. (Radiology 1984) gestational age from head circumference:
+    GA [weeks] = 8.96 + 0.540 HC + 0.0003 HC^3, HC in cm."""
+    hc_cm = np.asarray(hc_mm, dtype=np.float64) / 10.0
+    return 8.96 + 0.540 * hc_cm + 0.0003 * hc_cm**3
+
+
+FIRST_TRIMESTER_END_WEEKS = 14.0  # the first trimester ends at 13+6 weeks
+
+
+def first_trimester(hc_mm: np.ndarray | float) -> np.ndarray:
+    """True where Hadlock's gestational age of the head circumference is below 14+0 weeks
+    (HC below about 90 mm)."""
+    return gestational_age_weeks(hc_mm) < FIRST_TRIMESTER_END_WEEKS

@@ -7,13 +7,18 @@ computed in PyTorch in float64 from those same float32 inputs. To keep the packa
 expected maps are stored rounded to float32 (relative error 6e-8, far below the tolerance) and
 the elastic case carries only the encoder features and the final maps; ``cov_factor`` [m, r, HW]
 (4 MB) is omitted and checked through ``laplace_maps``, which depend on it.
+
+With the clip path, a third case (``"kind": "clip"``) holds one test clip as raw pixels
+(``images_u8``, uint8 [T, 224, 224]: the SDK normalises and encodes every frame itself), the SDK's
+draws for L = T * S * S pixels at small m, n, k, and the expected clip outputs (``clip_logit_mean``,
+``clip_dropout_logits``, ``clip_fused``, ``clip_ood_score``) computed in float64.
 """
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,12 +29,14 @@ from lfusion.inference import Bundle, Draws, make_draws, run_frame
 from lfusion.measures import stack_measures
 
 REFERENCE_DRAWS = {"m": 2, "n": 3, "k": 4}
+CLIP_REFERENCE_DRAWS = {"m": 2, "n": 2, "k": 2}  # the clip case's arrays are L = T * S * S long: kept small
 TOLERANCE = {"abs": 1e-4, "rel": 1e-3}
 OOD_SET = "ood-test-elastic_skull"
 
 
-def write_array(folder: Path, name: str, array: torch.Tensor, dtype: str) -> dict:
-    values = array.detach().cpu().numpy().astype("<f8" if dtype == "float64" else "<f4")
+def write_array(folder: Path, name: str, array: torch.Tensor | np.ndarray, dtype: str) -> dict:
+    values = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    values = values.astype({"float64": "<f8", "float32": "<f4", "uint8": "u1"}[dtype])
     values = np.ascontiguousarray(values)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(values.tobytes())
@@ -66,8 +73,50 @@ def reference_images(build: Path) -> List[Tuple[str, str, np.ndarray]]:
     return [(name, f"{set_name}[0]", load_set(cache, set_name).images[0]) for name, set_name in (("in-distribution", "test"), ("elastic-ood", OOD_SET))]
 
 
-def write_reference(bundle: Bundle, package: Path, images: List[Tuple[str, str, np.ndarray]], ood: dict, seed: int) -> dict:
-    """Writes ``reference/``; the first case carries every expected output, the others the final maps."""
+class ClipCase(NamedTuple):
+    bundle: Bundle  # the clip models (encoder included)
+    source: str
+    frames: np.ndarray  # uint8 [T, 224, 224]
+    ood: dict  # the clip path's calibrated map and aggregation
+
+
+def clip_reference(clip: Optional[Bundle], build: Path) -> Optional[ClipCase]:
+    """The clip case's inputs: the first test clip of the clip cache, and the clip calibration's OOD choice."""
+    if clip is None:
+        return None
+    from lfusion.clips import load_clip_set
+
+    frames = load_clip_set(build / "clips" / "features", "test").images[0]
+    calibration = build / "clips" / "calibration.json"
+    ood = json.loads(calibration.read_text())["ood"] if calibration.exists() else {"map": "fused", "aggregation": "mean"}
+    return ClipCase(clip, "clips test[0]", frames, ood)
+
+
+def clip_case_arrays(case: ClipCase, folder: Path, seed: int) -> dict:
+    """Runs the clip case in float64 (encoder per frame, clip heads, measures, fused map, OOD score)."""
+    cfg = case.bundle.laplace.cfg
+    pixels = len(case.frames) * cfg.output_size**2
+    draws = make_draws(case.bundle, CLIP_REFERENCE_DRAWS["m"], CLIP_REFERENCE_DRAWS["n"], CLIP_REFERENCE_DRAWS["k"], seed, pixels=pixels)
+    frames = torch.from_numpy(normalize(case.frames)).unsqueeze(1)  # float32, as the SDK feeds it
+    result = run_frame(case.bundle.to(torch.float64), frames.double(), draws.to(torch.float64), 1.0, ood_map=case.ood["map"], aggregation=case.ood["aggregation"])
+    arrays = {
+        "images_u8": write_array(folder, "clip_images_u8.bin", case.frames, "uint8"),
+        "weight_noise": write_array(folder, "clip_draws_weight_noise.bin", draws.weight_noise, "float32"),
+        "posterior_scale": write_array(folder, "draws_posterior_scale.bin", torch.ones(1), "float32"),
+        "dropout_masks": write_array(folder, "clip_draws_dropout_masks.bin", draws.dropout_masks, "float32"),
+        "factor_noise": write_array(folder, "clip_draws_factor_noise.bin", draws.factor_noise, "float32"),
+        "diag_noise": write_array(folder, "clip_draws_diag_noise.bin", draws.diag_noise, "float32"),
+        "clip_logit_mean": write_array(folder, "clip_logit_mean.bin", result["logit_mean"], "float32"),
+        "clip_dropout_logits": write_array(folder, "clip_dropout_logits.bin", result["dropout_logits"], "float32"),
+        "clip_fused": write_array(folder, "clip_fused.bin", result["fused"], "float32"),
+        "clip_ood_score": write_array(folder, "clip_ood_score.bin", result["ood_score"].reshape(1), "float64"),
+    }
+    return {"name": "clip", "kind": "clip", "source": case.source, "seed": seed, **CLIP_REFERENCE_DRAWS, "ood": {"map": case.ood["map"], "aggregation": case.ood["aggregation"]}, "arrays": arrays}
+
+
+def write_reference(bundle: Bundle, package: Path, images: List[Tuple[str, str, np.ndarray]], ood: dict, seed: int, clip: Optional[ClipCase] = None) -> dict:
+    """Writes ``reference/``; the first case carries every expected output, the others the final maps
+    (and the clip case, with ``clip``, its own)."""
     folder = package / "reference"
     for stale in folder.glob("*.bin"):
         stale.unlink()
@@ -85,6 +134,8 @@ def write_reference(bundle: Bundle, package: Path, images: List[Tuple[str, str, 
         image = torch.from_numpy(normalize(image224))[None, None]
         arrays = case_arrays(bundle64, image, draws, ood, folder, f"case{number}", number == 0, shared)
         cases.append({"name": name, "source": source, **REFERENCE_DRAWS, "ood": {"map": ood["map"], "aggregation": ood["aggregation"]}, "arrays": arrays})
+    if clip is not None:
+        cases.append(clip_case_arrays(clip, folder, seed))
     index = {
         "tolerance": TOLERANCE,
         "note": "expected outputs computed in float64 from the float32 inputs; maps stored as float32; a case checks the outputs it lists",
@@ -95,7 +146,7 @@ def write_reference(bundle: Bundle, package: Path, images: List[Tuple[str, str, 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from lfusion.export import bundle_from_build, write_manifest
+    from lfusion.export import bundle_from_build, clip_bundle_from_build, write_manifest
 
     parser = argparse.ArgumentParser(description="Rewrite the package's float64 reference vectors (and the manifest's checksums).")
     parser.add_argument("--build", type=Path, default=Path("build"))
@@ -105,10 +156,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--seed", type=int, default=18)
     args = parser.parse_args(argv)
     bundle = bundle_from_build(args.build, None if args.random_encoder else args.encoder, args.seed)
-    index = write_reference(bundle, args.package, reference_images(args.build), calibrated_ood(args.build), args.seed)
+    clip = clip_bundle_from_build(args.build, None, args.seed, encoder=bundle.encoder)
+    index = write_reference(bundle, args.package, reference_images(args.build), calibrated_ood(args.build), args.seed, clip_reference(clip, args.build))
     manifest = json.loads((args.package / "manifest.json").read_text())
-    write_manifest(args.package, bundle, args.build, manifest["provenance"])
-    print(json.dumps([{"name": c["name"], "ood_score": c["arrays"]["ood_score"]} for c in index["cases"]]))
+    write_manifest(args.package, bundle, args.build, manifest["provenance"], clip)
+    print(json.dumps([{"name": c["name"], "ood_score": c["arrays"].get("ood_score", c["arrays"].get("clip_ood_score"))} for c in index["cases"]]))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@
 * Dropout head: binary cross-entropy (+ ``--dice-weight`` x soft Dice loss) with random channel
   masks, the same forward as at inference.
 
+The same loop trains the clip heads (``--architecture clip``: ``lfusion.heads3d`` on the clip
+cache of ``lfusion.clips``); a ``DataAccess`` says how a cache's sets are loaded and batched.
+
 Seeded, time-budgeted and resumable: the full state (weights, optimiser, epoch, best score,
 patience) is written to ``<out>/<head>.state.pt`` after each epoch and picked up with
 ``--resume``; the best weights by validation Dice go to ``<out>/<head>.pt``. Early stopping
@@ -19,7 +22,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +30,7 @@ import torch.nn.functional as F
 
 from lfusion.data import normalize
 from lfusion.features import FeatureSet, load_set
-from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead, random_masks
+from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead, config_from_dict, random_masks
 from lfusion.measures import laplace_logit_samples
 from lfusion.metrics import dice
 
@@ -55,6 +58,18 @@ def batch_tensors(data: FeatureSet, index: np.ndarray):
     image = torch.from_numpy(normalize(data.images[index])).unsqueeze(1)
     mask = None if data.masks is None else torch.from_numpy(data.masks[index].reshape(len(index), -1).astype(np.float32))
     return features, image, mask
+
+
+@dataclass(frozen=True)
+class DataAccess:
+    """How a feature cache's sets are read: ``load(cache, set name)`` and ``batch(set, indices)`` ->
+    (features, normalised image(s), mask [B, pixels] or None), as the heads take them."""
+
+    load: Callable[[Path, str], Any]
+    batch: Callable[[Any, np.ndarray], tuple]
+
+
+FRAMES = DataAccess(load_set, batch_tensors)
 
 
 def ssn_loss(logit_mean, cov_factor, cov_diag, target: torch.Tensor, samples: int, generator: torch.Generator) -> torch.Tensor:
@@ -96,11 +111,11 @@ def map_logits(head, features, image) -> torch.Tensor:
     return head(features, image, torch.ones(len(features), head.cfg.mask_count))
 
 
-def validation_dice(head, data: FeatureSet, batch: int = 16) -> float:
+def validation_dice(head, data: FeatureSet, batch: int = 16, access: DataAccess = FRAMES) -> float:
     scores = []
     for start in range(0, len(data.images), batch):
         index = np.arange(start, min(start + batch, len(data.images)))
-        features, image, mask = batch_tensors(data, index)
+        features, image, mask = access.batch(data, index)
         pred = (map_logits(head, features, image) > 0).numpy()
         scores += [dice(p, t) for p, t in zip(pred, mask.numpy())]
     return float(np.mean(scores))
@@ -113,14 +128,14 @@ def save_head(head, path: Path, extra: dict) -> None:
 
 def load_head(path: Path):
     checkpoint = torch.load(str(path), map_location="cpu")
-    head = make_head(checkpoint["kind"], HeadConfig(**checkpoint["config"]), seed=0)
+    head = make_head(checkpoint["kind"], config_from_dict(checkpoint["config"]), seed=0)
     head.load_state_dict(checkpoint["state_dict"])
     return head, checkpoint
 
 
-def train(cache: Path, out: Path, cfg: TrainConfig, head_cfg: HeadConfig, resume: bool) -> Dict[str, object]:
-    train_set, val_set = load_set(cache, "train"), load_set(cache, "val")
-    head_cfg.feature_channels = int(train_set.features.shape[1])
+def train(cache: Path, out: Path, cfg: TrainConfig, head_cfg: HeadConfig, resume: bool, access: DataAccess = FRAMES) -> Dict[str, object]:
+    train_set, val_set = access.load(cache, "train"), access.load(cache, "val")
+    head_cfg.feature_channels = int(train_set.features.shape[-3])
     state_path, best_path = out / f"{cfg.head}.state.pt", out / f"{cfg.head}.pt"
     torch.manual_seed(cfg.seed)
     head = make_head(cfg.head, head_cfg, cfg.seed)
@@ -149,7 +164,7 @@ def train(cache: Path, out: Path, cfg: TrainConfig, head_cfg: HeadConfig, resume
         head.train()
         losses = []
         for start in range(0, count - cfg.batch + 1, cfg.batch):
-            features, image, mask = batch_tensors(train_set, order[start : start + cfg.batch])
+            features, image, mask = access.batch(train_set, order[start : start + cfg.batch])
             loss = head_loss(head, cfg.head, cfg, features, image, mask, generator)
             optimiser.zero_grad()
             loss.backward()
@@ -157,7 +172,7 @@ def train(cache: Path, out: Path, cfg: TrainConfig, head_cfg: HeadConfig, resume
             losses.append(float(loss))
         schedule.step()
         head.eval()
-        score = validation_dice(head, val_set)
+        score = validation_dice(head, val_set, cfg.batch, access)
         progress["epoch"] = epoch + 1
         progress["history"].append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_dice": score, "seconds": round(time.time() - started, 1)})
         if score > progress["best_dice"]:
@@ -174,8 +189,9 @@ def train(cache: Path, out: Path, cfg: TrainConfig, head_cfg: HeadConfig, resume
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="Train an L-FUSION head on cached frozen features.")
     parser.add_argument("--head", choices=HEAD_KINDS, required=True)
-    parser.add_argument("--cache", type=Path, default=Path("build/features"))
-    parser.add_argument("--out", type=Path, default=Path("build/heads"))
+    parser.add_argument("--architecture", choices=("2d", "clip"), default="2d", help="clip: the 3D heads on the clip cache (lfusion.clips)")
+    parser.add_argument("--cache", type=Path, default=None, help="default build/features (2d) or build/clips/features (clip)")
+    parser.add_argument("--out", type=Path, default=None, help="default build/heads (2d) or build/clips/heads (clip)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared, busy CPU: measured 2-4x)")
     defaults = TrainConfig()
@@ -187,9 +203,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(**{name: getattr(args, name) for name in asdict(defaults)})
-    head_cfg = HeadConfig(rank=args.rank, dropout_rate=args.dropout_rate)
+    clip = args.architecture == "clip"
+    if clip:
+        from lfusion.clips import clip_access
+        from lfusion.heads3d import ClipHeadConfig
+
+        head_cfg, access = ClipHeadConfig(rank=args.rank, dropout_rate=args.dropout_rate), clip_access()
+    else:
+        head_cfg, access = HeadConfig(rank=args.rank, dropout_rate=args.dropout_rate), FRAMES
+    args.cache = args.cache or Path("build/clips/features" if clip else "build/features")
+    args.out = args.out or Path("build/clips/heads" if clip else "build/heads")
     args.out.mkdir(parents=True, exist_ok=True)
-    progress = train(args.cache, args.out, cfg, head_cfg, args.resume)
+    progress = train(args.cache, args.out, cfg, head_cfg, args.resume, access)
     summary = {key: progress[key] for key in ("epoch", "best_dice", "best_epoch", "seconds")} | {"stopped": progress.get("stopped", "done")}
     (args.out / f"{cfg.head}.summary.json").write_text(json.dumps(summary | {"history": progress["history"]}, indent=1) + "\n")
     print(json.dumps(summary))

@@ -73,7 +73,7 @@ def validate_package(folder: Path) -> dict:
     index = json.loads((folder / "reference" / "index.json").read_text())
     for case in index["cases"]:
         for name, entry in case["arrays"].items():
-            itemsize = 8 if entry["dtype"] == "float64" else 4
+            itemsize = {"float64": 8, "float32": 4, "uint8": 1}[entry["dtype"]]
             assert (folder / "reference" / entry["file"]).stat().st_size == itemsize * int(np.prod(entry["shape"])), name
     return manifest
 

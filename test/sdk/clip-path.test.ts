@@ -1,0 +1,91 @@
+/** The pipeline's clip path end to end, with the shipped package's clip heads. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { lastValueFrom, take, toArray } from 'rxjs';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { fromVideo } from '../../src/operators/fromVideo.js';
+import type { LfusionError } from '../../src/sdk/errors.js';
+import { createPipeline } from '../../src/sdk/pipeline.js';
+import type { Alert, FrameResult } from '../../src/sdk/types.js';
+import { writeGreyVideo } from '../helpers/scanner-video.js';
+import { SHIPPED_PACKAGE } from '../helpers/shipped-package.js';
+import { TINY_PACKAGE } from '../helpers/tiny-package.js';
+
+const SAMPLE = fileURLToPath(new URL('../../assets/sample.mp4', import.meta.url));
+const FRAMES = 20;
+const ONE_SAMPLE = { m: 1, n: 1, k: 1 };
+let dir: string;
+let video: string;
+
+test.before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'lfusion-clip-'));
+  video = join(dir, 'short.mkv');
+  await writeGreyVideo(video, await lastValueFrom(fromVideo(SAMPLE, { width: 224, height: 224 }).pipe(take(FRAMES), toArray())));
+});
+test.after(() => rm(dir, { recursive: true, force: true }));
+
+const planeNames = (result: FrameResult) => result.planes.map((plane) => plane.name);
+
+test('both paths: every frame once, in order, with its 2D planes, its clip planes and the score of its last window', async () => {
+  const pipeline = await createPipeline({
+    source: video,
+    modelPath: SHIPPED_PACKAGE,
+    analysis: 'uncertainty',
+    uncertainty: ONE_SAMPLE,
+    paths: ['frame', 'clip'],
+    clip: { uncertainty: { ...ONE_SAMPLE, planes: ['laplace.mutual_information'] } },
+    pool: { threadsPerWorker: 1 },
+  });
+  const clip = pipeline.model.manifest.clip!;
+  assert.ok(clip, 'the shipped package has clip heads');
+  assert.equal(pipeline.streams, ['mask', 'fused', 'clip.mask', 'clip.fused', 'clip.laplace.mutual_information']);
+  const alerts: Alert[] = [];
+  pipeline.alerts$.subscribe((alert) => alerts.push(alert));
+  const results = await lastValueFrom(pipeline.results$.pipe(toArray()));
+  await pipeline.close();
+  assert.equal(results.map((r) => r.frame.index), [...Array(FRAMES).keys()]);
+  for (const result of results) {
+    assert.equal(planeNames(result), ['mask', 'fused', 'clip.mask', 'clip.fused', 'clip.laplace.mutual_information']);
+    const mask = result.planes[2]!;
+    assert.equal([mask.width, mask.height], [clip.outputSize, clip.outputSize]);
+    assert.ok(mask.data.every((q) => q === 0 || q === 1), 'clip.mask holds class indices');
+    assert.ok(result.ood && result.clipOod, 'both scores');
+    assert.is(result.clipOod.map, clip.ood.map);
+  }
+  // Windows of 16 every 8 frames; the stream's end shifts the last one back to [4, 20).
+  const windows = results.map((r) => `${r.clipOod!.window.first}-${r.clipOod!.window.last}`);
+  assert.equal(windows, [...Array(4).fill('0-15'), ...Array(16).fill('4-19')]);
+  assert.ok(alerts.every((alert) => alert.path === 'frame' || alert.path === 'clip'));
+  assert.is(pipeline.stats.snapshot().dropped, 0);
+});
+
+test('the clip path alone, aligned: only clip planes (and the image asked for), mapped back onto each frame', async () => {
+  const pipeline = await createPipeline({
+    source: video,
+    modelPath: SHIPPED_PACKAGE,
+    paths: ['clip'],
+    image: true,
+    clip: { align: true, stride: 16, uncertainty: ONE_SAMPLE },
+    pool: { threadsPerWorker: 1 },
+  });
+  assert.equal(pipeline.streams, ['image', 'clip.mask', 'clip.fused']);
+  const results = await lastValueFrom(pipeline.results$.pipe(toArray()));
+  await pipeline.close();
+  assert.equal(results.map((r) => r.frame.index), [...Array(FRAMES).keys()]);
+  for (const result of results) {
+    assert.equal(planeNames(result), ['image', 'clip.mask', 'clip.fused']);
+    assert.is(result.ood, undefined, 'no 2D score without the frame path');
+  }
+});
+
+test('bad clip options are INVALID_OPTION before anything runs', async () => {
+  const code = (promise: Promise<unknown>) => promise.then(() => 'resolved', (error: LfusionError) => error.code);
+  assert.is(await code(createPipeline({ source: video, modelPath: TINY_PACKAGE, paths: ['clip'] })), 'INVALID_OPTION', 'a package without clip heads');
+  assert.is(await code(createPipeline({ source: video, modelPath: SHIPPED_PACKAGE, paths: [] })), 'INVALID_OPTION');
+  assert.is(await code(createPipeline({ source: video, modelPath: SHIPPED_PACKAGE, paths: ['clip'], clip: { stride: 17 } })), 'INVALID_OPTION', 'a stride beyond the window');
+});
+
+test.run();
