@@ -1,5 +1,5 @@
 /** The pipeline's clip path end to end, with the shipped package's clip heads. */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,6 +79,22 @@ test('the clip path alone, aligned: only clip planes (and the image asked for), 
     assert.equal(planeNames(result), ['image', 'clip.mask', 'clip.fused']);
     assert.is(result.ood, undefined, 'no 2D score without the frame path');
   }
+});
+
+test('a truncated recording: every decoded frame gets its clip result, then the decode error', async () => {
+  const truncated = join(dir, 'truncated.mp4');
+  await writeFile(truncated, (await readFile(SAMPLE)).subarray(0, 60_000));
+  const decoded = await new Promise<number[]>((resolve) => {
+    const seen: number[] = [];
+    fromVideo(truncated).subscribe({ next: (frame) => seen.push(frame.index), error: () => resolve(seen), complete: () => resolve(seen) });
+  });
+  const pipeline = await createPipeline({ source: truncated, modelPath: SHIPPED_PACKAGE, paths: ['clip'], clip: { uncertainty: ONE_SAMPLE }, pool: { threadsPerWorker: 1 } });
+  const results: FrameResult[] = [];
+  const error = await new Promise<LfusionError | undefined>((resolve) => pipeline.results$.subscribe({ next: (r) => results.push(r), error: resolve, complete: () => resolve(undefined) }));
+  await pipeline.close();
+  assert.is(error?.code, 'DECODE_FAILED');
+  assert.ok(decoded.length > 16, `${decoded.length} frames decode: more than one window`);
+  assert.equal(results.map((r) => r.frame.index), decoded, 'one clip result per decoded frame, in order, before the error');
 });
 
 test('bad clip options are INVALID_OPTION before anything runs', async () => {
