@@ -217,4 +217,47 @@ test('the viewer draws the contour on the head, the heat map, stats and states; 
   }
 });
 
+test('?path=clip: the viewer draws the clip path (clip.mask contour, clip score) and shows only clip alerts', async () => {
+  if (!present) return;
+  const pipeline = await createPipeline({
+    source: SAMPLE,
+    modelPath: SHIPPED_PACKAGE,
+    live: false,
+    image: true,
+    paths: ['clip'],
+    clip: { uncertainty: { m: 1, n: 1, k: 1 } },
+    pool: { threadsPerWorker: 1 },
+  });
+  const results: FrameResult[] = await lastValueFrom(pipeline.results$.pipe(take(FRAMES), toArray()));
+  await pipeline.close();
+  const server = await ResultServer.listen({ port: 0, model: modelInfo(pipeline.model.manifest), streams: pipeline.streams });
+  const probe = await RecordingClient.connect(`${server.url}?streams=clip.mask`);
+  const browser = await launchViewer(`${server.viewerUrl}?path=clip`);
+  const { page } = browser;
+  try {
+    const wanted = ['clip.fused', 'clip.mask', 'image'].join();
+    await until('the viewer to subscribe to the clip planes', async () => server.clientStats().map((c) => [...c.streams].sort().join()), (subs) => subs.includes(wanted));
+    for (const result of results) server.publishFrame(result);
+    await probe.until(() => probe.frames().length === FRAMES);
+    const last = probe.frames().at(-1)!;
+    await until('the last frame on screen', () => viewerState(page), (s) => s.drawn?.seq === last.header.seq);
+    const contour = checkContour(decodePng(await page.locator('#overlay').screenshot()), last.planes.find((plane) => plane.name === 'clip.mask')!);
+    assert.ok(contour.contourPixels > 100, `${contour.contourPixels} contour pixels drawn`);
+    assert.ok(contour.onBoundary > 0.95, `${(contour.onBoundary * 100).toFixed(1)}% of contour pixels on the clip mask's boundary`);
+    assert.match((await page.locator('#ood').textContent()) ?? '', /OOD score \d/, 'the window score is shown');
+    const alert = (path: Alert['path'], id: number): Alert => ({ kind: 'raised', path, id, startFrame: 0, endFrame: 15, peakScore: 0.9, peakFrame: 8, map: 'laplace.expected_entropy', threshold: 0.2, time: Date.now() });
+    server.publishAlert(alert('clip', 1));
+    server.publishAlert(alert('frame', 2));
+    server.publishFrame(results[0]!); // after both alerts on the same connection
+    await until('the frame after the alerts', () => viewerState(page), (s) => (s.drawn?.seq ?? 0) > last.header.seq);
+    assert.is((await viewerState(page)).activeAlerts, 1, 'the frame path\'s alert is not this view\'s');
+    assert.match((await page.locator('#ood').textContent()) ?? '', /OOD ALERT/);
+    assert.equal(browser.consoleErrors, [], 'no console errors');
+  } finally {
+    await browser.close();
+    probe.close();
+    await server.close();
+  }
+});
+
 test.run();
