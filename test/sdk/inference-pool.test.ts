@@ -61,7 +61,9 @@ test('feeds that disagree with the manifest are rejected before reaching a worke
 
 test('a worker crash rejects its task with WORKER_FAILED and the pool recovers', async () => {
   const pool = await openPool();
-  const inFlight = pool.run('encoder', { image: image(1) });
+  // One frame takes about 2 ms here and could finish before the worker dies; 256 take about 40 ms.
+  const batch = { data: new Float32Array(256 * 224 * 224).fill(1), dims: [256, 1, 224, 224] };
+  const inFlight = pool.run('encoder', { image: batch });
   await pool.workerThreads()[0]!.terminate();
   try {
     await inFlight;
