@@ -64,10 +64,11 @@ def split_scores(bundle: Bundle, cache: Path, split: str, sampling: Dict[str, in
     return scores, ood_scores, masks
 
 
-def auroc_table(scores: np.ndarray, ood_scores: Dict[str, np.ndarray]) -> Dict[str, Dict[str, float]]:
-    """{candidate: {"mean": mean AUROC, <ood set>: AUROC}} with the split's scans as negatives."""
+def auroc_table(scores: np.ndarray, ood_scores: Dict[str, np.ndarray], columns: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
+    """{column: {"mean": mean AUROC, <ood set>: AUROC}} with the split's scans as negatives; ``columns`` names the
+    score columns (default: ``candidates()``)."""
     table = {}
-    for c, name in enumerate(candidates()):
+    for c, name in enumerate(candidates() if columns is None else columns):
         per_set = {ood: auroc(scores[:, c], positives[:, c]) for ood, positives in ood_scores.items()}
         table[name] = {"mean": float(np.mean(list(per_set.values()))), **per_set}
     return table

@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from lfusion.calibrate import AGGREGATIONS, CANDIDATE_MAPS, FALSE_ALARM_QUANTILE, candidates
+from lfusion.calibrate import AGGREGATIONS, CANDIDATE_MAPS, FALSE_ALARM_QUANTILE, auroc_table, candidates
 from lfusion.clips import load_clip_set
 from lfusion.data import load_prepared, normalize
 from lfusion.features import ood_set_names
@@ -82,15 +82,6 @@ def score_set(bundle: Bundle, cache: Path, set_name: str, draws: Draws, limit: O
         for path in PATHS:
             probs[path].append(result[path]["mean_prob"].reshape(-1, size, size).numpy().astype(np.float32))
     return np.array(scores), {path: np.stack(p) for path, p in probs.items()}, data.names[:count]
-
-
-def auroc_by_column(scores: np.ndarray, ood_scores: Dict[str, np.ndarray]) -> Dict[str, Dict[str, float]]:
-    """{column: {"mean": mean AUROC, <set>: AUROC}}, the split's clips negative."""
-    table = {}
-    for c, name in enumerate(columns()):
-        per_set = {ood: auroc(scores[:, c], positives[:, c]) for ood, positives in ood_scores.items()}
-        table[name] = {"mean": float(np.mean(list(per_set.values()))), **per_set}
-    return table
 
 
 def calibrated_auxiliary(table: Dict[str, Dict[str, float]]) -> Dict[str, str]:
@@ -156,7 +147,7 @@ def calibrate(bundle: Bundle, cache: Path, prepared: Path, sampling: Dict[str, i
     frames = int(json.loads((cache / "meta.json").read_text())["frames"])
     draws = clip_draws(bundle, sampling, seed, frames)
     scores, ood_scores, probs, names = split_scores(bundle, cache, "val", draws, limit)
-    table = auroc_by_column(scores, ood_scores)
+    table = auroc_table(scores, ood_scores, columns())
     package_maps = candidates()
     best = max(package_maps, key=lambda name: table[name]["mean"])
     column = columns().index(best)
@@ -205,7 +196,7 @@ def evaluate(bundle: Bundle, cache: Path, prepared: Path, calibration: dict, lim
     started = time.time()
     draws = clip_draws(bundle, calibration["sampling"], calibration["seed"], calibration["frames"])
     scores, ood_scores, probs, names = split_scores(bundle, cache, "test", draws, limit)
-    table = auroc_by_column(scores, ood_scores)
+    table = auroc_table(scores, ood_scores, columns())
     auxiliary = calibration["auroc"]["calibratedAuxiliary"]
     chosen, threshold = calibration["auroc"]["chosen"], calibration["ood"]["threshold"]
     column = columns().index(chosen)

@@ -19,7 +19,7 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import onnx
 import torch
@@ -250,18 +250,8 @@ def write_manifest(package: Path, bundle: Bundle, build: Path, info: dict, clip:
         "pixelSpacing": "carried",
         "graphs": graphs,
         "files": files,
-        "laplace": {
-            "rank": bundle.laplace.cfg.rank,
-            "weightCount": bundle.laplace.covered_count,
-            "priorPrecision": bundle.prior_precision,
-            "posteriorScale": 1.0,
-            "covered": COVERED,
-        },
-        "dropout": {"rate": bundle.dropout.cfg.dropout_rate, "maskCount": bundle.dropout.cfg.mask_count},
-        "sampling": DEFAULT_SAMPLING | {"seed": calibration.get("seed", info["seed"])},
+        **head_settings(bundle, COVERED, DEFAULT_SAMPLING, calibration, info["seed"], alerts=(3, 5)),
         "measures": {"order": list(MEASURE_ORDER), "entropyEpsilon": ENTROPY_EPS},
-        "fusion": {"auxiliary": AUXILIARY_MAP},
-        "ood": calibration.get("ood", {"map": "fused", "aggregation": "mean", "threshold": 0.0, "raiseAfter": 3, "clearAfter": 5, "calibrated": False}),
         "provenance": info
         | {
             "gitCommit": git_commit(),
@@ -277,6 +267,26 @@ def write_manifest(package: Path, bundle: Bundle, build: Path, info: dict, clip:
     return manifest
 
 
+def head_settings(bundle: Bundle, covered: str, sampling: dict, calibration: dict, seed: int, alerts: Tuple[int, int]) -> dict:
+    """``laplace``, ``dropout``, ``sampling``, ``fusion`` and ``ood`` of one set of heads (the manifest's root or
+    ``clip``); ``alerts`` (raiseAfter, clearAfter) hold only until calibration has chosen the OOD settings."""
+    raise_after, clear_after = alerts
+    uncalibrated = {"map": "fused", "aggregation": "mean", "threshold": 0.0, "raiseAfter": raise_after, "clearAfter": clear_after, "calibrated": False}
+    return {
+        "laplace": {
+            "rank": bundle.laplace.cfg.rank,
+            "weightCount": bundle.laplace.covered_count,
+            "priorPrecision": bundle.prior_precision,
+            "posteriorScale": 1.0,
+            "covered": covered,
+        },
+        "dropout": {"rate": bundle.dropout.cfg.dropout_rate, "maskCount": bundle.dropout.cfg.mask_count},
+        "sampling": sampling | {"seed": calibration.get("seed", seed)},
+        "fusion": {"auxiliary": AUXILIARY_MAP},
+        "ood": calibration.get("ood", uncalibrated),
+    }
+
+
 def clip_section(clip: Bundle, clips_build: Path, info: dict) -> dict:
     """The manifest's ``clip`` section from the clip models and their build records."""
     calibration = read_json(clips_build / "calibration.json") or {}
@@ -285,17 +295,7 @@ def clip_section(clip: Bundle, clips_build: Path, info: dict) -> dict:
     return {
         "frames": clip_frames(),
         "outputSize": clip.laplace.cfg.output_size,
-        "laplace": {
-            "rank": clip.laplace.cfg.rank,
-            "weightCount": clip.laplace.covered_count,
-            "priorPrecision": clip.prior_precision,
-            "posteriorScale": 1.0,
-            "covered": CLIP_COVERED,
-        },
-        "dropout": {"rate": clip.dropout.cfg.dropout_rate, "maskCount": clip.dropout.cfg.mask_count},
-        "sampling": CLIP_SAMPLING | {"seed": calibration.get("seed", info["seed"])},
-        "fusion": {"auxiliary": AUXILIARY_MAP},
-        "ood": calibration.get("ood", {"map": "fused", "aggregation": "mean", "threshold": 0.0, "raiseAfter": 2, "clearAfter": 3, "calibrated": False}),
+        **head_settings(clip, CLIP_COVERED, CLIP_SAMPLING, calibration, info["seed"], alerts=(2, 3)),
         "metrics": {
             "validation": calibration.get("validation", {}),
             "calibration": {k: auroc[k] for k in ("chosen", "chosenBySet", "detectionRateAtThreshold", "calibratedAuxiliary") if k in auroc},

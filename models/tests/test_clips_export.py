@@ -2,7 +2,6 @@
 against the PyTorch float64 clip reference case (encoder per frame, 3D heads, measures, fused map,
 OOD score) on the SDK's draws, through ``models/tools/ort_parity.mjs``."""
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from lfusion.heads import DropoutHead, LaplaceHead
 from lfusion.heads3d import ClipHeadConfig
 from lfusion.inference import Bundle
 from lfusion.reference import ClipCase, write_reference
-from test_export import PARITY_SCRIPT, MODELS, ort_available, small_bundle, validate_package
+from test_export import ort_available, parity_report, small_bundle, validate_package
 
 # Small widths, but the real geometry: 16 frames, 14x14 features, S = 56, 224x224 frames.
 CLIP = ClipHeadConfig(feature_channels=48, proj_channels=4, decoder_channels=(4, 4, 2), stem_channels=2, fuse_channels=2, rank=2)
@@ -59,8 +58,6 @@ def test_clip_graphs_and_section_follow_the_contract(clip_package):
 @pytest.mark.skipif(not ort_available(), reason="node + onnxruntime-node (npm install at the repo root) not available")
 def test_onnx_runtime_matches_pytorch_float64_clip_reference(clip_package):
     folder, _ = clip_package
-    result = subprocess.run(["node", str(PARITY_SCRIPT), str(folder)], cwd=MODELS, capture_output=True, text=True, timeout=300)
-    report = json.loads(result.stdout)
-    assert result.returncode == 0 and report["ok"], json.dumps(report, indent=1)
+    report = parity_report(folder)
     clip_checks = {c["name"] for case in report["report"] if case["case"] == "clip" for c in case["checks"]}
     assert clip_checks == {"clip_logit_mean", "clip_dropout_logits", "clip_fused", "clip_ood_score"}

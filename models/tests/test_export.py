@@ -94,12 +94,18 @@ def test_declared_shapes_are_enforced(package):
         check_declared(folder / spec["file"], spec)
 
 
-@pytest.mark.skipif(not ort_available(), reason="node + onnxruntime-node (npm install at the repo root) not available")
-def test_onnx_runtime_matches_pytorch_float64_reference(package):
-    folder, _ = package
+def parity_report(folder: Path) -> dict:
+    """tools/ort_parity.mjs on an exported package: its JSON report, asserted to pass."""
     result = subprocess.run(["node", str(PARITY_SCRIPT), str(folder)], cwd=MODELS, capture_output=True, text=True, timeout=300)
     report = json.loads(result.stdout)
     assert result.returncode == 0 and report["ok"], json.dumps(report, indent=1)
+    return report
+
+
+@pytest.mark.skipif(not ort_available(), reason="node + onnxruntime-node (npm install at the repo root) not available")
+def test_onnx_runtime_matches_pytorch_float64_reference(package):
+    folder, _ = package
+    report = parity_report(folder)
     checked = {c["name"] for case in report["report"] for c in case["checks"]}
     assert {"features", "logit_mean", "map_logit_mean", "dropout_logits", "laplace_maps", "dropout_maps"} <= checked
 
