@@ -21,10 +21,13 @@ import type { ClipFrame, ClipWindowMaps } from '../sdk/types.js';
 export function mergeClipFrames(): OperatorFunction<ClipWindowMaps, ClipFrame> {
   return (windows) =>
     new Observable<ClipFrame>((subscriber) => {
-      /** Frames not emitted yet, by stream position; their `maps` hold sums over `windows` windows. */
+      /**
+       * Frames not emitted yet, by stream position; their `maps` hold sums over `windows` windows. Windows come in
+       * stream order, so positions are inserted in increasing order: the map's order is stream order.
+       */
       const pending = new Map<number, ClipFrame>();
       const emitBefore = (position: number): void => {
-        for (const [at, clip] of [...pending].sort(([a], [b]) => a - b)) {
+        for (const [at, clip] of pending) {
           if (at >= position) break;
           pending.delete(at);
           const maps = Object.fromEntries(Object.entries(clip.maps).map(([name, sum]) => [name, clip.windows === 1 ? sum : sum.map((v) => v / clip.windows)]));

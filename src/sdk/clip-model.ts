@@ -10,6 +10,7 @@ import type { ClipManifest, GraphRunner, GraphSpec, ModelManifest } from './type
 const CLIP_GRAPH_OF: Readonly<Record<string, string>> = { laplace_head: 'clip_laplace_head', dropout_head: 'clip_dropout_head', measures: 'clip_measures' };
 /** Clip heads may call the stacked frames `images`; the 2D operators feed `image`. */
 const CLIP_FEED_ALIASES: Readonly<Record<string, string>> = { image: 'images' };
+const TWO_D_FEED_OF: Readonly<Record<string, string>> = Object.fromEntries(Object.entries(CLIP_FEED_ALIASES).map(([name, alias]) => [alias, name]));
 
 /** A model package's clip heads. */
 export interface ClipModel {
@@ -33,9 +34,7 @@ function feedName(name: string, inputs: Record<string, unknown>): string | undef
 
 /** A clip graph's declaration with its inputs under the names the 2D operators use. */
 function asTwoDimensional(spec: GraphSpec): GraphSpec {
-  const renamed = Object.entries(CLIP_FEED_ALIASES).map(([name, alias]) => [alias, name]);
-  const inputs = Object.fromEntries(Object.entries(spec.inputs).map(([name, dims]) => [renamed.find(([alias]) => alias === name)?.[1] ?? name, dims]));
-  return { ...spec, inputs };
+  return { ...spec, inputs: Object.fromEntries(Object.entries(spec.inputs).map(([name, dims]) => [TWO_D_FEED_OF[name] ?? name, dims])) };
 }
 
 /**

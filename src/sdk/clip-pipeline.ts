@@ -68,7 +68,8 @@ export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifes
   const measure = measureUncertainty(runner, view);
   const fuse = fuseUncertainty(view, options.fusion);
   const score = scoreOod(view, options.ood);
-  const perFrame = (values: Float32Array, count: number) => Array.from({ length: count }, (_, t) => values.slice(t * size * size, (t + 1) * size * size));
+  // Views into the window's maps: mergeClipFrames copies what it keeps.
+  const perFrame = (values: Float32Array, count: number) => Array.from({ length: count }, (_, t) => values.subarray(t * size * size, (t + 1) * size * size));
   return concatMap((window) =>
     of(stackWindow(window, frames)).pipe(
       sample,

@@ -15,7 +15,7 @@ import { reconnecting, type ReconnectingOptions } from '../operators/reconnectin
 import { segmentFrames } from '../operators/segmentFrames.js';
 import { ultrasoundRegion, type UltrasoundRegionOptions } from '../operators/ultrasoundRegion.js';
 import { windowClips } from '../operators/windowClips.js';
-import { clipModel } from './clip-model.js';
+import { clipModel, type ClipModel } from './clip-model.js';
 import { lfusionClipUncertainty } from './clip-pipeline.js';
 import { LfusionError } from './errors.js';
 import { toVideoInput } from './ffmpeg.js';
@@ -215,7 +215,7 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
   const locate = region ? locateRegions(region) : map((frame: Frame): LocatedFrame => ({ frame }));
   const model = await loadModelPackage(options.modelPath ?? DEFAULT_MODEL_PATH);
   const { manifest } = model;
-  if (paths.includes('clip')) clipModel(manifest); // no clip heads: fail before the workers start
+  const clip = paths.includes('clip') ? clipModel(manifest) : undefined; // no clip heads: fail before the workers start
   const pool = await InferencePool.open(model, options.pool);
   const stats = new StatsRecorder(options.stats);
   let frameStages: OperatorFunction<Frame, FrameResult>;
@@ -224,9 +224,9 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
     const encode = encodeFrames(pool, manifest);
     const analyse = options.image ? withImagePlane(analysis(pool, manifest), manifest) : analysis(pool, manifest);
     frameStages = (frames) => frames.pipe(encode, analyse);
-    if (paths.includes('clip')) {
+    if (clip) {
       const frameAnalysis = paths.includes('frame') ? analyse : undefined;
-      clipStages = clipPathStages(pool, manifest, options.clip, { live, image: options.image === true }, encode, frameAnalysis, () => stats.dropped());
+      clipStages = clipPathStages(pool, manifest, clip, options.clip, { live, image: options.image === true }, encode, frameAnalysis, () => stats.dropped());
     }
   } catch (error) {
     await pool.close();
@@ -267,7 +267,7 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
     // A failure reaches the delivery subscriber below; the alert branches need not report it twice.
     const alerting = [
       paths.includes('frame') ? core$.pipe(raiseAlerts(manifest, options.alerts)) : EMPTY,
-      clipStages ? core$.pipe(windowScores(), raiseAlerts(clipModel(manifest).manifest, { ...options.clip?.alerts, path: 'clip' })) : EMPTY,
+      clip ? core$.pipe(windowScores(), raiseAlerts(clip.manifest, { ...options.clip?.alerts, path: 'clip' })) : EMPTY,
     ].map((alerts$) => alerts$.subscribe({ next: (alert) => alerts.next(alert), error: () => {} }));
     const delivery = core$.subscribe(subscriber);
     return () => {
@@ -276,7 +276,7 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
     };
   });
 
-  const clipStreams = manifest.clip && paths.includes('clip') ? ['clip.mask', 'clip.fused', ...(options.clip?.uncertainty?.planes ?? []).map((name) => `clip.${name}`)] : [];
+  const clipStreams = clip ? ['clip.mask', 'clip.fused', ...(options.clip?.uncertainty?.planes ?? []).map((name) => `clip.${name}`)] : [];
   return {
     model,
     pool,
@@ -339,13 +339,14 @@ interface ClipStages {
 function clipPathStages(
   pool: GraphRunner,
   manifest: ModelManifest,
+  clip: ClipModel,
   options: ClipPathOptions = {},
   { live, image }: { live: boolean; image: boolean },
   encode: OperatorFunction<Frame, EncodedFrame>,
   analyse: OperatorFunction<EncodedFrame, FrameResult> | undefined,
   onDrop: () => void,
 ): ClipStages {
-  const { frames: length } = clipModel(manifest).settings;
+  const { frames: length } = clip.settings;
   const stride = options.stride ?? Math.max(1, Math.floor(length / 2));
   if (!(Number.isInteger(stride) && stride >= 1 && stride <= length)) {
     throw new LfusionError('INVALID_OPTION', `clip.stride must be an integer from 1 to the window length ${length} (every frame gets a clip result), got ${stride}`, { stride });
@@ -380,21 +381,21 @@ function clipPathStages(
         if (frame === original) return of(frame).pipe(encode, concatMap((encoded) => concat(twoD(encoded).pipe(ignoreElements()), of(encoded))));
         return of(original).pipe(encode, concatMap(twoD), ignoreElements(), (done) => concat(done, of(frame).pipe(encode)));
       };
-      const toResults = (clip: ClipFrame): FrameResult[] => {
-        const earlier = flushBefore(clip.frame.index);
-        const entry = inFlight.get(clip.frame.index);
+      const toResults = (merged: ClipFrame): FrameResult[] => {
+        const earlier = flushBefore(merged.frame.index);
+        const entry = inFlight.get(merged.frame.index);
         if (!entry) return earlier;
-        inFlight.delete(clip.frame.index);
+        inFlight.delete(merged.frame.index);
         const { data: _pixels, ...frame } = entry.located.frame;
         const transform = entry.aligned?.aligned ? entry.aligned.transform : undefined;
-        const size = clip.size;
+        const size = merged.size;
         const onFrame = (values: Float32Array) => (transform ? warpToOriginal({ width: size, height: size, data: values }, transform, entry.located.frame) : values);
-        const plane = (name: string) => quantizePlane(`clip.${name}`, onFrame(clip.maps[name]!), size, size, ranges[name] ?? defaultRange(name));
-        const clipPlanes = [{ ...maskPlane(onFrame(clip.maps.mean_prob!), size, size), name: 'clip.mask' }, plane('fused'), ...planes.map(plane)];
+        const plane = (name: string) => quantizePlane(`clip.${name}`, onFrame(merged.maps[name]!), size, size, ranges[name] ?? defaultRange(name));
+        const clipPlanes = [{ ...maskPlane(onFrame(merged.maps.mean_prob!), size, size), name: 'clip.mask' }, plane('fused'), ...planes.map(plane)];
         const imagePlanes = entry.image ? [{ ...entry.image, data: transform ? warpToOriginal(entry.image, transform, entry.located.frame) : entry.image.data }] : [];
         const base: FrameResult = entry.result ?? { frame, planes: imagePlanes, timings: {} };
-        const clipTimings = Object.fromEntries(Object.entries(clip.timings).map(([stage, ms]) => [`clip.${stage}`, ms]));
-        const result = { ...base, planes: [...base.planes, ...clipPlanes], clipOod: clip.ood, timings: { ...base.timings, ...clipTimings } };
+        const clipTimings = Object.fromEntries(Object.entries(merged.timings).map(([stage, ms]) => [`clip.${stage}`, ms]));
+        const result = { ...base, planes: [...base.planes, ...clipPlanes], clipOod: merged.ood, timings: { ...base.timings, ...clipTimings } };
         return [...earlier, placeResult(result, entry.located)];
       };
       return located$.pipe(
@@ -407,7 +408,7 @@ function clipPathStages(
         }),
         windowClips(step, { length, stride, end: 'shift', live, onDrop: (drop) => drop.kind === 'frame' && onDrop() }, (window) => of(window).pipe(analyseWindow)),
         mergeClipFrames(),
-        concatMap((clip) => toResults(clip)),
+        concatMap(toResults),
         (results: Observable<FrameResult>) => concat(results, defer(() => flushBefore(Infinity))),
       );
     });
