@@ -9,7 +9,7 @@
 import { lastValueFrom, Subject, take, toArray } from 'rxjs';
 import { alignFrames, estimateAlignment } from '../src/operators/alignFrames.js';
 import { fromVideo } from '../src/operators/fromVideo.js';
-import type { AlignedFrame, Frame } from '../src/sdk/types.js';
+import type { AlignedFrame, Frame } from '../src/runtime/types.js';
 import type { BenchModule, BenchResult } from './run.js';
 
 const FRAMES = Number(process.env.BENCH_ALIGN_FRAMES ?? 40);

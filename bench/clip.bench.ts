@@ -9,11 +9,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { lastValueFrom, of } from 'rxjs';
 import { encodeFrames } from '../src/operators/encodeFrames.js';
-import { lfusionClipUncertainty } from '../src/sdk/clip-pipeline.js';
-import { InferencePool } from '../src/sdk/inference-pool.js';
-import { loadModelPackage } from '../src/sdk/model-package.js';
+import { lfusionClipUncertainty } from '../src/operators/lfusionClipUncertainty.js';
+import { InferencePool } from '../src/runtime/inference-pool.js';
+import { loadModelPackage } from '../src/runtime/model-package.js';
 import { DEFAULT_MODEL_PATH } from '../src/sdk/pipeline.js';
-import type { ClipWindow, EncodedFrame, Frame, SampleCounts } from '../src/sdk/types.js';
+import type { ClipWindow, EncodedFrame, Frame, SampleCounts } from '../src/runtime/types.js';
 import type { BenchModule, BenchResult } from './run.js';
 
 const WINDOWS = Number(process.env.BENCH_CLIP_WINDOWS ?? 5);

@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
-import { InferencePool } from '../src/sdk/inference-pool.js';
-import { loadModelPackage } from '../src/sdk/model-package.js';
+import { InferencePool } from '../src/runtime/inference-pool.js';
+import { loadModelPackage } from '../src/runtime/model-package.js';
 import { DEFAULT_MODEL_PATH } from '../src/sdk/pipeline.js';
 import type { BenchModule, BenchResult } from './run.js';
 

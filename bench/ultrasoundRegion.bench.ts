@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { lastValueFrom, Subject, take, toArray } from 'rxjs';
 import { fromVideo } from '../src/operators/fromVideo.js';
 import { detectUltrasoundRegion, ultrasoundRegion, type UltrasoundRegionOptions } from '../src/operators/ultrasoundRegion.js';
-import type { Frame } from '../src/sdk/types.js';
+import type { Frame } from '../src/runtime/types.js';
 import { scannerScreen } from '../test/helpers/scanner-screen.js';
 import type { BenchModule, BenchResult } from './run.js';
 

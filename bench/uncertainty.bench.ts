@@ -11,12 +11,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { lastValueFrom, of } from 'rxjs';
 import { encodeFrames } from '../src/operators/encodeFrames.js';
-import { InferencePool } from '../src/sdk/inference-pool.js';
-import { loadModelPackage, type ModelPackage } from '../src/sdk/model-package.js';
+import { InferencePool } from '../src/runtime/inference-pool.js';
+import { loadModelPackage, type ModelPackage } from '../src/runtime/model-package.js';
 import { DEFAULT_MODEL_PATH } from '../src/sdk/pipeline.js';
-import { loadReferenceVectors } from '../src/sdk/reference-vectors.js';
-import type { Frame, SampleCounts } from '../src/sdk/types.js';
-import { lfusionUncertainty } from '../src/sdk/uncertainty-pipeline.js';
+import { loadReferenceVectors } from '../src/runtime/reference-vectors.js';
+import type { Frame, SampleCounts } from '../src/runtime/types.js';
+import { lfusionUncertainty } from '../src/operators/lfusionUncertainty.js';
 import type { BenchModule, BenchResult } from './run.js';
 
 const FRAMES = Number(process.env.BENCH_UNCERTAINTY_FRAMES ?? 5);

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { firstValueFrom } from 'rxjs';
 import { fromVideo } from '../src/operators/fromVideo.js';
-import { resolveFfmpeg } from '../src/sdk/ffmpeg.js';
+import { resolveFfmpeg } from '../src/runtime/ffmpeg.js';
 
 /** What the sample is; tests check decoded output against it. */
 export const SAMPLE_VIDEO = {

@@ -16,10 +16,10 @@ import { alignFrames, warpToOriginal } from '../../src/operators/alignFrames.js'
 import { encodeFrames } from '../../src/operators/encodeFrames.js';
 import { dice } from '../../src/report/metrics.js';
 import { labelMapAt, resample } from '../../src/report/overlay.js';
-import { lfusionClipUncertainty } from '../../src/sdk/clip-pipeline.js';
-import { InferencePool } from '../../src/sdk/inference-pool.js';
-import { loadModelPackage } from '../../src/sdk/model-package.js';
-import type { AlignedFrame, ClipWindow, EncodedFrame, Frame } from '../../src/sdk/types.js';
+import { lfusionClipUncertainty } from '../../src/operators/lfusionClipUncertainty.js';
+import { InferencePool } from '../../src/runtime/inference-pool.js';
+import { loadModelPackage } from '../../src/runtime/model-package.js';
+import type { AlignedFrame, ClipWindow, EncodedFrame, Frame } from '../../src/runtime/types.js';
 
 const here = resolve(import.meta.dirname, '..');
 const { values } = parseArgs({

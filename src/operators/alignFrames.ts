@@ -1,6 +1,6 @@
 import { defer, map, type OperatorFunction } from 'rxjs';
-import { LfusionError, ShapeError } from '../sdk/errors.js';
-import type { AlignedFrame, Frame, SimilarityTransform } from '../sdk/types.js';
+import { LfusionError, ShapeError } from '../runtime/errors.js';
+import type { AlignedFrame, Frame, SimilarityTransform } from '../runtime/types.js';
 
 export interface AlignFramesOptions {
   /** A fixed reference frame. Default: the first frame received (and later keyframes, see `rekeyAfter`). */

@@ -1,6 +1,6 @@
 import { concatMap, type OperatorFunction } from 'rxjs';
-import { ShapeError } from '../sdk/errors.js';
-import type { EncodedFrame, Frame, GraphRunner, ModelManifest } from '../sdk/types.js';
+import { ShapeError } from '../runtime/errors.js';
+import type { EncodedFrame, Frame, GraphRunner, ModelManifest } from '../runtime/types.js';
 
 /** Fixed-point precision of Pillow's 8-bit resampler, reproduced so that frames match training exactly. */
 const PRECISION_BITS = 32 - 8 - 2;

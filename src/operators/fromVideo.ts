@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { Observable, type Subscription } from 'rxjs';
-import { LfusionError, SourceError } from '../sdk/errors.js';
+import { LfusionError, SourceError } from '../runtime/errors.js';
 import {
   greyDecodeArgs,
   isErrorLine,
@@ -10,8 +10,8 @@ import {
   saysSourceMissing,
   toVideoInput,
   type V4l2Options,
-} from '../sdk/ffmpeg.js';
-import type { Frame } from '../sdk/types.js';
+} from '../runtime/ffmpeg.js';
+import type { Frame } from '../runtime/types.js';
 
 export interface FromVideoOptions {
   /** Read a file at its own frame rate, like a live scanner (ffmpeg `-re`). Default false: as fast as it decodes. */

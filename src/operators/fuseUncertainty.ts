@@ -2,8 +2,8 @@
  * The fused uncertainty map of the paper, computed in JS from both paths' measure maps.
  */
 import { map, type OperatorFunction } from 'rxjs';
-import { LfusionError } from '../sdk/errors.js';
-import type { FusedFrame, MeasureMaps, MeasuredFrame, ModelManifest } from '../sdk/types.js';
+import { LfusionError } from '../runtime/errors.js';
+import type { FusedFrame, MeasureMaps, MeasuredFrame, ModelManifest } from '../runtime/types.js';
 import { checkMapName, selectMap } from './measureUncertainty.js';
 
 export interface FuseOptions {

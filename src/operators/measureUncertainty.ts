@@ -2,9 +2,9 @@
  * The `measures` graph: head outputs and logit noise in, the per-path uncertainty maps out.
  */
 import { concatMap, type OperatorFunction } from 'rxjs';
-import { LfusionError } from '../sdk/errors.js';
-import { mapPixels } from '../sdk/model-package.js';
-import type { GraphRunner, HeadSamples, MeasureMaps, MeasuredFrame, ModelManifest } from '../sdk/types.js';
+import { LfusionError } from '../runtime/errors.js';
+import { mapPixels } from '../runtime/model-package.js';
+import type { GraphRunner, HeadSamples, MeasureMaps, MeasuredFrame, ModelManifest } from '../runtime/types.js';
 import { requireOutput } from './sampleHeads.js';
 
 /** Path prefixes of the per-path maps: `laplace.<measure>`, `dropout.<measure>`. */

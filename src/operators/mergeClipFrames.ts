@@ -1,6 +1,6 @@
 import { Observable, type OperatorFunction } from 'rxjs';
-import { ShapeError } from '../sdk/errors.js';
-import type { ClipFrame, ClipWindowMaps } from '../sdk/types.js';
+import { ShapeError } from '../runtime/errors.js';
+import type { ClipFrame, ClipWindowMaps } from '../runtime/types.js';
 
 /**
  * Gives every frame one clip result from the overlapping windows that contain it: the mean of its maps over those

@@ -2,8 +2,8 @@
  * OOD alerts with hysteresis, from a stream of scored frames.
  */
 import { Observable, asyncScheduler, type OperatorFunction, type SchedulerLike } from 'rxjs';
-import { LfusionError } from '../sdk/errors.js';
-import type { Alert, ModelManifest, OodScore } from '../sdk/types.js';
+import { LfusionError } from '../runtime/errors.js';
+import type { Alert, ModelManifest, OodScore } from '../runtime/types.js';
 
 export interface AlertOptions {
   /** Consecutive frames above threshold before an alert is raised; default manifest `ood.raiseAfter`. */

@@ -3,10 +3,10 @@
  * run for all k dropout passes per frame, whatever m and k are.
  */
 import { concatMap, type OperatorFunction } from 'rxjs';
-import { checkSampleCounts, createDrawSource, drawDimensions, type DrawMode } from '../sdk/draws.js';
-import { LfusionError, ShapeError } from '../sdk/errors.js';
-import { mapPixels } from '../sdk/model-package.js';
-import type { Draws, EncodedFrame, GraphRunner, HeadSamples, ModelManifest, SampleCounts, TensorData } from '../sdk/types.js';
+import { checkSampleCounts, createDrawSource, drawDimensions, type DrawMode } from '../runtime/draws.js';
+import { LfusionError, ShapeError } from '../runtime/errors.js';
+import { mapPixels } from '../runtime/model-package.js';
+import type { Draws, EncodedFrame, GraphRunner, HeadSamples, ModelManifest, SampleCounts, TensorData } from '../runtime/types.js';
 
 export interface SampleOptions {
   /** Laplace weight samples; default manifest `sampling.m`. */

@@ -2,8 +2,8 @@
  * The image-level out-of-distribution score: one number per frame from one map.
  */
 import { map, type OperatorFunction } from 'rxjs';
-import { LfusionError } from '../sdk/errors.js';
-import type { FusedFrame, ModelManifest, ScoredFrame } from '../sdk/types.js';
+import { LfusionError } from '../runtime/errors.js';
+import type { FusedFrame, ModelManifest, ScoredFrame } from '../runtime/types.js';
 import { checkMapName, selectMap } from './measureUncertainty.js';
 
 export interface OodOptions {

@@ -1,7 +1,7 @@
 import { concatMap, type OperatorFunction } from 'rxjs';
-import { ShapeError } from '../sdk/errors.js';
-import { maskPlane } from '../sdk/quantize.js';
-import type { EncodedFrame, FrameResult, GraphRunner, ModelManifest } from '../sdk/types.js';
+import { ShapeError } from '../runtime/errors.js';
+import { maskPlane } from '../runtime/quantize.js';
+import type { EncodedFrame, FrameResult, GraphRunner, ModelManifest } from '../runtime/types.js';
 
 /**
  * The lightweight MAP segmentation: one `laplace_head` run per frame with a single weight sample, zero

@@ -1,8 +1,8 @@
 import { Observable, type OperatorFunction } from 'rxjs';
-import { LfusionError, ShapeError } from '../sdk/errors.js';
-import type { Frame, Region, ScreenSize } from '../sdk/types.js';
+import { LfusionError, ShapeError } from '../runtime/errors.js';
+import type { Frame, Region, ScreenSize } from '../runtime/types.js';
 
-export type { Region } from '../sdk/types.js';
+export type { Region } from '../runtime/types.js';
 
 /** A frame cut to its ultrasound region, with what it takes to map results back to the screen. */
 export interface RegionFrame {

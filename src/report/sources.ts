@@ -5,8 +5,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
-import { SourceError } from '../sdk/errors.js';
-import { resolveFfmpeg } from '../sdk/ffmpeg.js';
+import { SourceError } from '../runtime/errors.js';
+import { resolveFfmpeg } from '../runtime/ffmpeg.js';
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff']);
 const VIDEO_EXTENSIONS = new Set(['.mp4', '.mkv', '.avi', '.mov', '.webm', '.m4v', '.mpg', '.mpeg', '.ts', '.wmv', '.nut']);

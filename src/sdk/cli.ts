@@ -14,11 +14,11 @@ import { encodePng } from '../report/png.js';
 import { ProgressBar } from '../report/progress.js';
 import { replayReport } from '../report/replay.js';
 import { countFrames, type FrameSelection } from '../report/sources.js';
-import { LfusionError, type LfusionErrorCode } from './errors.js';
-import { toVideoInput, type V4l2Options } from './ffmpeg.js';
+import { LfusionError, type LfusionErrorCode } from '../runtime/errors.js';
+import { toVideoInput, type V4l2Options } from '../runtime/ffmpeg.js';
 import { createPipeline, type PathName, type Pipeline, type PipelineOptions } from './pipeline.js';
 import { modelInfo, ResultServer } from './server.js';
-import type { ExecutionProvider, FrameResult, Plane } from './types.js';
+import type { ExecutionProvider, FrameResult, Plane } from '../runtime/types.js';
 
 const USAGE = `usage:
   lfusion serve <source> [--port 8080] [--host 127.0.0.1] [--model <dir>] [--once]

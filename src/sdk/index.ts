@@ -47,14 +47,14 @@
  * @packageDocumentation
  */
 
-export * from './types.js';
-export { LfusionError, ModelError, ShapeError, SourceError, type LfusionErrorCode } from './errors.js';
+export * from '../runtime/types.js';
+export { LfusionError, ModelError, ShapeError, SourceError, type LfusionErrorCode } from '../runtime/errors.js';
 
 // Sources and flow control.
 export { fromVideo, type FromVideoOptions } from '../operators/fromVideo.js';
 export { keepLatest, type KeepLatestOptions } from '../operators/keepLatest.js';
 export { reconnecting, type BackoffOptions, type ReconnectingOptions } from '../operators/reconnecting.js';
-export { isFrame, isSourceEvent } from './source-events.js';
+export { isFrame, isSourceEvent } from '../runtime/source-events.js';
 
 // The ultrasound region of a scanner screen, and back to screen coordinates.
 export {
@@ -69,31 +69,31 @@ export {
 } from '../operators/ultrasoundRegion.js';
 
 // Model package and inference.
-export { loadModelPackage, type ModelPackage } from './model-package.js';
-export { InferencePool, type InferencePoolOptions, type RunOptions } from './inference-pool.js';
+export { loadModelPackage, type ModelPackage } from '../runtime/model-package.js';
+export { InferencePool, type InferencePoolOptions, type RunOptions } from '../runtime/inference-pool.js';
 export { alignFrames, estimateAlignment, warpToOriginal, type AlignFramesOptions } from '../operators/alignFrames.js';
 export { windowClips, type ClipDrop, type FrameEncoder, type WindowClipsOptions } from '../operators/windowClips.js';
 export { mergeClipFrames } from '../operators/mergeClipFrames.js';
-export { lfusionClipUncertainty, stackWindow } from './clip-pipeline.js';
-export { clipModel, type ClipModel } from './clip-model.js';
+export { lfusionClipUncertainty, stackWindow } from '../operators/lfusionClipUncertainty.js';
+export { clipModel, type ClipModel } from '../runtime/clip-model.js';
 export { encodeFrames } from '../operators/encodeFrames.js';
 export { segmentFrames } from '../operators/segmentFrames.js';
 
 // Uncertainty.
-export { lfusionUncertainty, type UncertaintyOptions } from './uncertainty-pipeline.js';
+export { lfusionUncertainty, type UncertaintyOptions } from '../operators/lfusionUncertainty.js';
 export { sampleHeads, type SampleOptions } from '../operators/sampleHeads.js';
 export { measureUncertainty } from '../operators/measureUncertainty.js';
 export { fuseUncertainty, type FuseOptions } from '../operators/fuseUncertainty.js';
 export { scoreOod, type OodOptions } from '../operators/scoreOod.js';
 export { raiseAlerts, type AlertOptions } from '../operators/raiseAlerts.js';
-export { dequantizePlane, MEASURE_RANGES, quantizePlane, type QuantizeRange } from './quantize.js';
-export { createDrawSource, drawSamples, type DrawMode } from './draws.js';
-export { deriveSeed, Random } from './random.js';
-export { compareToReference, loadReferenceVectors, type ReferenceVectors } from './reference-vectors.js';
+export { dequantizePlane, MEASURE_RANGES, quantizePlane, type QuantizeRange } from '../runtime/quantize.js';
+export { createDrawSource, drawSamples, type DrawMode } from '../runtime/draws.js';
+export { deriveSeed, Random } from '../runtime/random.js';
+export { compareToReference, loadReferenceVectors, type ReferenceVectors } from '../runtime/reference-vectors.js';
 
 // The one-call pipeline, statistics and delivery.
 export { createPipeline, DEFAULT_MODEL_PATH, type Analysis, type ClipPathOptions, type PathName, type Pipeline, type PipelineOptions } from './pipeline.js';
-export { StatsRecorder, type StatsOptions } from './stats.js';
+export { StatsRecorder, type StatsOptions } from '../runtime/stats.js';
 export { modelInfo, ResultServer, VIEWER_PATH, WEBSOCKET_PATH, type ClientStats, type Deliverable, type Delivery, type ResultServerOptions } from './server.js';
 export { decodeFrameMessage, encodeFrameMessage, PROTOCOL_VERSION, type DecodedFrame } from './protocol.js';
 

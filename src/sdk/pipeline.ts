@@ -15,17 +15,17 @@ import { reconnecting, type ReconnectingOptions } from '../operators/reconnectin
 import { segmentFrames } from '../operators/segmentFrames.js';
 import { ultrasoundRegion, type UltrasoundRegionOptions } from '../operators/ultrasoundRegion.js';
 import { windowClips } from '../operators/windowClips.js';
-import { clipModel, type ClipModel } from './clip-model.js';
-import { lfusionClipUncertainty } from './clip-pipeline.js';
-import { LfusionError } from './errors.js';
-import { toVideoInput } from './ffmpeg.js';
-import { InferencePool, type InferencePoolOptions } from './inference-pool.js';
-import { loadModelPackage, type ModelPackage } from './model-package.js';
-import { isSourceEvent } from './source-events.js';
-import { StatsRecorder, type StatsOptions } from './stats.js';
-import { defaultRange, maskPlane, quantizePlane } from './quantize.js';
-import type { AlignedFrame, Alert, ClipFrame, ClipOodScore, EncodedFrame, Frame, FrameResult, GraphRunner, ModelManifest, Plane, ScreenRegion, ScreenSize, SourceEvent } from './types.js';
-import { lfusionUncertainty, type UncertaintyOptions } from './uncertainty-pipeline.js';
+import { clipModel, type ClipModel } from '../runtime/clip-model.js';
+import { lfusionClipUncertainty } from '../operators/lfusionClipUncertainty.js';
+import { LfusionError } from '../runtime/errors.js';
+import { toVideoInput } from '../runtime/ffmpeg.js';
+import { InferencePool, type InferencePoolOptions } from '../runtime/inference-pool.js';
+import { loadModelPackage, type ModelPackage } from '../runtime/model-package.js';
+import { isSourceEvent } from '../runtime/source-events.js';
+import { StatsRecorder, type StatsOptions } from '../runtime/stats.js';
+import { defaultRange, maskPlane, quantizePlane } from '../runtime/quantize.js';
+import type { AlignedFrame, Alert, ClipFrame, ClipOodScore, EncodedFrame, Frame, FrameResult, GraphRunner, ModelManifest, Plane, ScreenRegion, ScreenSize, SourceEvent } from '../runtime/types.js';
+import { lfusionUncertainty, type UncertaintyOptions } from '../operators/lfusionUncertainty.js';
 
 /** The model package shipped with the SDK. */
 export const DEFAULT_MODEL_PATH = fileURLToPath(new URL('../../models/packages/lfusion-hc18', import.meta.url));

@@ -3,8 +3,8 @@
  * `[u32 LE header length][UTF-8 JSON FrameHeader][plane bytes...]`; everything else is JSON text.
  * Both the server and TypeScript clients use these functions.
  */
-import { LfusionError } from './errors.js';
-import type { ClientMessage, FrameHeader, FrameResult, Plane, PlaneDescriptor, TextMessage } from './types.js';
+import { LfusionError } from '../runtime/errors.js';
+import type { ClientMessage, FrameHeader, FrameResult, Plane, PlaneDescriptor, TextMessage } from '../runtime/types.js';
 
 export const PROTOCOL_VERSION = 1;
 const LENGTH_BYTES = 4;

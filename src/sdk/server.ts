@@ -9,10 +9,10 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Subscription } from 'rxjs';
 import { WebSocket, WebSocketServer } from 'ws';
-import { LfusionError } from './errors.js';
+import { LfusionError } from '../runtime/errors.js';
 import type { Pipeline } from './pipeline.js';
 import { encodeFrameMessage, encodeTextMessage, parseClientMessage, PROTOCOL_VERSION } from './protocol.js';
-import type { Alert, FrameResult, ModelInfo, ModelManifest, PipelineStats, SourceEvent, TextMessage } from './types.js';
+import type { Alert, FrameResult, ModelInfo, ModelManifest, PipelineStats, SourceEvent, TextMessage } from '../runtime/types.js';
 
 /** Options of {@link ResultServer.listen}. */
 export interface ResultServerOptions {

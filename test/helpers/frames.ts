@@ -1,5 +1,5 @@
 /** Synthetic frames and a recording fake of the inference pool, for operator tests. */
-import type { Frame, GraphRunner, TensorData } from '../../src/sdk/types.js';
+import type { Frame, GraphRunner, TensorData } from '../../src/runtime/types.js';
 
 export function syntheticFrame(index: number, width = 64, height = 48, pixel = (x: number, y: number) => (x * 3 + y * 5 + index * 7) % 256): Frame {
   const data = new Uint8Array(width * height);

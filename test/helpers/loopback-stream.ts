@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
-import { resolveFfmpeg } from '../../src/sdk/ffmpeg.js';
+import { resolveFfmpeg } from '../../src/runtime/ffmpeg.js';
 
 /** A TCP port free right now on 127.0.0.1. */
 export async function freePort(): Promise<number> {

@@ -3,8 +3,8 @@
  * text panels, thumbnails, a grey bar, depth ticks, a focus marker and calipers, like a scanner's HDMI output.
  */
 import type { Region as Rect } from '../../src/operators/ultrasoundRegion.js';
-import { Random } from '../../src/sdk/random.js';
-import type { Frame } from '../../src/sdk/types.js';
+import { Random } from '../../src/runtime/random.js';
+import type { Frame } from '../../src/runtime/types.js';
 
 export interface ScreenLayout {
   /** Where the scan goes; the scan must already have this size. */

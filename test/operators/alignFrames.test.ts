@@ -4,8 +4,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { alignFrames, estimateAlignment, warpToOriginal } from '../../src/operators/alignFrames.js';
 import { fromVideo } from '../../src/operators/fromVideo.js';
-import { LfusionError, ShapeError } from '../../src/sdk/errors.js';
-import type { Frame, SimilarityTransform } from '../../src/sdk/types.js';
+import { LfusionError, ShapeError } from '../../src/runtime/errors.js';
+import type { Frame, SimilarityTransform } from '../../src/runtime/types.js';
 
 const HC18 = new URL('../../../shared/data/hc18/training_set/', import.meta.url).pathname;
 const SAMPLE = new URL('../../assets/sample.mp4', import.meta.url).pathname;

@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { firstValueFrom, Observable, Subject, take } from 'rxjs';
 import { fromVideo } from '../../src/operators/fromVideo.js';
-import { SourceError } from '../../src/sdk/errors.js';
-import { resolveFfmpeg } from '../../src/sdk/ffmpeg.js';
-import type { Frame } from '../../src/sdk/types.js';
+import { SourceError } from '../../src/runtime/errors.js';
+import { resolveFfmpeg } from '../../src/runtime/ffmpeg.js';
+import type { Frame } from '../../src/runtime/types.js';
 import { SAMPLE_VIDEO } from '../../scripts/make-sample-video.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');

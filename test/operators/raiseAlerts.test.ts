@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TestScheduler } from 'rxjs/testing';
 import { raiseAlerts, type ScoredFrameLike } from '../../src/operators/raiseAlerts.js';
-import type { LfusionError } from '../../src/sdk/errors.js';
+import type { LfusionError } from '../../src/runtime/errors.js';
 
 const THRESHOLD = 0.5;
 const manifest = { ood: { map: 'fused', aggregation: 'mean', threshold: THRESHOLD, raiseAfter: 3, clearAfter: 2 } };

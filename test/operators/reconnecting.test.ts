@@ -5,9 +5,9 @@ import type { Observable } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { fromVideo } from '../../src/operators/fromVideo.js';
 import { reconnecting } from '../../src/operators/reconnecting.js';
-import { SourceError } from '../../src/sdk/errors.js';
-import { isSourceEvent, type SourceEvent, type SourceLostEvent } from '../../src/sdk/source-events.js';
-import type { Frame } from '../../src/sdk/types.js';
+import { SourceError } from '../../src/runtime/errors.js';
+import { isSourceEvent, type SourceEvent, type SourceLostEvent } from '../../src/runtime/source-events.js';
+import type { Frame } from '../../src/runtime/types.js';
 import { freePort, startStreamer, stopStreamer } from '../helpers/loopback-stream.js';
 
 const SAMPLE = join(resolve(import.meta.dirname, '../..'), 'assets/sample.mp4');

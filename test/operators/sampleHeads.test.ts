@@ -2,11 +2,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { firstValueFrom, from, lastValueFrom, of, toArray } from 'rxjs';
 import { sampleHeads } from '../../src/operators/sampleHeads.js';
-import { LfusionError, ShapeError } from '../../src/sdk/errors.js';
-import { InferencePool } from '../../src/sdk/inference-pool.js';
-import { loadModelPackage, type ModelPackage } from '../../src/sdk/model-package.js';
-import { Random } from '../../src/sdk/random.js';
-import type { EncodedFrame, GraphRunner, TensorData } from '../../src/sdk/types.js';
+import { LfusionError, ShapeError } from '../../src/runtime/errors.js';
+import { InferencePool } from '../../src/runtime/inference-pool.js';
+import { loadModelPackage, type ModelPackage } from '../../src/runtime/model-package.js';
+import { Random } from '../../src/runtime/random.js';
+import type { EncodedFrame, GraphRunner, TensorData } from '../../src/runtime/types.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 
 const HW = 224 * 224;

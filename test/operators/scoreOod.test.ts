@@ -2,8 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { firstValueFrom, of } from 'rxjs';
 import { aggregateMap, parseAggregation, scoreOod } from '../../src/operators/scoreOod.js';
-import type { LfusionError } from '../../src/sdk/errors.js';
-import type { FusedFrame } from '../../src/sdk/types.js';
+import type { LfusionError } from '../../src/runtime/errors.js';
+import type { FusedFrame } from '../../src/runtime/types.js';
 
 const ORDER = ['mean_prob', 'mutual_information'];
 

@@ -14,7 +14,7 @@ import {
   type RegionFrame,
   type UltrasoundRegionOptions,
 } from '../../src/operators/ultrasoundRegion.js';
-import type { Frame } from '../../src/sdk/types.js';
+import type { Frame } from '../../src/runtime/types.js';
 import { scannerScreen, type ScreenLayout } from '../helpers/scanner-screen.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');

@@ -3,8 +3,8 @@ import { TestScheduler } from 'rxjs/testing';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipWindower, windowClips, type ClipDrop, type FrameEncoder } from '../../src/operators/windowClips.js';
-import { LfusionError, ShapeError } from '../../src/sdk/errors.js';
-import type { ClipWindow, EncodedFrame, Frame } from '../../src/sdk/types.js';
+import { LfusionError, ShapeError } from '../../src/runtime/errors.js';
+import type { ClipWindow, EncodedFrame, Frame } from '../../src/runtime/types.js';
 import { syntheticFrame } from '../helpers/frames.js';
 
 const scheduler = (): TestScheduler => new TestScheduler((actual, expected) => assert.equal(actual, expected));

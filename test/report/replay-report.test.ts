@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { resolveFfmpeg } from '../../src/sdk/ffmpeg.js';
+import { resolveFfmpeg } from '../../src/runtime/ffmpeg.js';
 import { loadHc18Annotations, outlineToMask, readGreyImage, thresholdMask } from '../../src/report/ground-truth.js';
 import { dice, hausdorffMm, headCircumferenceMm } from '../../src/report/metrics.js';
 import { encodePng } from '../../src/report/png.js';

@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LfusionError } from '../../src/sdk/errors.js';
+import { LfusionError } from '../../src/runtime/errors.js';
 import { decodeFrameMessage, encodeFrameMessage, parseClientMessage } from '../../src/sdk/protocol.js';
-import type { FrameResult, Plane } from '../../src/sdk/types.js';
+import type { FrameResult, Plane } from '../../src/runtime/types.js';
 
 function plane(name: string, fill: (i: number) => number, min = 0, scale = 1): Plane {
   return { name, width: 4, height: 3, data: Uint8Array.from({ length: 12 }, (_, i) => fill(i)), min, scale };

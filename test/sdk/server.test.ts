@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { LfusionError } from '../../src/sdk/errors.js';
+import type { LfusionError } from '../../src/runtime/errors.js';
 import { ResultServer } from '../../src/sdk/server.js';
-import type { Alert, FrameResult, SourceEvent } from '../../src/sdk/types.js';
+import type { Alert, FrameResult, SourceEvent } from '../../src/runtime/types.js';
 import { RecordingClient } from '../helpers/ws-client.js';
 
 const SIDE = 224;

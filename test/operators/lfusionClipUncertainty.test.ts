@@ -3,11 +3,11 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { from, lastValueFrom, of, toArray } from 'rxjs';
-import { clipModel } from '../../src/sdk/clip-model.js';
-import { lfusionClipUncertainty, stackWindow } from '../../src/sdk/clip-pipeline.js';
-import { LfusionError, ShapeError } from '../../src/sdk/errors.js';
-import { validateManifest } from '../../src/sdk/model-package.js';
-import type { ClipWindow, EncodedFrame, GraphRunner, ModelManifest, TensorData } from '../../src/sdk/types.js';
+import { clipModel } from '../../src/runtime/clip-model.js';
+import { lfusionClipUncertainty, stackWindow } from '../../src/operators/lfusionClipUncertainty.js';
+import { LfusionError, ShapeError } from '../../src/runtime/errors.js';
+import { validateManifest } from '../../src/runtime/model-package.js';
+import type { ClipWindow, EncodedFrame, GraphRunner, ModelManifest, TensorData } from '../../src/runtime/types.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 
 const T = 4, F = 8, S = 2, L = T * S * S, RANK = 2, WEIGHTS = 5, MASKS = 3;

@@ -2,13 +2,13 @@
  * The whole L-FUSION uncertainty chain as one operator: encoded frames in, frame results out.
  */
 import { concatMap, map, of, type OperatorFunction } from 'rxjs';
-import { fuseUncertainty, type FuseOptions } from '../operators/fuseUncertainty.js';
-import { checkMapName, measureUncertainty, selectMap } from '../operators/measureUncertainty.js';
-import { sampleHeads, type SampleOptions } from '../operators/sampleHeads.js';
-import { scoreOod, type OodOptions } from '../operators/scoreOod.js';
-import { LfusionError } from './errors.js';
-import { defaultRange, maskPlane, quantizePlane, type QuantizeRange } from './quantize.js';
-import type { EncodedFrame, FrameResult, GraphRunner, ModelManifest, ScoredFrame } from './types.js';
+import { fuseUncertainty, type FuseOptions } from './fuseUncertainty.js';
+import { checkMapName, measureUncertainty, selectMap } from './measureUncertainty.js';
+import { sampleHeads, type SampleOptions } from './sampleHeads.js';
+import { scoreOod, type OodOptions } from './scoreOod.js';
+import { LfusionError } from '../runtime/errors.js';
+import { defaultRange, maskPlane, quantizePlane, type QuantizeRange } from '../runtime/quantize.js';
+import type { EncodedFrame, FrameResult, GraphRunner, ModelManifest, ScoredFrame } from '../runtime/types.js';
 
 export interface UncertaintyOptions extends SampleOptions {
   /** The auxiliary map of the fused map (default manifest `fusion.auxiliary`). */

@@ -2,8 +2,8 @@ import { map } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { StatsRecorder } from '../../src/sdk/stats.js';
-import type { FrameResult } from '../../src/sdk/types.js';
+import { StatsRecorder } from '../../src/runtime/stats.js';
+import type { FrameResult } from '../../src/runtime/types.js';
 
 function result(captureTime: number, encoder: number): FrameResult {
   return { frame: { index: 0, pts: 0, captureTime, width: 1, height: 1 }, planes: [], timings: { encoder } };

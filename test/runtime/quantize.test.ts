@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ShapeError } from '../../src/sdk/errors.js';
-import { defaultRange, dequantizePlane, maskPlane, quantizePlane } from '../../src/sdk/quantize.js';
+import { ShapeError } from '../../src/runtime/errors.js';
+import { defaultRange, dequantizePlane, maskPlane, quantizePlane } from '../../src/runtime/quantize.js';
 
 test('bounded measures use fixed ranges, unbounded ones the frame\'s own', () => {
   assert.equal(defaultRange('laplace.total_entropy'), { min: 0, max: Math.LN2 });

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createDrawSource, drawSamples, type DrawDimensions } from '../../src/sdk/draws.js';
-import { LfusionError } from '../../src/sdk/errors.js';
+import { createDrawSource, drawSamples, type DrawDimensions } from '../../src/runtime/draws.js';
+import { LfusionError } from '../../src/runtime/errors.js';
 
 const dims: DrawDimensions = { weightCount: 6, rank: 2, maskCount: 5, dropoutRate: 0.5, pixels: 16 };
 

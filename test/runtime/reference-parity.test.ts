@@ -18,14 +18,14 @@ import { fuseUncertainty } from '../../src/operators/fuseUncertainty.js';
 import { measureUncertainty } from '../../src/operators/measureUncertainty.js';
 import { sampleHeads } from '../../src/operators/sampleHeads.js';
 import { scoreOod } from '../../src/operators/scoreOod.js';
-import { ShapeError } from '../../src/sdk/errors.js';
-import { InferencePool } from '../../src/sdk/inference-pool.js';
-import { loadModelPackage, type ModelPackage } from '../../src/sdk/model-package.js';
-import { compareToReference, loadReferenceVectors, type ReferenceCase, type ReferenceVectors } from '../../src/sdk/reference-vectors.js';
-import { lfusionUncertainty } from '../../src/sdk/uncertainty-pipeline.js';
-import { clipModel } from '../../src/sdk/clip-model.js';
-import { stackWindow } from '../../src/sdk/clip-pipeline.js';
-import type { Draws, EncodedFrame, FrameResult, GraphRunner, ScoredFrame, TensorData } from '../../src/sdk/types.js';
+import { ShapeError } from '../../src/runtime/errors.js';
+import { InferencePool } from '../../src/runtime/inference-pool.js';
+import { loadModelPackage, type ModelPackage } from '../../src/runtime/model-package.js';
+import { compareToReference, loadReferenceVectors, type ReferenceCase, type ReferenceVectors } from '../../src/runtime/reference-vectors.js';
+import { lfusionUncertainty } from '../../src/operators/lfusionUncertainty.js';
+import { clipModel } from '../../src/runtime/clip-model.js';
+import { stackWindow } from '../../src/operators/lfusionClipUncertainty.js';
+import type { Draws, EncodedFrame, FrameResult, GraphRunner, ScoredFrame, TensorData } from '../../src/runtime/types.js';
 
 const PACKAGE = fileURLToPath(new URL('../../models/packages/lfusion-hc18', import.meta.url));
 

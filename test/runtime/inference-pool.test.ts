@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LfusionError, ShapeError } from '../../src/sdk/errors.js';
-import { InferencePool } from '../../src/sdk/inference-pool.js';
-import { loadModelPackage } from '../../src/sdk/model-package.js';
+import { LfusionError, ShapeError } from '../../src/runtime/errors.js';
+import { InferencePool } from '../../src/runtime/inference-pool.js';
+import { loadModelPackage } from '../../src/runtime/model-package.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 
 const IMAGE_DIMS = [1, 1, 224, 224];

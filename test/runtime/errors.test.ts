@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LfusionError, SourceError } from '../../src/sdk/errors.js';
+import { LfusionError, SourceError } from '../../src/runtime/errors.js';
 
 test('SourceError carries its code, source and ffmpeg stderr tail', () => {
   const error = new SourceError('DECODE_FAILED', 'decode failed', 'clip.mp4', 'moov atom not found');

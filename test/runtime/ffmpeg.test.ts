@@ -8,7 +8,7 @@ import {
   resolveFfmpeg,
   saysSourceMissing,
   toVideoInput,
-} from '../../src/sdk/ffmpeg.js';
+} from '../../src/runtime/ffmpeg.js';
 
 test('resolution order: explicit path, then FFMPEG_PATH, then the shipped binary', () => {
   assert.equal(resolveFfmpeg('/opt/ff', { FFMPEG_PATH: '/env/ff' }), { path: '/opt/ff', origin: 'option' });

@@ -3,14 +3,14 @@
  * The clip heads run through the 2D operators (`clipModel` gives them the clip view of the package).
  */
 import { concatMap, map, of, type OperatorFunction } from 'rxjs';
-import { fuseUncertainty } from '../operators/fuseUncertainty.js';
-import { checkMapName, measureUncertainty, selectMap } from '../operators/measureUncertainty.js';
-import { sampleHeads } from '../operators/sampleHeads.js';
-import { scoreOod } from '../operators/scoreOod.js';
-import { clipModel } from './clip-model.js';
-import { LfusionError, ShapeError } from './errors.js';
-import type { ClipWindow, ClipWindowMaps, EncodedFrame, GraphRunner, ModelManifest } from './types.js';
-import type { UncertaintyOptions } from './uncertainty-pipeline.js';
+import { fuseUncertainty } from './fuseUncertainty.js';
+import { checkMapName, measureUncertainty, selectMap } from './measureUncertainty.js';
+import { sampleHeads } from './sampleHeads.js';
+import { scoreOod } from './scoreOod.js';
+import { clipModel } from '../runtime/clip-model.js';
+import { LfusionError, ShapeError } from '../runtime/errors.js';
+import type { ClipWindow, ClipWindowMaps, EncodedFrame, GraphRunner, ModelManifest } from '../runtime/types.js';
+import type { UncertaintyOptions } from './lfusionUncertainty.js';
 
 /**
  * The window as the clip heads take it: features `[T, F, 14, 14]` and images `[T, 1, H, W]` of its frames,

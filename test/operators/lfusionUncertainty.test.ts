@@ -1,9 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { LfusionError } from '../../src/sdk/errors.js';
-import { loadModelPackage } from '../../src/sdk/model-package.js';
-import type { GraphRunner, ModelManifest, ScoredFrame } from '../../src/sdk/types.js';
-import { lfusionUncertainty, toFrameResult } from '../../src/sdk/uncertainty-pipeline.js';
+import type { LfusionError } from '../../src/runtime/errors.js';
+import { loadModelPackage } from '../../src/runtime/model-package.js';
+import type { GraphRunner, ModelManifest, ScoredFrame } from '../../src/runtime/types.js';
+import { lfusionUncertainty, toFrameResult } from '../../src/operators/lfusionUncertainty.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 
 const ORDER = ['mean_prob', 'mutual_information', 'logit_variance'];

@@ -3,9 +3,9 @@ import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ModelError } from '../../src/sdk/errors.js';
-import { InferencePool } from '../../src/sdk/inference-pool.js';
-import { loadModelPackage } from '../../src/sdk/model-package.js';
+import { ModelError } from '../../src/runtime/errors.js';
+import { InferencePool } from '../../src/runtime/inference-pool.js';
+import { loadModelPackage } from '../../src/runtime/model-package.js';
 import { TINY_PACKAGE, removeDir, tinyPackageCopy } from '../helpers/tiny-package.js';
 
 async function rejection(promise: Promise<unknown>): Promise<ModelError> {

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Random, deriveSeed } from '../../src/sdk/random.js';
+import { Random, deriveSeed } from '../../src/runtime/random.js';
 
 const sequence = (seed: number, count: number): number[] => {
   const rng = new Random(seed);
