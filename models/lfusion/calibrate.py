@@ -22,7 +22,8 @@ import torch
 
 from lfusion.data import load_prepared, normalize
 from lfusion.features import load_set, ood_set_names
-from lfusion.inference import Bundle, make_draws, run_frame, segmentation
+from lfusion.inference import Bundle, bundle_from_build, make_draws, run_frame, segmentation
+from lfusion.manifest import DEFAULT_SAMPLING
 from lfusion.measures import MEASURE_ORDER, aggregate_many, select_map
 from lfusion.metrics import auroc, segmentation_summary
 
@@ -109,8 +110,6 @@ def calibrate(bundle: Bundle, cache: Path, prepared_path: Path, sampling: Dict[s
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from lfusion.export import DEFAULT_SAMPLING, bundle_from_build
-
     parser = argparse.ArgumentParser(description="Calibrate the OOD map, aggregation and threshold on validation data.")
     parser.add_argument("--build", type=Path, default=Path("build"))
     parser.add_argument("--encoder", type=Path, default=Path("checkpoints/encoder.pt"))

@@ -22,7 +22,8 @@ import torch
 from lfusion.clip_eval import PATHS, clip_draws, fused_probability
 from lfusion.clips import compose, invert, load_clip_set, resample, warp
 from lfusion.data import normalize
-from lfusion.inference import Bundle, run_frame
+from lfusion.inference import Bundle, clip_bundle_from_build, run_frame
+from lfusion.manifest import CLIP_SAMPLING
 from lfusion.metrics import dice, resize_probabilities
 
 
@@ -78,8 +79,6 @@ def compare(bundle: Bundle, cache: Path, raw_index: Path, sampling: Dict[str, in
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from lfusion.export import CLIP_SAMPLING, clip_bundle_from_build
-
     parser = argparse.ArgumentParser(description="Clip-head Dice on test sweeps aligned with their true transforms vs unaligned.")
     parser.add_argument("--build", type=Path, default=Path("build"))
     parser.add_argument("--encoder", type=Path, default=Path("checkpoints/encoder.pt"))

@@ -39,7 +39,8 @@ from lfusion.calibrate import AGGREGATIONS, CANDIDATE_MAPS, FALSE_ALARM_QUANTILE
 from lfusion.clips import load_clip_set
 from lfusion.data import load_prepared, normalize
 from lfusion.features import ood_set_names
-from lfusion.inference import Bundle, Draws, make_draws, run_frame
+from lfusion.inference import Bundle, Draws, clip_bundle_from_build, make_draws, run_frame
+from lfusion.manifest import CLIP_SAMPLING
 from lfusion.measures import MEASURE_ORDER, aggregate_many, calibrated_map, select_map
 from lfusion.metrics import auroc, dice, hausdorff_mm, head_circumference_mm, iou, resize_probabilities, segmentation_summary
 
@@ -258,8 +259,6 @@ def training_record(clips_build: Path) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from lfusion.export import CLIP_SAMPLING, clip_bundle_from_build
-
     parser = argparse.ArgumentParser(description="Calibrate (val) or evaluate (test) the clip path.")
     parser.add_argument("--split", choices=("val", "test"), required=True)
     parser.add_argument("--build", type=Path, default=Path("build"))

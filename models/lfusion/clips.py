@@ -262,8 +262,8 @@ def clip_batch_tensors(data: ClipSet, index: np.ndarray, output_size: Optional[i
 
 
 def clip_access():
-    """The ``DataAccess`` (lfusion.train_heads) of the clip cache."""
-    from lfusion.train_heads import DataAccess
+    """The ``DataAccess`` (lfusion.features) of the clip cache."""
+    from lfusion.features import DataAccess
 
     return DataAccess(load_clip_set, clip_batch_tensors)
 

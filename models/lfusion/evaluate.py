@@ -56,8 +56,7 @@ class Model:
 
 
 def lfusion_model(build: Path, encoder: Optional[Path], seed: int, sampling: Dict[str, int]) -> Model:
-    from lfusion.export import bundle_from_build
-    from lfusion.inference import image_input, make_draws, run_frame
+    from lfusion.inference import bundle_from_build, image_input, make_draws, run_frame
 
     bundle = bundle_from_build(build, encoder, seed)
     draws = make_draws(bundle, sampling["m"], sampling["n"], sampling["k"], seed)
@@ -258,7 +257,8 @@ def build_record(model: Model, args: argparse.Namespace) -> Tuple[dict, Dict[str
 
 
 def evaluate_package(args: argparse.Namespace) -> None:
-    from lfusion.export import bundle_from_build, write_manifest
+    from lfusion.inference import bundle_from_build
+    from lfusion.manifest import write_manifest
 
     started = time.time()
     calibration = json.loads((args.build / "calibration" / "calibration.json").read_text())

@@ -9,7 +9,8 @@ for labelled sets, ``<set>.masks.npy`` (uint8 {0,1}). Sets:
 * ``ood-<split>-<name>``: the OOD sets of ``lfusion.ood.make_ood_sets`` for val and test.
 
 ``meta.json`` records the encoder checkpoint's SHA-256, so a cache built from another encoder
-is never reused silently.
+is never reused silently. A ``DataAccess`` says how a cache's sets are loaded and batched for the
+heads: ``FRAMES`` for this cache, ``lfusion.clips.clip_access()`` for the clip cache.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +41,10 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_json(path: Path) -> Optional[dict]:
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def image_tensor(images: np.ndarray) -> torch.Tensor:
@@ -81,6 +86,27 @@ def load_set(cache: Path, name: str) -> FeatureSet:
         images=np.load(cache / f"{name}.images.npy"),
         masks=np.load(masks_path) if masks_path.exists() else None,
     )
+
+
+def batch_tensors(data: FeatureSet, index: np.ndarray):
+    """(features float32 [B,F,g,g], normalised image [B,1,224,224], mask float32 [B, HW] or None)."""
+    index = np.sort(index)
+    features = torch.from_numpy(np.asarray(data.features[index], dtype=np.float32))
+    image = torch.from_numpy(normalize(data.images[index])).unsqueeze(1)
+    mask = None if data.masks is None else torch.from_numpy(data.masks[index].reshape(len(index), -1).astype(np.float32))
+    return features, image, mask
+
+
+@dataclass(frozen=True)
+class DataAccess:
+    """How a feature cache's sets are read: ``load(cache, set name)`` and ``batch(set, indices)`` ->
+    (features, normalised image(s), mask [B, pixels] or None), as the heads take them."""
+
+    load: Callable[[Path, str], Any]
+    batch: Callable[[Any, np.ndarray], tuple]
+
+
+FRAMES = DataAccess(load_set, batch_tensors)
 
 
 def ood_set_names(cache: Path, split: str) -> Dict[str, str]:

@@ -12,7 +12,7 @@ fusion and 1x1x1 outputs. Every output is ``S x S`` per frame (S = 56), flattene
 ``ClipHeadConfig`` gives this architecture through the four methods that ``lfusion.heads``'
 ``LaplaceHead`` (SSN, Laplace over the covered weights) and ``DropoutHead`` (channel dropout after
 every decoder block, masks as inputs) are written against, so both heads, their functional
-per-sample weights (``conv`` with [m, ...] weights: batched MatMuls in ONNX, m dynamic), the GGN,
+per-sample weights (``lfusion.layers.conv`` with [m, ...] weights: batched MatMuls in ONNX, m dynamic), the GGN,
 training, calibration and export are the 2D code. Inputs may carry a clip batch axis
 (``[B, T, F, g, g]``, shared weights) or not (one clip, as in the exported graphs).
 """
@@ -24,7 +24,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from lfusion.heads import Layout, conv, conv_layout, upsample2
+from lfusion.layers import Layout, conv, conv_layout, upsample2
 
 SPATIAL, TEMPORAL, POINT = (1, 3, 3), (3, 1, 1), (1, 1, 1)
 

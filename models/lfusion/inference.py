@@ -1,7 +1,8 @@
 """The full L-FUSION inference of one frame in PyTorch, exactly as the exported package runs it.
 
 Used by calibration, evaluation and the reference vectors (any dtype: float32 for the first
-two, float64 for the references). The heads run through the same per-sample functional forward
+two, float64 for the references), on the trained models that ``bundle_from_build`` and
+``clip_bundle_from_build`` load from ``build/``. The heads run through the same per-sample functional forward
 that is exported to ONNX; the measures come from ``lfusion.measures``.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from lfusion.data import normalize
+from lfusion.features import load_encoder_or_random, read_json
 from lfusion.heads import DropoutHead, LaplaceHead
 from lfusion.laplace import load_posterior, sample_weights
 from lfusion.measures import aggregate, fused_map, laplace_logit_samples, sample_measures, select_map
@@ -53,6 +55,31 @@ def load_bundle(encoder: torch.nn.Module, laplace_head: Path, posterior: Path, d
         for parameter in module.parameters():
             parameter.requires_grad_(False)
     return Bundle(encoder, laplace, fitted["sigma"].float(), float(fitted["prior_precision"]), dropout)
+
+
+def bundle_from_build(build: Path, encoder_path: Optional[Path], seed: int) -> Bundle:
+    """The trained models in ``build``; the encoder must be the one the feature cache was built with."""
+
+    encoder, encoder_sha = load_encoder_or_random(encoder_path, seed)
+    cached = (read_json(build / "features" / "meta.json") or {}).get("encoder_sha256")
+    if cached is not None and cached != encoder_sha:
+        raise ValueError(f"encoder {encoder_path} (sha256 {encoder_sha}) is not the one build/features was made with ({cached}): rebuild the features")
+    return load_bundle(encoder, build / "heads" / "laplace.pt", build / "laplace" / "posterior.pt", build / "heads" / "dropout.pt")
+
+
+def clip_bundle_from_build(build: Path, encoder_path: Optional[Path], seed: int, encoder: Optional[torch.nn.Module] = None) -> Optional[Bundle]:
+    """The trained clip models in ``build/clips`` (None when absent), on ``encoder`` or the one at ``encoder_path``."""
+    clips = build / "clips"
+    paths = (clips / "heads" / "laplace.pt", clips / "laplace" / "posterior.pt", clips / "heads" / "dropout.pt")
+    if not all(path.exists() for path in paths):
+        return None
+    if encoder is None:
+        encoder, encoder_sha = load_encoder_or_random(encoder_path, seed)
+        cached = (read_json(clips / "features" / "meta.json") or {}).get("encoder_sha256")
+        if cached is not None and cached != encoder_sha:
+            raise ValueError(f"encoder {encoder_path} (sha256 {encoder_sha}) is not the one build/clips/features was made with ({cached})")
+    return load_bundle(encoder, *paths)
+
 
 
 @dataclass

@@ -24,11 +24,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from lfusion.features import FRAMES, DataAccess
 from lfusion.ggn import ggn_diagonal
 from lfusion.heads import LaplaceHead
 from lfusion.measures import ENTROPY_EPS, clamp_prob, laplace_logit_samples
 from lfusion.metrics import dice
-from lfusion.train_heads import FRAMES, DataAccess, load_head
+from lfusion.train_heads import load_head
 
 
 @dataclass

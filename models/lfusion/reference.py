@@ -25,7 +25,8 @@ import torch
 
 from lfusion.data import normalize
 from lfusion.features import load_set
-from lfusion.inference import Bundle, Draws, make_draws, run_frame
+from lfusion.inference import Bundle, Draws, bundle_from_build, clip_bundle_from_build, make_draws, run_frame
+from lfusion.manifest import write_manifest
 from lfusion.measures import stack_measures
 
 REFERENCE_DRAWS = {"m": 2, "n": 3, "k": 4}
@@ -146,8 +147,6 @@ def write_reference(bundle: Bundle, package: Path, images: List[Tuple[str, str, 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from lfusion.export import bundle_from_build, clip_bundle_from_build, write_manifest
-
     parser = argparse.ArgumentParser(description="Rewrite the package's float64 reference vectors (and the manifest's checksums).")
     parser.add_argument("--build", type=Path, default=Path("build"))
     parser.add_argument("--encoder", type=Path, default=Path("checkpoints/encoder.pt"))

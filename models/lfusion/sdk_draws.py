@@ -1,4 +1,4 @@
-"""The SDK's random draws, reproduced bit for bit (``src/sdk/random.ts`` and ``src/sdk/draws.ts``).
+"""The SDK's random draws, reproduced bit for bit (``src/runtime/random.ts`` and ``src/runtime/draws.ts``).
 
 With common random numbers the SDK reuses one set of draws for every frame, so an image-level OOD
 score carries that set's particular offset. Calibrating the threshold with the very draws the SDK
@@ -15,7 +15,7 @@ from typing import Dict
 import numpy as np
 
 _MASK = 0xFFFFFFFF
-# Stream ids of src/sdk/draws.ts, one per graph input.
+# Stream ids of src/runtime/draws.ts, one per graph input.
 _STREAM = {"weight_noise": 1, "dropout_masks": 2, "factor_noise": 3, "diag_noise": 4}
 
 

@@ -6,7 +6,8 @@
   masks, the same forward as at inference.
 
 The same loop trains the clip heads (``--architecture clip``: ``lfusion.heads3d`` on the clip
-cache of ``lfusion.clips``); a ``DataAccess`` says how a cache's sets are loaded and batched.
+cache of ``lfusion.clips``); a ``DataAccess`` (``lfusion.features``) says how a cache's sets are loaded
+and batched.
 
 Seeded, time-budgeted and resumable: the full state (weights, optimiser, epoch, best score,
 patience) is written to ``<out>/<head>.state.pt`` after each epoch and picked up with
@@ -22,14 +23,13 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lfusion.data import normalize
-from lfusion.features import FeatureSet, load_set
+from lfusion.features import FRAMES, DataAccess, FeatureSet
 from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead, config_from_dict, random_masks
 from lfusion.measures import laplace_logit_samples
 from lfusion.metrics import dice
@@ -49,27 +49,6 @@ class TrainConfig:
     patience: int = 4
     minutes: float = 20.0
     seed: int = 18
-
-
-def batch_tensors(data: FeatureSet, index: np.ndarray):
-    """(features float32 [B,F,g,g], normalised image [B,1,224,224], mask float32 [B, HW] or None)."""
-    index = np.sort(index)
-    features = torch.from_numpy(np.asarray(data.features[index], dtype=np.float32))
-    image = torch.from_numpy(normalize(data.images[index])).unsqueeze(1)
-    mask = None if data.masks is None else torch.from_numpy(data.masks[index].reshape(len(index), -1).astype(np.float32))
-    return features, image, mask
-
-
-@dataclass(frozen=True)
-class DataAccess:
-    """How a feature cache's sets are read: ``load(cache, set name)`` and ``batch(set, indices)`` ->
-    (features, normalised image(s), mask [B, pixels] or None), as the heads take them."""
-
-    load: Callable[[Path, str], Any]
-    batch: Callable[[Any, np.ndarray], tuple]
-
-
-FRAMES = DataAccess(load_set, batch_tensors)
 
 
 def ssn_loss(logit_mean, cov_factor, cov_diag, target: torch.Tensor, samples: int, generator: torch.Generator) -> torch.Tensor:

@@ -14,8 +14,8 @@ the encoder block of the same size. Two heads on the last decoder block:
   masks as inputs ([k, Md], entries 0 or 1/(1-p); ``heads.random_masks`` draws them from a
   ``UNetConfig`` too), active at test time (MC dropout).
 
-Weights are flat vectors laid out with ``heads.conv_layout``; ``heads.unflatten`` gives shared
-([P]) or per-sample ([m, P]) tensors and ``heads.conv`` runs per-sample weights as one grouped
+Weights are flat vectors laid out with ``layers.conv_layout``; ``layers.unflatten`` gives shared
+([P]) or per-sample ([m, P]) tensors and ``layers.conv`` runs per-sample weights as one grouped
 convolution, so m weight samples of the Laplace U-Net are one forward pass and parameters are never
 modified in place.
 """
@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lfusion.heads import Layout, conv, conv_layout, init_vector, layout_size, unflatten, upsample2
+from lfusion.layers import Layout, conv, conv_layout, init_vector, layout_size, unflatten, upsample2
 
 UNET_SIZE = 256
 

@@ -6,8 +6,9 @@ import torch
 
 from lfusion.clips import FrameTransform, SweepConfig, exit_sweep, mask_targets, render, sweep, warp
 from lfusion.ggn import ggn_diagonal_batch
-from lfusion.heads import DropoutHead, LaplaceHead, config_from_dict, conv, random_masks
+from lfusion.heads import DropoutHead, LaplaceHead, config_from_dict, random_masks
 from lfusion.heads3d import ClipHeadConfig
+from lfusion.layers import conv
 
 # L = 3 frames * 4 * 4 (grid 2, two decoder blocks -> S = 4; 16x16 frames, unshuffle 4).
 TINY = ClipHeadConfig(feature_channels=3, proj_channels=3, decoder_channels=(3, 2), stem_channels=2, fuse_channels=2, rank=2, grid=2, image_size=16)

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from lfusion.export import clip_graph_specs, export_graphs, write_manifest
+from lfusion.export import export_graphs
 from lfusion.heads import DropoutHead, LaplaceHead
 from lfusion.heads3d import ClipHeadConfig
 from lfusion.inference import Bundle
+from lfusion.manifest import clip_graph_specs, write_manifest
 from lfusion.reference import ClipCase, write_reference
 from test_export import ort_available, parity_report, small_bundle, validate_package
 

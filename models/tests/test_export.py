@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from lfusion.encoder import EncoderConfig, USFMEncoder, freeze
-from lfusion.export import check_declared, export_graphs, graph_specs, write_manifest
+from lfusion.export import check_declared, export_graphs
 from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead
 from lfusion.inference import Bundle
+from lfusion.manifest import graph_specs, write_manifest
 from lfusion.measures import MEASURE_ORDER
 from lfusion.reference import write_reference
 

@@ -1,8 +1,9 @@
 import torch
 
 from lfusion.export import LaplaceHeadGraph
-from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead, conv, parameter_counts, random_masks
+from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead, parameter_counts, random_masks
 from lfusion.laplace import posterior_std, sample_weights
+from lfusion.layers import conv
 
 TINY = HeadConfig(feature_channels=6, proj_channels=5, decoder_channels=(4, 3, 3, 2), stem_channels=2, fuse_channels=3, rank=2)
 

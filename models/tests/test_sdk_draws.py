@@ -1,4 +1,4 @@
-"""The factory's copy of the SDK's draws must equal what the SDK draws (values printed by src/sdk/draws.ts:
+"""The factory's copy of the SDK's draws must equal what the SDK draws (values printed by src/runtime/draws.ts:
 ``drawSamples(0, {m:2,n:2,k:2}, {weightCount:5, maskCount:6, dropoutRate:0.2, rank:3, pixels:4})``)."""
 import numpy as np
 
