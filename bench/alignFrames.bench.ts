@@ -7,9 +7,10 @@
  *   BENCH_ALIGN_FRAMES=30 BENCH_ALIGN_REPEATS=3 npm run bench -- alignFrames
  */
 import { lastValueFrom, Subject, take, toArray } from 'rxjs';
-import { alignFrames, estimateAlignment } from '../src/operators/alignFrames.js';
+import { alignFrames } from '../src/operators/alignFrames.js';
+import { estimateAlignment } from '../src/operators/alignFrames/estimate.js';
 import { fromVideo } from '../src/operators/fromVideo.js';
-import type { AlignedFrame, Frame } from '../src/runtime/types.js';
+import type { AlignedFrame, Frame } from '../src/runtime/types/frames.js';
 import type { BenchModule, BenchResult } from './run.js';
 
 const FRAMES = Number(process.env.BENCH_ALIGN_FRAMES ?? 40);

@@ -11,9 +11,9 @@ import { lastValueFrom, of } from 'rxjs';
 import { encodeFrames } from '../src/operators/encodeFrames.js';
 import { lfusionClipUncertainty } from '../src/operators/lfusionClipUncertainty.js';
 import { InferencePool } from '../src/runtime/inference-pool.js';
-import { loadModelPackage } from '../src/runtime/model-package.js';
-import { DEFAULT_MODEL_PATH } from '../src/sdk/pipeline.js';
-import type { ClipWindow, EncodedFrame, Frame, SampleCounts } from '../src/runtime/types.js';
+import { DEFAULT_MODEL_PATH, loadModelPackage } from '../src/runtime/model-package.js';
+import type { ClipWindow, EncodedFrame, Frame } from '../src/runtime/types/frames.js';
+import type { SampleCounts } from '../src/runtime/types/uncertainty.js';
 import type { BenchModule, BenchResult } from './run.js';
 
 const WINDOWS = Number(process.env.BENCH_CLIP_WINDOWS ?? 5);

@@ -7,8 +7,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { InferencePool } from '../src/runtime/inference-pool.js';
-import { loadModelPackage } from '../src/runtime/model-package.js';
-import { DEFAULT_MODEL_PATH } from '../src/sdk/pipeline.js';
+import { DEFAULT_MODEL_PATH, loadModelPackage } from '../src/runtime/model-package.js';
 import type { BenchModule, BenchResult } from './run.js';
 
 const FRAMES = Number(process.env.BENCH_FRAMES ?? 20);

@@ -9,8 +9,9 @@
 import { join } from 'node:path';
 import { lastValueFrom, Subject, take, toArray } from 'rxjs';
 import { fromVideo } from '../src/operators/fromVideo.js';
-import { detectUltrasoundRegion, ultrasoundRegion, type UltrasoundRegionOptions } from '../src/operators/ultrasoundRegion.js';
-import type { Frame } from '../src/runtime/types.js';
+import { ultrasoundRegion, type UltrasoundRegionOptions } from '../src/operators/ultrasoundRegion.js';
+import { detectUltrasoundRegion } from '../src/operators/ultrasoundRegion/detect.js';
+import type { Frame } from '../src/runtime/types/frames.js';
 import { scannerScreen } from '../test/helpers/scanner-screen.js';
 import type { BenchModule, BenchResult } from './run.js';
 

@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { lastValueFrom, of } from 'rxjs';
 import { encodeFrames } from '../src/operators/encodeFrames.js';
 import { InferencePool } from '../src/runtime/inference-pool.js';
-import { loadModelPackage, type ModelPackage } from '../src/runtime/model-package.js';
-import { DEFAULT_MODEL_PATH } from '../src/sdk/pipeline.js';
+import { DEFAULT_MODEL_PATH, loadModelPackage, type ModelPackage } from '../src/runtime/model-package.js';
 import { loadReferenceVectors } from '../src/runtime/reference-vectors.js';
-import type { Frame, SampleCounts } from '../src/runtime/types.js';
+import type { Frame } from '../src/runtime/types/frames.js';
+import type { SampleCounts } from '../src/runtime/types/uncertainty.js';
 import { lfusionUncertainty } from '../src/operators/lfusionUncertainty.js';
 import type { BenchModule, BenchResult } from './run.js';
 

@@ -12,14 +12,15 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { from, lastValueFrom, of, toArray } from 'rxjs';
-import { alignFrames, warpToOriginal } from '../../src/operators/alignFrames.js';
+import { alignFrames } from '../../src/operators/alignFrames.js';
+import { warpToOriginal } from '../../src/operators/alignFrames/warp.js';
 import { encodeFrames } from '../../src/operators/encodeFrames.js';
 import { dice } from '../../src/report/metrics.js';
 import { labelMapAt, resample } from '../../src/report/overlay.js';
 import { lfusionClipUncertainty } from '../../src/operators/lfusionClipUncertainty.js';
 import { InferencePool } from '../../src/runtime/inference-pool.js';
 import { loadModelPackage } from '../../src/runtime/model-package.js';
-import type { AlignedFrame, ClipWindow, EncodedFrame, Frame } from '../../src/runtime/types.js';
+import type { AlignedFrame, ClipWindow, EncodedFrame, Frame } from '../../src/runtime/types/frames.js';
 
 const here = resolve(import.meta.dirname, '..');
 const { values } = parseArgs({

@@ -1,6 +1,8 @@
 import { concatMap, type OperatorFunction } from 'rxjs';
 import { ShapeError } from '../runtime/errors.js';
-import type { EncodedFrame, Frame, GraphRunner, ModelManifest } from '../runtime/types.js';
+import type { EncodedFrame, Frame } from '../runtime/types/frames.js';
+import type { GraphRunner } from '../runtime/types/inference.js';
+import type { ModelManifest } from '../runtime/types/model.js';
 
 /** Fixed-point precision of Pillow's 8-bit resampler, reproduced so that frames match training exactly. */
 const PRECISION_BITS = 32 - 8 - 2;

@@ -11,7 +11,7 @@ import {
   toVideoInput,
   type V4l2Options,
 } from '../runtime/ffmpeg.js';
-import type { Frame } from '../runtime/types.js';
+import type { Frame } from '../runtime/types/frames.js';
 
 export interface FromVideoOptions {
   /** Read a file at its own frame rate, like a live scanner (ffmpeg `-re`). Default false: as fast as it decodes. */

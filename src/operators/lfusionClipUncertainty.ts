@@ -9,7 +9,10 @@ import { sampleHeads } from './sampleHeads.js';
 import { scoreOod } from './scoreOod.js';
 import { clipModel } from '../runtime/clip-model.js';
 import { LfusionError, ShapeError } from '../runtime/errors.js';
-import type { ClipWindow, ClipWindowMaps, EncodedFrame, GraphRunner, ModelManifest } from '../runtime/types.js';
+import type { ClipWindow, EncodedFrame } from '../runtime/types/frames.js';
+import type { GraphRunner } from '../runtime/types/inference.js';
+import type { ModelManifest } from '../runtime/types/model.js';
+import type { ClipWindowMaps } from '../runtime/types/uncertainty.js';
 import type { UncertaintyOptions } from './lfusionUncertainty.js';
 
 /**

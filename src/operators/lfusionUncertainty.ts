@@ -8,7 +8,11 @@ import { sampleHeads, type SampleOptions } from './sampleHeads.js';
 import { scoreOod, type OodOptions } from './scoreOod.js';
 import { LfusionError } from '../runtime/errors.js';
 import { defaultRange, maskPlane, quantizePlane, type QuantizeRange } from '../runtime/quantize.js';
-import type { EncodedFrame, FrameResult, GraphRunner, ModelManifest, ScoredFrame } from '../runtime/types.js';
+import type { EncodedFrame } from '../runtime/types/frames.js';
+import type { GraphRunner } from '../runtime/types/inference.js';
+import type { ModelManifest } from '../runtime/types/model.js';
+import type { FrameResult } from '../runtime/types/results.js';
+import type { ScoredFrame } from '../runtime/types/uncertainty.js';
 
 export interface UncertaintyOptions extends SampleOptions {
   /** The auxiliary map of the fused map (default manifest `fusion.auxiliary`). */

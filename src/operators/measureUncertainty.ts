@@ -4,7 +4,9 @@
 import { concatMap, type OperatorFunction } from 'rxjs';
 import { LfusionError } from '../runtime/errors.js';
 import { mapPixels } from '../runtime/model-package.js';
-import type { GraphRunner, HeadSamples, MeasureMaps, MeasuredFrame, ModelManifest } from '../runtime/types.js';
+import type { GraphRunner } from '../runtime/types/inference.js';
+import type { ModelManifest } from '../runtime/types/model.js';
+import type { HeadSamples, MeasureMaps, MeasuredFrame } from '../runtime/types/uncertainty.js';
 import { requireOutput } from './sampleHeads.js';
 
 /** Path prefixes of the per-path maps: `laplace.<measure>`, `dropout.<measure>`. */

@@ -1,6 +1,6 @@
 import { Observable, type OperatorFunction } from 'rxjs';
 import { ShapeError } from '../runtime/errors.js';
-import type { ClipFrame, ClipWindowMaps } from '../runtime/types.js';
+import type { ClipFrame, ClipWindowMaps } from '../runtime/types/uncertainty.js';
 
 /**
  * Gives every frame one clip result from the overlapping windows that contain it: the mean of its maps over those

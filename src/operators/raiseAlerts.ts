@@ -3,7 +3,8 @@
  */
 import { Observable, asyncScheduler, type OperatorFunction, type SchedulerLike } from 'rxjs';
 import { LfusionError } from '../runtime/errors.js';
-import type { Alert, ModelManifest, OodScore } from '../runtime/types.js';
+import type { ModelManifest } from '../runtime/types/model.js';
+import type { Alert, OodScore } from '../runtime/types/results.js';
 
 export interface AlertOptions {
   /** Consecutive frames above threshold before an alert is raised; default manifest `ood.raiseAfter`. */

@@ -1,7 +1,7 @@
 import { asyncScheduler, Observable, timer, type Subscription } from 'rxjs';
 import { LfusionError, SourceError } from '../runtime/errors.js';
 import type { SourceEvent } from '../runtime/source-events.js';
-import type { Frame } from '../runtime/types.js';
+import type { Frame } from '../runtime/types/frames.js';
 
 /** Delay before reconnection attempt `n` (1-based): `min(initialMs * factor^(n-1), maxMs)`. */
 export interface BackoffOptions {

@@ -6,7 +6,10 @@ import { concatMap, type OperatorFunction } from 'rxjs';
 import { checkSampleCounts, createDrawSource, drawDimensions, type DrawMode } from '../runtime/draws.js';
 import { LfusionError, ShapeError } from '../runtime/errors.js';
 import { mapPixels } from '../runtime/model-package.js';
-import type { Draws, EncodedFrame, GraphRunner, HeadSamples, ModelManifest, SampleCounts, TensorData } from '../runtime/types.js';
+import type { EncodedFrame } from '../runtime/types/frames.js';
+import type { GraphRunner, TensorData } from '../runtime/types/inference.js';
+import type { ModelManifest } from '../runtime/types/model.js';
+import type { Draws, HeadSamples, SampleCounts } from '../runtime/types/uncertainty.js';
 
 export interface SampleOptions {
   /** Laplace weight samples; default manifest `sampling.m`. */

@@ -3,7 +3,8 @@
  */
 import { map, type OperatorFunction } from 'rxjs';
 import { LfusionError } from '../runtime/errors.js';
-import type { FusedFrame, ModelManifest, ScoredFrame } from '../runtime/types.js';
+import type { ModelManifest } from '../runtime/types/model.js';
+import type { FusedFrame, ScoredFrame } from '../runtime/types/uncertainty.js';
 import { checkMapName, selectMap } from './measureUncertainty.js';
 
 export interface OodOptions {

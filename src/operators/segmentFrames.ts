@@ -1,7 +1,10 @@
 import { concatMap, type OperatorFunction } from 'rxjs';
 import { ShapeError } from '../runtime/errors.js';
 import { maskPlane } from '../runtime/quantize.js';
-import type { EncodedFrame, FrameResult, GraphRunner, ModelManifest } from '../runtime/types.js';
+import type { EncodedFrame } from '../runtime/types/frames.js';
+import type { GraphRunner } from '../runtime/types/inference.js';
+import type { ModelManifest } from '../runtime/types/model.js';
+import type { FrameResult } from '../runtime/types/results.js';
 
 /**
  * The lightweight MAP segmentation: one `laplace_head` run per frame with a single weight sample, zero

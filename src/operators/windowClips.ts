@@ -1,6 +1,6 @@
 import { concat, concatMap, defer, EMPTY, from, of, take, throwIfEmpty, type Observable, type ObservableInput, type OperatorFunction } from 'rxjs';
 import { LfusionError } from '../runtime/errors.js';
-import type { ClipWindow, EncodedFrame, Frame } from '../runtime/types.js';
+import type { ClipWindow, EncodedFrame, Frame } from '../runtime/types/frames.js';
 import { keepLatest } from './keepLatest.js';
 
 /**

@@ -8,7 +8,7 @@ import { basename, dirname, extname, join } from 'node:path';
 import { firstValueFrom } from 'rxjs';
 import { fromVideo } from '../operators/fromVideo.js';
 import { LfusionError } from '../runtime/errors.js';
-import type { Frame } from '../runtime/types.js';
+import type { Frame } from '../runtime/types/frames.js';
 import type { Mask } from './metrics.js';
 
 /** One row of an HC18 CSV: pixel size (mm, isotropic) and, in the training set, the reference head circumference. */

@@ -2,7 +2,7 @@
  * The replay report page: one self-contained HTML file (uPlot and its CSS inline, thumbnails as PNG data
  * URIs), so it opens offline from disk or an e-mail attachment.
  */
-import type { Alert } from '../runtime/types.js';
+import type { Alert } from '../runtime/types/results.js';
 import type { FrameRecord } from './records.js';
 
 /** An OOD alert episode in run positions (`seq`), inclusive; `open` when the run ended while it was raised. */

@@ -4,7 +4,8 @@
  * view of the manifest and a runner that maps the 2D graph names onto the clip graphs.
  */
 import { LfusionError } from './errors.js';
-import type { ClipManifest, GraphRunner, GraphSpec, ModelManifest } from './types.js';
+import type { GraphRunner } from './types/inference.js';
+import type { ClipManifest, GraphSpec, ModelManifest } from './types/model.js';
 
 /** The 2D graph each clip graph stands in for. */
 const CLIP_GRAPH_OF: Readonly<Record<string, string>> = { laplace_head: 'clip_laplace_head', dropout_head: 'clip_dropout_head', measures: 'clip_measures' };

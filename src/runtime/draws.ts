@@ -8,7 +8,9 @@
 import { LfusionError } from './errors.js';
 import { mapPixels } from './model-package.js';
 import { Random, deriveSeed } from './random.js';
-import type { Draws, ModelManifest, SampleCounts, TensorData } from './types.js';
+import type { TensorData } from './types/inference.js';
+import type { ModelManifest } from './types/model.js';
+import type { Draws, SampleCounts } from './types/uncertainty.js';
 
 /** Sizes fixed by the model package (manifest `laplace`, `dropout`, input size). */
 export interface DrawDimensions {

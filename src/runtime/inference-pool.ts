@@ -5,15 +5,8 @@
 import { Worker } from 'node:worker_threads';
 import { LfusionError, ModelError, ShapeError, type LfusionErrorCode } from './errors.js';
 import type { ModelPackage } from './model-package.js';
-import type {
-  ExecutionProvider,
-  GraphSpec,
-  InferenceWorkerData,
-  InferenceWorkerReply,
-  InferenceWorkerRequest,
-  SerializedError,
-  TensorData,
-} from './types.js';
+import type { InferenceWorkerData, InferenceWorkerReply, InferenceWorkerRequest, SerializedError, TensorData } from './types/inference.js';
+import type { ExecutionProvider, GraphSpec } from './types/model.js';
 
 /** Options of {@link InferencePool.open}. */
 export interface InferencePoolOptions {

@@ -8,7 +8,8 @@ import * as ort from 'onnxruntime-node';
 import { LfusionError, ModelError } from './errors.js';
 import { transferableBuffer } from './inference-pool.js';
 import { checkGraphIo, type SessionValue } from './model-package.js';
-import type { ExecutionProvider, InferenceWorkerData, InferenceWorkerReply, InferenceWorkerRequest, SerializedError, TensorData } from './types.js';
+import type { InferenceWorkerData, InferenceWorkerReply, InferenceWorkerRequest, SerializedError, TensorData } from './types/inference.js';
+import type { ExecutionProvider } from './types/model.js';
 
 const port = parentPort;
 if (!port) throw new Error('inference-worker.ts runs only as a worker thread');

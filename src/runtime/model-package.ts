@@ -6,8 +6,12 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ModelError } from './errors.js';
-import type { Dimension, GraphSpec, HeadSettings, ModelManifest } from './types.js';
+import type { Dimension, GraphSpec, HeadSettings, ModelManifest } from './types/model.js';
+
+/** The model package shipped with the SDK. */
+export const DEFAULT_MODEL_PATH = fileURLToPath(new URL('../../models/packages/lfusion-hc18', import.meta.url));
 
 export const MANIFEST_FILE = 'manifest.json';
 export const FORMAT = 'lfusion-model-package';

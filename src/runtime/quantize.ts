@@ -7,7 +7,7 @@
  * resolution; its true values are still `min + q * scale` from the plane's own fields.
  */
 import { ShapeError } from './errors.js';
-import type { Plane } from './types.js';
+import type { Plane } from './types/results.js';
 
 /** Fixed `[min, max]` quantisation bounds, or `frame` for the frame's own range. */
 export type QuantizeRange = { min: number; max: number } | 'frame';

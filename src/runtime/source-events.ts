@@ -2,9 +2,9 @@
  * Telling the events `reconnecting` emits between frames from the frames. The event types live in `types.ts`
  * (they cross the WebSocket) and are re-exported here for the operator's users.
  */
-import type { Frame, SourceEvent } from './types.js';
+import type { Frame, SourceEvent } from './types/frames.js';
 
-export type { SourceEvent, SourceLostEvent, SourceRestoredEvent } from './types.js';
+export type { SourceEvent, SourceLostEvent, SourceRestoredEvent } from './types/frames.js';
 
 /** Tells a source event from a frame in the stream `reconnecting` emits. */
 export function isSourceEvent(value: Frame | SourceEvent): value is SourceEvent {

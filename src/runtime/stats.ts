@@ -3,7 +3,7 @@
  * window, read as an Observable of `PipelineStats`.
  */
 import { interval, map, type Observable } from 'rxjs';
-import type { FrameResult, PipelineStats } from './types.js';
+import type { FrameResult, PipelineStats } from './types/results.js';
 
 /** Options of {@link StatsRecorder}. */
 export interface StatsOptions {

@@ -6,6 +6,12 @@
  * operator a vendor can compose in their own pipeline, and {@link ResultServer} delivers results over
  * WebSocket (docs/protocol.md).
  *
+ * This file is the whole public API; every other module is internal. The SDK is three layers that import
+ * only downwards (checked by test/layering.test.ts): `src/runtime/` (types, errors, model packages, inference
+ * workers, draws) <- `src/operators/` (one RxJS operator per file) <- `src/sdk/` (this face: pipeline, server,
+ * protocol, CLI). `src/report/` (QA replay reports) imports runtime and operators and is used by the CLI and
+ * exported here; `src/examples/` imports this file only.
+ *
  * @example Every frame of a recording, in a Node process
  * ```ts
  * import { createPipeline } from 'lfusion-stream';
@@ -47,7 +53,12 @@
  * @packageDocumentation
  */
 
-export * from '../runtime/types.js';
+export type * from '../runtime/types/frames.js';
+export type * from '../runtime/types/model.js';
+export type * from '../runtime/types/inference.js';
+export type * from '../runtime/types/uncertainty.js';
+export type * from '../runtime/types/results.js';
+export type * from './wire.js';
 export { LfusionError, ModelError, ShapeError, SourceError, type LfusionErrorCode } from '../runtime/errors.js';
 
 // Sources and flow control.
@@ -57,21 +68,16 @@ export { reconnecting, type BackoffOptions, type ReconnectingOptions } from '../
 export { isFrame, isSourceEvent } from '../runtime/source-events.js';
 
 // The ultrasound region of a scanner screen, and back to screen coordinates.
-export {
-  detectUltrasoundRegion,
-  planeToScreen,
-  regionIou,
-  regionTransform,
-  toScreenPoint,
-  ultrasoundRegion,
-  type RegionFrame,
-  type UltrasoundRegionOptions,
-} from '../operators/ultrasoundRegion.js';
+export { regionIou, ultrasoundRegion, type RegionFrame, type UltrasoundRegionOptions } from '../operators/ultrasoundRegion.js';
+export { detectUltrasoundRegion } from '../operators/ultrasoundRegion/detect.js';
+export { planeToScreen, regionTransform, toScreenPoint } from '../operators/ultrasoundRegion/screen.js';
 
 // Model package and inference.
-export { loadModelPackage, type ModelPackage } from '../runtime/model-package.js';
+export { DEFAULT_MODEL_PATH, loadModelPackage, type ModelPackage } from '../runtime/model-package.js';
 export { InferencePool, type InferencePoolOptions, type RunOptions } from '../runtime/inference-pool.js';
-export { alignFrames, estimateAlignment, warpToOriginal, type AlignFramesOptions } from '../operators/alignFrames.js';
+export { alignFrames, type AlignFramesOptions } from '../operators/alignFrames.js';
+export { estimateAlignment } from '../operators/alignFrames/estimate.js';
+export { warpToOriginal } from '../operators/alignFrames/warp.js';
 export { windowClips, type ClipDrop, type FrameEncoder, type WindowClipsOptions } from '../operators/windowClips.js';
 export { mergeClipFrames } from '../operators/mergeClipFrames.js';
 export { lfusionClipUncertainty, stackWindow } from '../operators/lfusionClipUncertainty.js';
@@ -92,7 +98,8 @@ export { deriveSeed, Random } from '../runtime/random.js';
 export { compareToReference, loadReferenceVectors, type ReferenceVectors } from '../runtime/reference-vectors.js';
 
 // The one-call pipeline, statistics and delivery.
-export { createPipeline, DEFAULT_MODEL_PATH, type Analysis, type ClipPathOptions, type PathName, type Pipeline, type PipelineOptions } from './pipeline.js';
+export { createPipeline } from './pipeline.js';
+export type { Analysis, ClipPathOptions, PathName, Pipeline, PipelineOptions } from './pipeline-options.js';
 export { StatsRecorder, type StatsOptions } from '../runtime/stats.js';
 export { modelInfo, ResultServer, VIEWER_PATH, WEBSOCKET_PATH, type ClientStats, type Deliverable, type Delivery, type ResultServerOptions } from './server.js';
 export { decodeFrameMessage, encodeFrameMessage, PROTOCOL_VERSION, type DecodedFrame } from './protocol.js';

@@ -3,9 +3,9 @@
  * live | every frame on replay) -> encode -> analysis (MAP segmentation or the L-FUSION uncertainty chain) ->
  * results, stats, alerts, source events.
  */
-import { fileURLToPath } from 'node:url';
 import { catchError, concat, concatMap, defer, distinctUntilChanged, EMPTY, filter, ignoreElements, map, materialize, Observable, of, share, Subject, tap, throwError, type OperatorFunction } from 'rxjs';
-import { alignFrames, warpToOriginal, type AlignFramesOptions } from '../operators/alignFrames.js';
+import { alignFrames, type AlignFramesOptions } from '../operators/alignFrames.js';
+import { warpToOriginal } from '../operators/alignFrames/warp.js';
 import { encodeFrames } from '../operators/encodeFrames.js';
 import { fromVideo, type FromVideoOptions } from '../operators/fromVideo.js';
 import { keepLatest } from '../operators/keepLatest.js';
@@ -20,117 +20,18 @@ import { lfusionClipUncertainty } from '../operators/lfusionClipUncertainty.js';
 import { LfusionError } from '../runtime/errors.js';
 import { toVideoInput } from '../runtime/ffmpeg.js';
 import { InferencePool, type InferencePoolOptions } from '../runtime/inference-pool.js';
-import { loadModelPackage, type ModelPackage } from '../runtime/model-package.js';
+import { DEFAULT_MODEL_PATH, loadModelPackage, type ModelPackage } from '../runtime/model-package.js';
 import { isSourceEvent } from '../runtime/source-events.js';
 import { StatsRecorder, type StatsOptions } from '../runtime/stats.js';
 import { defaultRange, maskPlane, quantizePlane } from '../runtime/quantize.js';
-import type { AlignedFrame, Alert, ClipFrame, ClipOodScore, EncodedFrame, Frame, FrameResult, GraphRunner, ModelManifest, Plane, ScreenRegion, ScreenSize, SourceEvent } from '../runtime/types.js';
-import { lfusionUncertainty, type UncertaintyOptions } from '../operators/lfusionUncertainty.js';
+import type { AlignedFrame, EncodedFrame, Frame, ScreenRegion, ScreenSize, SourceEvent } from '../runtime/types/frames.js';
+import type { GraphRunner } from '../runtime/types/inference.js';
+import type { ModelManifest } from '../runtime/types/model.js';
+import type { Alert, ClipOodScore, FrameResult, Plane } from '../runtime/types/results.js';
+import type { ClipFrame } from '../runtime/types/uncertainty.js';
+import { lfusionUncertainty } from '../operators/lfusionUncertainty.js';
+import type { Analysis, ClipPathOptions, PathName, Pipeline, PipelineOptions } from './pipeline-options.js';
 
-/** The model package shipped with the SDK. */
-export const DEFAULT_MODEL_PATH = fileURLToPath(new URL('../../models/packages/lfusion-hc18', import.meta.url));
-
-/** What runs after the encoder: an operator from encoded frames to results. */
-export type Analysis = (pool: GraphRunner, manifest: ModelManifest) => OperatorFunction<EncodedFrame, FrameResult>;
-
-/** Options of {@link createPipeline}. */
-export interface PipelineOptions {
-  /** A video file, an http/rtsp/udp URL, or a V4L2 device such as `/dev/video0`. */
-  source: string;
-  /** Model package folder. Default: the bundled `models/packages/lfusion-hc18`. */
-  modelPath?: string;
-  /**
-   * `true`: keep only the newest frame while inference is busy (drops are counted), for live sources.
-   * `false`: process every frame, decoding no faster than inference (replay). Default: live for devices,
-   * network URLs and files read with `video.realtime`; replay for other files.
-   */
-  live?: boolean;
-  /** Decoding options (pacing, size, V4L2 settings, ffmpeg path, open and stall timeouts). */
-  video?: Omit<FromVideoOptions, 'flow'>;
-  /**
-   * Reconnect a live source that is lost or cannot be opened, with backoff, reporting it on `sourceEvents$`
-   * instead of ending the pipeline. Default: on (`{}`) for devices and network URLs, off for files. Needs a
-   * live pipeline: a replay never reconnects.
-   */
-  reconnect?: ReconnectingOptions | false;
-  /**
-   * Cut each frame to its ultrasound image (an HDMI capture is the scanner's whole screen) before the model
-   * sees it; results then carry `region` and `screen`. `{}` detects it automatically, `{ region: { x, y,
-   * width, height } }` fixes it. Default: detection for devices and network URLs, off for files.
-   */
-  region?: UltrasoundRegionOptions | false;
-  /** Inference workers and execution provider. */
-  pool?: InferencePoolOptions;
-  /**
-   * `segment` (default): the MAP mask alone, cheapest. `uncertainty`: the L-FUSION chain (mask, fused map,
-   * OOD score, alerts), configured by `uncertainty`. Or any operator from encoded frames to results.
-   */
-  analysis?: 'segment' | 'uncertainty' | Analysis;
-  uncertainty?: UncertaintyOptions;
-  /**
-   * Add an `image` plane: the grey frame as the model saw it (224x224, byte = pixel value), so that a viewer
-   * can draw the overlay without a second video stream. Default false.
-   */
-  image?: boolean;
-  /** Plane names a custom `analysis` produces (announced to WebSocket clients). */
-  streams?: readonly string[];
-  /**
-   * Which results each frame gets: `frame` (default), the 2D heads on the frame alone (`analysis`); `clip`, the
-   * clip (3D) heads on sliding windows of frames (`clip`, needs a package with clip heads; planes `clip.*`, score
-   * `clipOod`); or both. A clip result needs the frames after it: it comes about `length + stride` frames late, and
-   * with both paths each result waits for its clip part.
-   */
-  paths?: readonly PathName[];
-  /** Windows, alignment and sampling of the clip path. */
-  clip?: ClipPathOptions;
-  /** Hysteresis of OOD alerts (defaults from the manifest; the clip path's count windows, from `manifest.clip`). */
-  alerts?: AlertOptions;
-  stats?: StatsOptions;
-}
-
-/** The two analysis paths of a pipeline. */
-export type PathName = 'frame' | 'clip';
-
-/** Options of the clip path ({@link PipelineOptions.clip}). */
-export interface ClipPathOptions {
-  /** Frames between window starts, 1 to the window length (manifest `clip.frames`). Default: half the window length. */
-  stride?: number;
-  /**
-   * Align each frame to a reference (`alignFrames`) before the clip heads see it, so that probe motion does not
-   * smear the window; the clip maps are mapped back onto the frame as decoded. `true` for the defaults. Default off.
-   */
-  align?: boolean | AlignFramesOptions;
-  /** Sample counts, seed, fusion, OOD and per-path planes of the clip heads (defaults from `manifest.clip`). */
-  uncertainty?: UncertaintyOptions;
-  /** Hysteresis of the clip path's alerts, in windows (defaults from `manifest.clip.ood`). */
-  alerts?: AlertOptions;
-}
-
-/** A running pipeline's parts. */
-export interface Pipeline {
-  readonly model: ModelPackage;
-  readonly pool: InferencePool;
-  readonly live: boolean;
-  /** Plane names every result carries. */
-  readonly streams: readonly string[];
-  /**
-   * The results, in frame order. Subscribing starts decoding (one ffmpeg shared by all current
-   * subscribers); unsubscribing every subscriber stops it.
-   */
-  readonly results$: Observable<FrameResult>;
-  /** Which analysis paths run. */
-  readonly paths: readonly PathName[];
-  /** OOD alerts raised and cleared from the results (`path` says which: none from the frame path with `analysis: 'segment'`). Never dropped. */
-  readonly alerts$: Observable<Alert>;
-  /** `source-lost` / `source-restored` of a reconnecting live source, while `results$` is subscribed. */
-  readonly sourceEvents$: Observable<SourceEvent>;
-  /** Whether a lost source is reconnected, and whether frames are cut to their ultrasound region. */
-  readonly reconnect: boolean;
-  readonly region: boolean;
-  readonly stats: StatsRecorder;
-  /** Ends the inference workers (after their running tasks). */
-  close(): Promise<void>;
-}
 
 /** The model input back in grey levels, `pixel = (x * std + mean) * 255`: the resized frame the model saw. */
 function imagePlane(image: Float32Array, manifest: ModelManifest): Plane {

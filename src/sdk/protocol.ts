@@ -4,7 +4,8 @@
  * Both the server and TypeScript clients use these functions.
  */
 import { LfusionError } from '../runtime/errors.js';
-import type { ClientMessage, FrameHeader, FrameResult, Plane, PlaneDescriptor, TextMessage } from '../runtime/types.js';
+import type { FrameResult, Plane } from '../runtime/types/results.js';
+import type { ClientMessage, FrameHeader, PlaneDescriptor, TextMessage } from './wire.js';
 
 export const PROTOCOL_VERSION = 1;
 const LENGTH_BYTES = 4;

@@ -10,9 +10,12 @@ import { fileURLToPath } from 'node:url';
 import type { Subscription } from 'rxjs';
 import { WebSocket, WebSocketServer } from 'ws';
 import { LfusionError } from '../runtime/errors.js';
-import type { Pipeline } from './pipeline.js';
+import type { Pipeline } from './pipeline-options.js';
 import { encodeFrameMessage, encodeTextMessage, parseClientMessage, PROTOCOL_VERSION } from './protocol.js';
-import type { Alert, FrameResult, ModelInfo, ModelManifest, PipelineStats, SourceEvent, TextMessage } from '../runtime/types.js';
+import type { SourceEvent } from '../runtime/types/frames.js';
+import type { ModelManifest } from '../runtime/types/model.js';
+import type { Alert, FrameResult, PipelineStats } from '../runtime/types/results.js';
+import type { ModelInfo, TextMessage } from './wire.js';
 
 /** Options of {@link ResultServer.listen}. */
 export interface ResultServerOptions {

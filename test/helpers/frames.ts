@@ -1,5 +1,6 @@
 /** Synthetic frames and a recording fake of the inference pool, for operator tests. */
-import type { Frame, GraphRunner, TensorData } from '../../src/runtime/types.js';
+import type { Frame } from '../../src/runtime/types/frames.js';
+import type { GraphRunner, TensorData } from '../../src/runtime/types/inference.js';
 
 export function syntheticFrame(index: number, width = 64, height = 48, pixel = (x: number, y: number) => (x * 3 + y * 5 + index * 7) % 256): Frame {
   const data = new Uint8Array(width * height);

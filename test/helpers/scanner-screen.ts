@@ -4,7 +4,7 @@
  */
 import type { Region as Rect } from '../../src/operators/ultrasoundRegion.js';
 import { Random } from '../../src/runtime/random.js';
-import type { Frame } from '../../src/runtime/types.js';
+import type { Frame } from '../../src/runtime/types/frames.js';
 
 export interface ScreenLayout {
   /** Where the scan goes; the scan must already have this size. */

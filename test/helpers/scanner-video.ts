@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { lastValueFrom, take, toArray } from 'rxjs';
 import { fromVideo } from '../../src/operators/fromVideo.js';
 import { resolveFfmpeg } from '../../src/runtime/ffmpeg.js';
-import type { Frame, Region } from '../../src/runtime/types.js';
+import type { Frame, Region } from '../../src/runtime/types/frames.js';
 import { scannerScreen, type ScreenLayout } from './scanner-screen.js';
 
 const SAMPLE = fileURLToPath(new URL('../../assets/sample.mp4', import.meta.url));

@@ -1,7 +1,7 @@
 /** A recording WebSocket client for server tests. */
 import { WebSocket } from 'ws';
 import { decodeFrameMessage, type DecodedFrame } from '../../src/sdk/protocol.js';
-import type { TextMessage } from '../../src/runtime/types.js';
+import type { TextMessage } from '../../src/sdk/wire.js';
 
 export type Received = { kind: 'frame'; frame: DecodedFrame; seq: number } | { kind: 'text'; message: TextMessage; seq: number };
 

@@ -2,10 +2,12 @@ import { existsSync } from 'node:fs';
 import { from, lastValueFrom, skip, take, toArray } from 'rxjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { alignFrames, estimateAlignment, warpToOriginal } from '../../src/operators/alignFrames.js';
+import { alignFrames } from '../../src/operators/alignFrames.js';
+import { estimateAlignment } from '../../src/operators/alignFrames/estimate.js';
+import { warpToOriginal } from '../../src/operators/alignFrames/warp.js';
 import { fromVideo } from '../../src/operators/fromVideo.js';
 import { LfusionError, ShapeError } from '../../src/runtime/errors.js';
-import type { Frame, SimilarityTransform } from '../../src/runtime/types.js';
+import type { Frame, SimilarityTransform } from '../../src/runtime/types/frames.js';
 
 const HC18 = new URL('../../../shared/data/hc18/training_set/', import.meta.url).pathname;
 const SAMPLE = new URL('../../assets/sample.mp4', import.meta.url).pathname;

@@ -12,7 +12,7 @@ import { firstValueFrom, Observable, Subject, take } from 'rxjs';
 import { fromVideo } from '../../src/operators/fromVideo.js';
 import { SourceError } from '../../src/runtime/errors.js';
 import { resolveFfmpeg } from '../../src/runtime/ffmpeg.js';
-import type { Frame } from '../../src/runtime/types.js';
+import type { Frame } from '../../src/runtime/types/frames.js';
 import { SAMPLE_VIDEO } from '../../scripts/make-sample-video.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { firstValueFrom, of } from 'rxjs';
 import { binaryEntropy, fuseMaps, fuseUncertainty, populationVariance } from '../../src/operators/fuseUncertainty.js';
 import type { LfusionError } from '../../src/runtime/errors.js';
-import type { MeasureMaps, MeasuredFrame } from '../../src/runtime/types.js';
+import type { MeasureMaps, MeasuredFrame } from '../../src/runtime/types/uncertainty.js';
 
 const ORDER = ['mean_prob', 'expected_entropy', 'mutual_information', 'expected_pairwise_kl', 'pixel_variance', 'total_entropy', 'logit_variance'];
 const EPS = 1e-6;

@@ -7,7 +7,9 @@ import { clipModel } from '../../src/runtime/clip-model.js';
 import { lfusionClipUncertainty, stackWindow } from '../../src/operators/lfusionClipUncertainty.js';
 import { LfusionError, ShapeError } from '../../src/runtime/errors.js';
 import { validateManifest } from '../../src/runtime/model-package.js';
-import type { ClipWindow, EncodedFrame, GraphRunner, ModelManifest, TensorData } from '../../src/runtime/types.js';
+import type { ClipWindow, EncodedFrame } from '../../src/runtime/types/frames.js';
+import type { GraphRunner, TensorData } from '../../src/runtime/types/inference.js';
+import type { ModelManifest } from '../../src/runtime/types/model.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 
 const T = 4, F = 8, S = 2, L = T * S * S, RANK = 2, WEIGHTS = 5, MASKS = 3;

@@ -2,7 +2,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { LfusionError } from '../../src/runtime/errors.js';
 import { loadModelPackage } from '../../src/runtime/model-package.js';
-import type { GraphRunner, ModelManifest, ScoredFrame } from '../../src/runtime/types.js';
+import type { GraphRunner } from '../../src/runtime/types/inference.js';
+import type { ModelManifest } from '../../src/runtime/types/model.js';
+import type { ScoredFrame } from '../../src/runtime/types/uncertainty.js';
 import { lfusionUncertainty, toFrameResult } from '../../src/operators/lfusionUncertainty.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 

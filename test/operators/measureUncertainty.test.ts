@@ -4,7 +4,8 @@ import { firstValueFrom, of } from 'rxjs';
 import { checkMapName, measureUncertainty, selectMap } from '../../src/operators/measureUncertainty.js';
 import { createDrawSource, drawSamples } from '../../src/runtime/draws.js';
 import { LfusionError, ShapeError } from '../../src/runtime/errors.js';
-import type { GraphRunner, HeadSamples, MeasureMaps, TensorData } from '../../src/runtime/types.js';
+import type { GraphRunner, TensorData } from '../../src/runtime/types/inference.js';
+import type { HeadSamples, MeasureMaps } from '../../src/runtime/types/uncertainty.js';
 
 const ORDER = ['mean_prob', 'mutual_information', 'logit_variance'];
 const manifest = { measures: { order: ORDER, entropyEpsilon: 1e-6 }, input: { width: 2, height: 2 } as never, graphs: {} };

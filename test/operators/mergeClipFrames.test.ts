@@ -3,7 +3,8 @@ import * as assert from 'uvu/assert';
 import { Subject } from 'rxjs';
 import { mergeClipFrames } from '../../src/operators/mergeClipFrames.js';
 import { ShapeError } from '../../src/runtime/errors.js';
-import type { ClipFrame, ClipWindowMaps, Frame } from '../../src/runtime/types.js';
+import type { Frame } from '../../src/runtime/types/frames.js';
+import type { ClipFrame, ClipWindowMaps } from '../../src/runtime/types/uncertainty.js';
 
 const frame = (index: number): Frame => ({ index, pts: index, captureTime: 0, width: 1, height: 1, data: new Uint8Array(1) });
 /** A window of `count` frames from `start` whose `fused` map for the frame at position p is [value(p), 10 * value(p)]. */

@@ -7,7 +7,7 @@ import { fromVideo } from '../../src/operators/fromVideo.js';
 import { reconnecting } from '../../src/operators/reconnecting.js';
 import { SourceError } from '../../src/runtime/errors.js';
 import { isSourceEvent, type SourceEvent, type SourceLostEvent } from '../../src/runtime/source-events.js';
-import type { Frame } from '../../src/runtime/types.js';
+import type { Frame } from '../../src/runtime/types/frames.js';
 import { freePort, startStreamer, stopStreamer } from '../helpers/loopback-stream.js';
 
 const SAMPLE = join(resolve(import.meta.dirname, '../..'), 'assets/sample.mp4');

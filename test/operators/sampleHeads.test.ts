@@ -6,7 +6,8 @@ import { LfusionError, ShapeError } from '../../src/runtime/errors.js';
 import { InferencePool } from '../../src/runtime/inference-pool.js';
 import { loadModelPackage, type ModelPackage } from '../../src/runtime/model-package.js';
 import { Random } from '../../src/runtime/random.js';
-import type { EncodedFrame, GraphRunner, TensorData } from '../../src/runtime/types.js';
+import type { EncodedFrame } from '../../src/runtime/types/frames.js';
+import type { GraphRunner, TensorData } from '../../src/runtime/types/inference.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 
 const HW = 224 * 224;

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { firstValueFrom, of } from 'rxjs';
 import { aggregateMap, parseAggregation, scoreOod } from '../../src/operators/scoreOod.js';
 import type { LfusionError } from '../../src/runtime/errors.js';
-import type { FusedFrame } from '../../src/runtime/types.js';
+import type { FusedFrame } from '../../src/runtime/types/uncertainty.js';
 
 const ORDER = ['mean_prob', 'mutual_information'];
 

@@ -5,7 +5,7 @@ import { encodeFrames } from '../../src/operators/encodeFrames.js';
 import { segmentFrames } from '../../src/operators/segmentFrames.js';
 import { InferencePool } from '../../src/runtime/inference-pool.js';
 import { loadModelPackage } from '../../src/runtime/model-package.js';
-import type { EncodedFrame } from '../../src/runtime/types.js';
+import type { EncodedFrame } from '../../src/runtime/types/frames.js';
 import { loadReferenceVectors } from '../../src/runtime/reference-vectors.js';
 import { SHIPPED_PACKAGE, shippedPackagePresent } from '../helpers/shipped-package.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';

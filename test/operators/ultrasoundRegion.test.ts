@@ -4,17 +4,10 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { filter, firstValueFrom, from, lastValueFrom, skip, take, toArray } from 'rxjs';
 import { fromVideo } from '../../src/operators/fromVideo.js';
-import {
-  detectUltrasoundRegion,
-  planeToScreen,
-  regionIou,
-  toScreenPoint,
-  ultrasoundRegion,
-  type Region,
-  type RegionFrame,
-  type UltrasoundRegionOptions,
-} from '../../src/operators/ultrasoundRegion.js';
-import type { Frame } from '../../src/runtime/types.js';
+import { regionIou, ultrasoundRegion, type Region, type RegionFrame, type UltrasoundRegionOptions } from '../../src/operators/ultrasoundRegion.js';
+import { detectUltrasoundRegion } from '../../src/operators/ultrasoundRegion/detect.js';
+import { planeToScreen, toScreenPoint } from '../../src/operators/ultrasoundRegion/screen.js';
+import type { Frame } from '../../src/runtime/types/frames.js';
 import { scannerScreen, type ScreenLayout } from '../helpers/scanner-screen.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ClipWindower, windowClips, type ClipDrop, type FrameEncoder } from '../../src/operators/windowClips.js';
 import { LfusionError, ShapeError } from '../../src/runtime/errors.js';
-import type { ClipWindow, EncodedFrame, Frame } from '../../src/runtime/types.js';
+import type { ClipWindow, EncodedFrame, Frame } from '../../src/runtime/types/frames.js';
 import { syntheticFrame } from '../helpers/frames.js';
 
 const scheduler = (): TestScheduler => new TestScheduler((actual, expected) => assert.equal(actual, expected));

@@ -25,7 +25,10 @@ import { compareToReference, loadReferenceVectors, type ReferenceCase, type Refe
 import { lfusionUncertainty } from '../../src/operators/lfusionUncertainty.js';
 import { clipModel } from '../../src/runtime/clip-model.js';
 import { stackWindow } from '../../src/operators/lfusionClipUncertainty.js';
-import type { Draws, EncodedFrame, FrameResult, GraphRunner, ScoredFrame, TensorData } from '../../src/runtime/types.js';
+import type { EncodedFrame } from '../../src/runtime/types/frames.js';
+import type { GraphRunner, TensorData } from '../../src/runtime/types/inference.js';
+import type { FrameResult } from '../../src/runtime/types/results.js';
+import type { Draws, ScoredFrame } from '../../src/runtime/types/uncertainty.js';
 
 const PACKAGE = fileURLToPath(new URL('../../models/packages/lfusion-hc18', import.meta.url));
 

@@ -3,7 +3,7 @@ import { TestScheduler } from 'rxjs/testing';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { StatsRecorder } from '../../src/runtime/stats.js';
-import type { FrameResult } from '../../src/runtime/types.js';
+import type { FrameResult } from '../../src/runtime/types/results.js';
 
 function result(captureTime: number, encoder: number): FrameResult {
   return { frame: { index: 0, pts: 0, captureTime, width: 1, height: 1 }, planes: [], timings: { encoder } };

@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { fromVideo } from '../../src/operators/fromVideo.js';
 import type { LfusionError } from '../../src/runtime/errors.js';
 import { createPipeline } from '../../src/sdk/pipeline.js';
-import type { Alert, FrameResult } from '../../src/runtime/types.js';
+import type { Alert, FrameResult } from '../../src/runtime/types/results.js';
 import { writeGreyVideo } from '../helpers/scanner-video.js';
 import { SHIPPED_PACKAGE } from '../helpers/shipped-package.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LfusionError } from '../../src/runtime/errors.js';
 import { decodeFrameMessage, encodeFrameMessage, parseClientMessage } from '../../src/sdk/protocol.js';
-import type { FrameResult, Plane } from '../../src/runtime/types.js';
+import type { FrameResult, Plane } from '../../src/runtime/types/results.js';
 
 function plane(name: string, fill: (i: number) => number, min = 0, scale = 1): Plane {
   return { name, width: 4, height: 3, data: Uint8Array.from({ length: 12 }, (_, i) => fill(i)), min, scale };

@@ -3,7 +3,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { LfusionError } from '../../src/runtime/errors.js';
 import { ResultServer } from '../../src/sdk/server.js';
-import type { Alert, FrameResult, SourceEvent } from '../../src/runtime/types.js';
+import type { SourceEvent } from '../../src/runtime/types/frames.js';
+import type { Alert, FrameResult } from '../../src/runtime/types/results.js';
 import { RecordingClient } from '../helpers/ws-client.js';
 
 const SIDE = 224;

@@ -15,7 +15,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createPipeline } from '../../src/sdk/pipeline.js';
 import { modelInfo, ResultServer } from '../../src/sdk/server.js';
-import type { Alert, FrameResult, Plane } from '../../src/runtime/types.js';
+import type { Alert, FrameResult, Plane } from '../../src/runtime/types/results.js';
 import { SHIPPED_PACKAGE } from '../helpers/shipped-package.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 import { RecordingClient } from '../helpers/ws-client.js';

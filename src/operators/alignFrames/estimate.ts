@@ -1,0 +1,349 @@
+/** Alignment estimation: Fourier–Mellin for the coarse similarity, then Gauss–Newton on intensities to refine it. */
+import { ShapeError } from '../../runtime/errors.js';
+import type { Frame, SimilarityTransform } from '../../runtime/types/frames.js';
+import { compose, describe, invert, similarity, type Affine } from './affine.js';
+import { sample, warpImage } from './warp.js';
+
+/** Side of the Fourier–Mellin grid (power of two). */
+const GRID = 128;
+/** Log-polar grid of the magnitude spectrum: radii (log-spaced) x angles over half a turn. */
+const RADII = 64;
+const ANGLES = 128;
+const MIN_RADIUS = 2;
+const MAX_RADIUS = GRID * 0.45;
+/** The refinement runs on the frame scaled so that its longer side is at most this. */
+const REFINE_SIDE = 256;
+/** Gaussian sigma (refinement-level pixels) smoothing speckle before any estimate. */
+const SPECKLE_SIGMA = 1.5;
+/** Gauss–Newton stops here if no pixel has stopped moving by 0.01 px (a frame that is not a similarity of the reference). */
+const MAX_ITERATIONS = 15;
+
+/** Frame pixel -> pixel of a level scaled by `f` and placed at `(ox, oy)`, pixel centres at integers. */
+const toLevel = (f: number, ox = 0, oy = 0): Affine => [f, 0, f / 2 - 0.5 + ox, 0, f, f / 2 - 0.5 + oy];
+
+/** Separable Gaussian blur (edges clamped). */
+function blur(image: Float32Array, width: number, height: number, sigma: number): Float32Array {
+  const radius = Math.ceil(3 * sigma);
+  const kernel = Float32Array.from({ length: 2 * radius + 1 }, (_, k) => Math.exp(-((k - radius) ** 2) / (2 * sigma * sigma)));
+  const total = kernel.reduce((sum, w) => sum + w, 0);
+  for (let k = 0; k < kernel.length; k++) kernel[k]! /= total;
+  const rows = new Float32Array(image.length);
+  const out = new Float32Array(image.length);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      let sum = 0;
+      for (let k = -radius; k <= radius; k++) sum += kernel[k + radius]! * image[y * width + Math.min(width - 1, Math.max(0, x + k))]!;
+      rows[y * width + x] = sum;
+    }
+  }
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      let sum = 0;
+      for (let k = -radius; k <= radius; k++) sum += kernel[k + radius]! * rows[Math.min(height - 1, Math.max(0, y + k)) * width + x]!;
+      out[y * width + x] = sum;
+    }
+  }
+  return out;
+}
+/** In-place radix-2 FFT of `re + i im` (length a power of two); `inverse` without the 1/n factor. */
+function fft(re: Float64Array, im: Float64Array, inverse: boolean): void {
+  const n = re.length;
+  for (let i = 1, j = 0; i < n; i++) {
+    let bit = n >> 1;
+    for (; j & bit; bit >>= 1) j ^= bit;
+    j ^= bit;
+    if (i < j) {
+      const r = re[i]!, m = im[i]!;
+      re[i] = re[j]!;
+      im[i] = im[j]!;
+      re[j] = r;
+      im[j] = m;
+    }
+  }
+  for (let size = 2; size <= n; size <<= 1) {
+    const half = size >> 1;
+    const angle = ((inverse ? 2 : -2) * Math.PI) / size;
+    const wr = Math.cos(angle), wi = Math.sin(angle);
+    let cr = 1, ci = 0;
+    for (let k = 0; k < half; k++) {
+      for (let a = k; a < n; a += size) {
+        const b = a + half;
+        const tr = re[b]! * cr - im[b]! * ci, ti = re[b]! * ci + im[b]! * cr;
+        re[b] = re[a]! - tr;
+        im[b] = im[a]! - ti;
+        re[a] = re[a]! + tr;
+        im[a] = im[a]! + ti;
+      }
+      const next = cr * wr - ci * wi;
+      ci = cr * wi + ci * wr;
+      cr = next;
+    }
+  }
+}
+
+/** 2-D FFT of a real `rows x cols` image. */
+function fft2(image: Float32Array | Float64Array, rows: number, cols: number, inverse = false, imag?: Float64Array): { re: Float64Array; im: Float64Array } {
+  const re = Float64Array.from(image);
+  const im = imag ? Float64Array.from(imag) : new Float64Array(re.length);
+  for (let r = 0; r < rows; r++) fft(re.subarray(r * cols, (r + 1) * cols), im.subarray(r * cols, (r + 1) * cols), inverse);
+  const colRe = new Float64Array(rows), colIm = new Float64Array(rows);
+  for (let c = 0; c < cols; c++) {
+    for (let r = 0; r < rows; r++) {
+      colRe[r] = re[r * cols + c]!;
+      colIm[r] = im[r * cols + c]!;
+    }
+    fft(colRe, colIm, inverse);
+    for (let r = 0; r < rows; r++) {
+      re[r * cols + c] = colRe[r]!;
+      im[r * cols + c] = colIm[r]!;
+    }
+  }
+  return { re, im };
+}
+
+/**
+ * Phase correlation: the cyclic shift `d` (rows, cols) with `moving(x) ≈ reference(x - d)`, to sub-pixel
+ * precision (parabola through the peak and its neighbours), and the peak's height (1 for a pure shift).
+ */
+function phaseCorrelate(reference: { re: Float64Array; im: Float64Array }, moving: { re: Float64Array; im: Float64Array }, rows: number, cols: number): { dy: number; dx: number; peak: number } {
+  const re = new Float64Array(rows * cols), im = new Float64Array(rows * cols);
+  for (let i = 0; i < re.length; i++) {
+    const r = moving.re[i]! * reference.re[i]! + moving.im[i]! * reference.im[i]!;
+    const j = moving.im[i]! * reference.re[i]! - moving.re[i]! * reference.im[i]!;
+    const norm = Math.hypot(r, j) + 1e-12;
+    re[i] = r / norm;
+    im[i] = j / norm;
+  }
+  const surface = fft2(re, rows, cols, true, im).re;
+  let best = 0;
+  for (let i = 1; i < surface.length; i++) if (surface[i]! > surface[best]!) best = i;
+  const py = Math.floor(best / cols), px = best % cols;
+  const at = (y: number, x: number) => surface[((y + rows) % rows) * cols + ((x + cols) % cols)]!;
+  const offset = (minus: number, centre: number, plus: number) => {
+    const curvature = minus - 2 * centre + plus;
+    return curvature < 0 ? Math.max(-0.5, Math.min(0.5, (minus - plus) / (2 * curvature))) : 0;
+  };
+  const dy = py + offset(at(py - 1, px), at(py, px), at(py + 1, px));
+  const dx = px + offset(at(py, px - 1), at(py, px), at(py, px + 1));
+  return { dy: dy > rows / 2 ? dy - rows : dy, dx: dx > cols / 2 ? dx - cols : dx, peak: surface[best]! / (rows * cols) };
+}
+
+const hann = (n: number) => Float64Array.from({ length: n }, (_, i) => 0.5 - 0.5 * Math.cos((2 * Math.PI * (i + 0.5)) / n));
+const GRID_WINDOW = hann(GRID);
+const RADIUS_WINDOW = hann(RADII);
+const LOG_RADIUS_STEP = Math.log(MAX_RADIUS / MIN_RADIUS) / RADII;
+
+/** The analysis grid image, mean-free and Hann-windowed, and its spectrum. */
+function gridSpectrum(grid: Float32Array): { re: Float64Array; im: Float64Array } {
+  let mean = 0;
+  for (const v of grid) mean += v;
+  mean /= grid.length;
+  const windowed = new Float64Array(grid.length);
+  for (let y = 0; y < GRID; y++) for (let x = 0; x < GRID; x++) windowed[y * GRID + x] = (grid[y * GRID + x]! - mean) * GRID_WINDOW[y]! * GRID_WINDOW[x]!;
+  return fft2(windowed, GRID, GRID);
+}
+
+/** Spectrum of the log-polar log-magnitude spectrum: its phase correlation gives rotation and log-scale. */
+function logPolarSpectrum(spectrum: { re: Float64Array; im: Float64Array }): { re: Float64Array; im: Float64Array } {
+  const magnitude = new Float32Array(GRID * GRID);
+  for (let y = 0; y < GRID; y++) {
+    for (let x = 0; x < GRID; x++) {
+      const i = ((y + GRID / 2) % GRID) * GRID + ((x + GRID / 2) % GRID); // centred: zero frequency at (GRID/2, GRID/2)
+      magnitude[y * GRID + x] = Math.log1p(Math.hypot(spectrum.re[i]!, spectrum.im[i]!));
+    }
+  }
+  const polar = new Float64Array(RADII * ANGLES);
+  for (let r = 0; r < RADII; r++) {
+    const radius = MIN_RADIUS * Math.exp(r * LOG_RADIUS_STEP);
+    for (let a = 0; a < ANGLES; a++) {
+      const angle = (Math.PI * a) / ANGLES;
+      const value = sample(magnitude, GRID, GRID, GRID / 2 + radius * Math.cos(angle), GRID / 2 + radius * Math.sin(angle));
+      polar[r * ANGLES + a] = (Number.isNaN(value) ? 0 : value) * RADIUS_WINDOW[r]!;
+    }
+  }
+  return fft2(polar, RADII, ANGLES);
+}
+
+/** A frame prepared for estimation: smoothed at the refinement level, and on the Fourier–Mellin grid. */
+interface Prepared {
+  /** Frame -> refinement level; frame -> grid. */
+  refineMap: Affine;
+  gridMap: Affine;
+  refine: Float32Array;
+  refineWidth: number;
+  refineHeight: number;
+  grid: Float32Array;
+  spectrum: { re: Float64Array; im: Float64Array };
+}
+
+function prepare(frame: Frame): Prepared {
+  const { width, height } = frame;
+  const f = Math.min(1, REFINE_SIDE / Math.max(width, height));
+  const refineWidth = Math.max(2, Math.round(width * f)), refineHeight = Math.max(2, Math.round(height * f));
+  const smoothed = blur(Float32Array.from(frame.data), width, height, SPECKLE_SIGMA / f);
+  const refineMap = toLevel(f);
+  const refine = f === 1 ? smoothed : warpImage(smoothed, width, height, invert(refineMap), refineWidth, refineHeight, 0);
+  const g = GRID / Math.max(width, height);
+  const gridMap = toLevel(g, (GRID - g * width) / 2, (GRID - g * height) / 2);
+  const grid = warpImage(smoothed, width, height, invert(gridMap), GRID, GRID, 0);
+  return { refineMap, gridMap, refine, refineWidth, refineHeight, grid, spectrum: gridSpectrum(grid) };
+}
+
+/** What estimation keeps of a reference: its prepared images, log-polar spectrum and refinement gradients. */
+export interface Reference {
+  frame: Frame;
+  prepared: Prepared;
+  logPolar: { re: Float64Array; im: Float64Array };
+  gradientX: Float32Array;
+  gradientY: Float32Array;
+}
+
+/** Prepares `frame` as a reference: the operator keeps one per reference frame. */
+export function makeReference(frame: Frame): Reference {
+  const prepared = prepare(frame);
+  const { refine, refineWidth: w, refineHeight: h } = prepared;
+  const gradientX = new Float32Array(w * h), gradientY = new Float32Array(w * h);
+  for (let y = 1; y < h - 1; y++) {
+    for (let x = 1; x < w - 1; x++) {
+      const i = y * w + x;
+      gradientX[i] = (refine[i + 1]! - refine[i - 1]!) / 2;
+      gradientY[i] = (refine[i + w]! - refine[i - w]!) / 2;
+    }
+  }
+  return { frame, prepared, logPolar: logPolarSpectrum(prepared.spectrum), gradientX, gradientY };
+}
+
+/**
+ * Fourier–Mellin on the grid: rotation (two candidates, half a turn apart, since a magnitude spectrum is
+ * symmetric) and scale from the log-polar phase correlation, then translation by phase correlation of the
+ * frame unrotated and unscaled; the candidate with the higher peak wins. Returns reference grid -> frame grid.
+ */
+function coarseWarp(reference: Reference, moving: Prepared, rigid: boolean): Affine {
+  const { dy, dx } = phaseCorrelate(reference.logPolar, logPolarSpectrum(moving.spectrum), RADII, ANGLES);
+  const scale = rigid ? 1 : Math.exp(dy * LOG_RADIUS_STEP);
+  const rotation = (-dx * Math.PI) / ANGLES;
+  const centre = (GRID - 1) / 2;
+  let best: { warp: Affine; peak: number } | undefined;
+  for (const turn of [0, Math.PI]) {
+    const unrotate = invert(similarity(scale, rotation + turn, 0, 0, centre, centre)); // reference grid -> frame grid, no shift
+    const shift = phaseCorrelate(reference.prepared.spectrum, gridSpectrum(warpImage(moving.grid, GRID, GRID, unrotate, GRID, GRID, 0)), GRID, GRID);
+    if (!best || shift.peak > best.peak) best = { warp: compose(unrotate, [1, 0, shift.dx, 0, 1, shift.dy]), peak: shift.peak };
+  }
+  return best!.warp;
+}
+
+/** Solves the small symmetric system `H x = g` by Gaussian elimination with partial pivoting; null when singular. */
+function solve(h: number[][], g: number[]): number[] | null {
+  const n = g.length;
+  const a = h.map((row, i) => [...row, g[i]!]);
+  for (let col = 0; col < n; col++) {
+    let pivot = col;
+    for (let r = col + 1; r < n; r++) if (Math.abs(a[r]![col]!) > Math.abs(a[pivot]![col]!)) pivot = r;
+    if (Math.abs(a[pivot]![col]!) < 1e-12) return null;
+    [a[col], a[pivot]] = [a[pivot]!, a[col]!];
+    for (let r = col + 1; r < n; r++) {
+      const factor = a[r]![col]! / a[col]![col]!;
+      for (let c = col; c <= n; c++) a[r]![c]! -= factor * a[col]![c]!;
+    }
+  }
+  const x = new Array<number>(n).fill(0);
+  for (let r = n - 1; r >= 0; r--) {
+    let sum = a[r]![n]!;
+    for (let c = r + 1; c < n; c++) sum -= a[r]![c]! * x[c]!;
+    x[r] = sum / a[r]![r]!;
+  }
+  return x;
+}
+
+/**
+ * Inverse-compositional Gauss–Newton on the smoothed intensities at the refinement level (Baker & Matthews),
+ * over the pixels whose warped position falls inside the frame. `warp`: reference level -> frame level.
+ * Returns the refined warp and its quality (NCC over the overlap, times `min(1, overlap / 0.5)`).
+ */
+function refineWarp(reference: Reference, moving: Prepared, start: Affine, rigid: boolean): { warp: Affine; quality: number } {
+  const { refine: template, refineWidth: w, refineHeight: h } = reference.prepared;
+  const { gradientX, gradientY } = reference;
+  const cx = (w - 1) / 2, cy = (h - 1) / 2;
+  let warp = start;
+  for (let iteration = 0; iteration < MAX_ITERATIONS; iteration++) {
+    // Normal equations over (rotation b, tx, ty, scale a): the 4x4 Hessian's lower triangle and the gradient.
+    let hbb = 0, hxb = 0, hxx = 0, hyb = 0, hyx = 0, hyy = 0, hab = 0, hax = 0, hay = 0, haa = 0;
+    let gb = 0, gx = 0, gy = 0, ga = 0;
+    for (let y = 1; y < h - 1; y++) {
+      for (let x = 1; x < w - 1; x++) {
+        const i = y * w + x;
+        const value = sample(moving.refine, moving.refineWidth, moving.refineHeight, warp[0] * x + warp[1] * y + warp[2], warp[3] * x + warp[4] * y + warp[5]);
+        if (Number.isNaN(value)) continue;
+        const error = value - template[i]!;
+        const dx = gradientX[i]!, dy = gradientY[i]!, u = x - cx, v = y - cy;
+        const sb = -dx * v + dy * u, sa = dx * u + dy * v;
+        hbb += sb * sb; hxb += dx * sb; hxx += dx * dx; hyb += dy * sb; hyx += dy * dx; hyy += dy * dy;
+        hab += sa * sb; hax += sa * dx; hay += sa * dy; haa += sa * sa;
+        gb += sb * error; gx += dx * error; gy += dy * error; ga += sa * error;
+      }
+    }
+    const hessian = [[hbb, hxb, hyb, hab], [hxb, hxx, hyx, hax], [hyb, hyx, hyy, hay], [hab, hax, hay, haa]];
+    const unknowns = rigid ? 3 : 4;
+    const step = solve(hessian.slice(0, unknowns).map((row) => row.slice(0, unknowns)), [gb, gx, gy, ga].slice(0, unknowns));
+    if (!step) break;
+    const [b, tx, ty, a = 0] = step;
+    const increment = rigid ? similarity(1, Math.atan(b!), tx!, ty!, cx, cy) : similarity(Math.hypot(1 + a, b!), Math.atan2(b!, 1 + a), tx!, ty!, cx, cy);
+    warp = compose(warp, invert(increment));
+    // Converged when no pixel moves by more than ~0.01.
+    if ((Math.abs(a) + Math.abs(b!)) * Math.max(w, h) + Math.hypot(tx!, ty!) < 0.01) break;
+  }
+  return { warp, quality: overlapQuality(reference, moving, warp) };
+}
+
+/** NCC of the reference with the warped frame over their overlap, times `min(1, overlap / 0.5)`; 0 when negative. */
+function overlapQuality(reference: Reference, moving: Prepared, warp: Affine): number {
+  const { refine: template, refineWidth: w, refineHeight: h } = reference.prepared;
+  let n = 0, sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const value = sample(moving.refine, moving.refineWidth, moving.refineHeight, warp[0] * x + warp[1] * y + warp[2], warp[3] * x + warp[4] * y + warp[5]);
+      if (Number.isNaN(value)) continue;
+      const t = template[y * w + x]!;
+      n++;
+      sa += t;
+      sb += value;
+      saa += t * t;
+      sbb += value * value;
+      sab += t * value;
+    }
+  }
+  if (n < 16) return 0;
+  const covariance = sab - (sa * sb) / n;
+  const variance = Math.sqrt(Math.max(0, saa - (sa * sa) / n) * Math.max(0, sbb - (sb * sb) / n));
+  const ncc = variance > 0 ? covariance / variance : 0;
+  return Math.max(0, ncc) * Math.min(1, n / (w * h) / 0.5);
+}
+
+/**
+ * Estimates the transform taking `frame` onto `reference`. Exported for the benchmark and tests; the operator
+ * caches the reference's preparation, which this recomputes.
+ */
+export function estimateAlignment(reference: Frame, frame: Frame, model: 'similarity' | 'rigid' = 'similarity'): { transform: SimilarityTransform; quality: number } {
+  checkFrame(frame);
+  checkFrame(reference);
+  return estimate(makeReference(reference), frame, model === 'rigid');
+}
+
+/** The transform taking `frame` onto a prepared reference, and its quality (see {@link estimateAlignment}). */
+export function estimate(reference: Reference, frame: Frame, rigid: boolean): { transform: SimilarityTransform; quality: number } {
+  const moving = prepare(frame);
+  const ref = reference.prepared;
+  // Grid and refinement levels are both scalings of the frame: carry the coarse warp over by their maps.
+  const coarse = compose(compose(moving.refineMap, invert(moving.gridMap)), compose(coarseWarp(reference, moving, rigid), compose(ref.gridMap, invert(ref.refineMap))));
+  const { warp, quality } = refineWarp(reference, moving, coarse, rigid);
+  // warp: reference level -> frame level; the transform is frame -> reference, in frame pixels.
+  const toReference = invert(compose(invert(moving.refineMap), compose(warp, ref.refineMap)));
+  return { transform: describe(toReference, frame.width, frame.height), quality };
+}
+
+/** Throws a `ShapeError` for a frame whose pixel count is not `width * height`, or smaller than 8x8. */
+export function checkFrame(frame: Frame): void {
+  if (frame.width < 8 || frame.height < 8 || frame.data.length !== frame.width * frame.height) {
+    throw new ShapeError(`frame ${frame.index} has ${frame.data.length} pixels for ${frame.width}x${frame.height}; alignment needs at least 8x8`, [frame.width, frame.height], [frame.data.length]);
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * What the `lfusion` commands share: the usage text, the option table and its parsing, usage errors, and
+ * the flags that more than one command reads (sample counts, provider, and the pipeline options that
+ * `serve` and `replay --out` both build).
+ */
+import { parseArgs } from 'node:util';
+import { LfusionError } from '../../runtime/errors.js';
+import type { ExecutionProvider } from '../../runtime/types/model.js';
+import type { PathName, PipelineOptions } from '../pipeline-options.js';
+
+export const USAGE = `usage:
+  lfusion serve <source> [--port 8080] [--host 127.0.0.1] [--model <dir>] [--once]
+                [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 0]]
+                [--paths frame|clip|frame,clip [--clip-stride 8] [--clip-align]]
+                [--region auto|x,y,w,h | --no-region] [--no-reconnect] [--provider cpu|cuda|webgpu]
+                [--input-format mjpeg --video-size 1920x1080 --framerate 30]   (V4L2 devices)
+      Runs the pipeline live on a file (paced at its frame rate, looped unless --once), a URL or a
+      V4L2 device, and serves results at the printed WebSocket URL (docs/protocol.md) and the overlay
+      viewer at http://<host>:<port>/viewer/.
+  lfusion replay <video | folder of videos | folder of images> --report <dir> [--model <dir>] [--provider ...]
+                [--m 10 --n 4 --k 10 --seed 0] [--frames a:b | --max-frames N] [--pixel-spacing mm | x,y]
+                [--ground-truth <HC18 folder or CSV>] [--mask-video <file>] [--thumbnails 8]
+      QA report (docs/qa-replay.md): runs the uncertainty chain on every frame and writes <dir>/report.html
+      (offline), frames.csv, frames.jsonl, alerts.jsonl, labels/*.png (source resolution) and run.json.
+      Ctrl-C stops and still writes the report, marked partial.
+  lfusion replay <video> --out <dir> [--model <dir>] [--uncertainty [--planes <maps>] [--m --n --k --seed]]
+                [--paths frame|clip|frame,clip [--clip-stride 8] [--clip-align]] [--region auto|x,y,w,h]
+                [--provider cpu|cuda|webgpu]
+      Processes every frame; writes <dir>/results.jsonl (one line per frame) and <dir>/<plane>/<index>.png.
+  --uncertainty adds the fused map, the OOD score and alerts; --planes adds per-path maps, comma-separated
+  (e.g. laplace.mutual_information,dropout.total_entropy); --m/--n/--k (weight samples, logit samples per
+  weight sample, dropout passes) and --seed override the model package's defaults.
+  --region cuts frames to the ultrasound image of a scanner screen: "auto" detects it, x,y,w,h fixes it
+  (screen pixels). Default: auto for devices and URLs, off for files; --no-region turns it off.
+  --paths clip (or frame,clip) adds the clip path: the package's 3D heads on 16-frame windows every
+  --clip-stride frames (default 8), planes clip.mask and clip.fused (and clip.<map> for each --planes map),
+  a window OOD score and clip alerts; --clip-align aligns frames to a reference before the clip heads.
+  --no-reconnect: end when a live source (device, URL) is lost instead of retrying with backoff.`;
+
+const OPTIONS = {
+  port: { type: 'string' },
+  host: { type: 'string' },
+  model: { type: 'string' },
+  out: { type: 'string' },
+  report: { type: 'string' },
+  m: { type: 'string' },
+  n: { type: 'string' },
+  k: { type: 'string' },
+  seed: { type: 'string' },
+  frames: { type: 'string' },
+  'max-frames': { type: 'string' },
+  'pixel-spacing': { type: 'string' },
+  'ground-truth': { type: 'string' },
+  'mask-video': { type: 'string' },
+  thumbnails: { type: 'string' },
+  provider: { type: 'string' },
+  uncertainty: { type: 'boolean' },
+  planes: { type: 'string' },
+  paths: { type: 'string' },
+  'clip-stride': { type: 'string' },
+  'clip-align': { type: 'boolean' },
+  once: { type: 'boolean' },
+  region: { type: 'string' },
+  'no-region': { type: 'boolean' },
+  'no-reconnect': { type: 'boolean' },
+  'input-format': { type: 'string' },
+  'video-size': { type: 'string' },
+  framerate: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** The command line split into flags (see OPTIONS) and positionals; a parse failure is a usage error. */
+export function parseCommandLine(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw usageError((error as Error).message);
+  }
+}
+
+/** The parsed flags (see OPTIONS). */
+export type CliValues = ReturnType<typeof parseCommandLine>['values'];
+
+export function usageError(message: string): LfusionError {
+  return new LfusionError('INVALID_OPTION', `${message}\n${USAGE}`);
+}
+
+/** A whole number >= `min` from a flag, or `undefined` when the flag is absent. */
+export function integerOption(values: CliValues, name: 'm' | 'n' | 'k' | 'seed' | 'max-frames' | 'thumbnails', min: number): number | undefined {
+  const text = values[name];
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min) throw usageError(`--${name} must be a whole number >= ${min}, got ${text}`);
+  return value;
+}
+
+/** `--m --n --k --seed`: only the flags given, so the manifest's defaults hold for the others. */
+export function sampleCounts(values: CliValues): { m?: number; n?: number; k?: number; seed?: number } {
+  const entries = [
+    ['m', integerOption(values, 'm', 1)],
+    ['n', integerOption(values, 'n', 1)],
+    ['k', integerOption(values, 'k', 1)],
+    ['seed', integerOption(values, 'seed', 0)],
+  ] as const;
+  return Object.fromEntries(entries.filter(([, value]) => value !== undefined));
+}
+
+/** `--provider`, default cpu. */
+export function providerOption(values: CliValues): ExecutionProvider {
+  const provider = values.provider ?? 'cpu';
+  if (!['cpu', 'cuda', 'webgpu'].includes(provider)) throw usageError(`--provider must be cpu, cuda or webgpu, got ${provider}`);
+  return provider as ExecutionProvider;
+}
+
+/** `--region` / `--no-region`: `undefined` leaves the pipeline's default (auto for devices and URLs). */
+function regionOption(values: CliValues): PipelineOptions['region'] {
+  if (values['no-region']) {
+    if (values.region !== undefined) throw usageError('--region and --no-region exclude each other');
+    return false;
+  }
+  if (values.region === undefined) return undefined;
+  if (values.region === 'auto') return {};
+  const numbers = values.region.split(',').map((part) => Number(part.trim()));
+  if (numbers.length !== 4 || !numbers.every((n) => Number.isInteger(n) && n >= 0)) throw usageError(`--region must be "auto" or x,y,width,height in whole pixels, got ${values.region}`);
+  const [x, y, width, height] = numbers as [number, number, number, number];
+  return { region: { x, y, width, height } };
+}
+
+/** The pipeline options `serve` and `replay --out` share; each adds its own `live` and `video`. */
+export function pipelineOptions(source: string, values: CliValues): Omit<PipelineOptions, 'live' | 'video'> {
+  const region = regionOption(values);
+  const provider = providerOption(values);
+  const paths = (values.paths ?? 'frame').split(',').map((path) => path.trim());
+  if (!paths.every((path) => path === 'frame' || path === 'clip')) throw usageError(`--paths must be frame, clip or frame,clip, got ${values.paths}`);
+  const clip = paths.includes('clip');
+  if (!clip && (values['clip-stride'] !== undefined || values['clip-align'])) throw usageError('--clip-stride and --clip-align need --paths with clip');
+  // The clip path always runs the uncertainty chain; the frame path only with --uncertainty.
+  if (values.planes !== undefined && !values.uncertainty && !clip) throw usageError('--planes needs --uncertainty (or the clip path)');
+  const planes = values.planes?.split(',').map((name) => name.trim()).filter(Boolean) ?? [];
+  const counts = sampleCounts(values);
+  if (Object.keys(counts).length > 0 && !values.uncertainty && !clip) throw usageError('--m, --n, --k and --seed need --uncertainty (or the clip path)');
+  const stride = values['clip-stride'] === undefined ? undefined : Number(values['clip-stride']);
+  return {
+    source,
+    ...(values.model ? { modelPath: values.model } : {}),
+    pool: { executionProvider: provider },
+    analysis: values.uncertainty ? 'uncertainty' : 'segment',
+    uncertainty: { planes, ...counts },
+    paths: paths as PathName[],
+    ...(clip ? { clip: { uncertainty: { planes, ...counts }, ...(stride === undefined ? {} : { stride }), ...(values['clip-align'] ? { align: true } : {}) } } : {}),
+    ...(region === undefined ? {} : { region }),
+    ...(values['no-reconnect'] ? { reconnect: false } : {}),
+  };
+}

@@ -1,0 +1,144 @@
+/**
+ * `lfusion replay`: every frame of a recording, in one of two modes. `--out <dir>` writes the pipeline's
+ * results as JSON lines and PNG planes; `--report <dir>` writes the QA report (src/report), and Ctrl-C
+ * still writes it, marked partial.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Subscription } from 'rxjs';
+import type { Spacing } from '../../report/metrics.js';
+import { encodePng } from '../../report/png.js';
+import { ProgressBar } from '../../report/progress.js';
+import { replayReport } from '../../report/replay.js';
+import { countFrames, type FrameSelection } from '../../report/sources.js';
+import { LfusionError, type LfusionErrorCode } from '../../runtime/errors.js';
+import type { FrameResult, Plane } from '../../runtime/types/results.js';
+import { createPipeline } from '../pipeline.js';
+import { integerOption, pipelineOptions, providerOption, sampleCounts, usageError, type CliValues } from './args.js';
+import { once, untilSignalled } from './shutdown.js';
+
+/** The PNG of a plane: the quantised bytes, except label maps (`mask`, `clip.mask`) whose classes are scaled to 0/255 to be visible. */
+function planeImage(plane: Plane): { pixels: Uint8Array; min: number; scale: number } {
+  if (plane.name !== 'mask' && plane.name !== 'clip.mask') return { pixels: plane.data, min: plane.min, scale: plane.scale };
+  return { pixels: plane.data.map((q) => q * 255), min: 0, scale: 1 / 255 };
+}
+
+/** `--frames a:b` (half-open; either end may be left out) or `--max-frames N`. */
+function frameSelection(values: CliValues): FrameSelection | undefined {
+  const max = integerOption(values, 'max-frames', 1);
+  if (values.frames === undefined) return max === undefined ? undefined : { start: 0, end: max };
+  if (max !== undefined) throw usageError('--frames and --max-frames exclude each other');
+  const match = /^(\d*):(\d*)$/.exec(values.frames);
+  const start = Number(match?.[1] || 0);
+  const end = match?.[2] ? Number(match[2]) : undefined;
+  if (!match || (end !== undefined && end <= start)) throw usageError(`--frames must be a:b with a < b (either may be left out), got ${values.frames}`);
+  return end === undefined ? { start } : { start, end };
+}
+
+/** `--pixel-spacing mm` (square pixels) or `x,y` (mm per pixel along x and y). */
+function pixelSpacing(values: CliValues): Spacing | undefined {
+  const text = values['pixel-spacing'];
+  if (text === undefined) return undefined;
+  const parts = text.split(',').map(Number);
+  if (parts.length > 2 || !parts.every((v) => v > 0)) throw usageError(`--pixel-spacing must be mm per pixel, or x,y, got ${text}`);
+  return { x: parts[0]!, y: parts[1] ?? parts[0]! };
+}
+
+/** `replay --report`: the QA report (src/report). Ctrl-C stops the run; the report is still written, marked partial. */
+async function replayWithReport(source: string, values: CliValues): Promise<number> {
+  for (const flag of ['uncertainty', 'planes', 'region', 'no-region'] as const) {
+    if (values[flag] !== undefined) throw usageError(`--${flag} does not apply to replay --report (the report always runs the uncertainty chain on whole frames)`);
+  }
+  const provider = providerOption(values);
+  const abort = new AbortController();
+  const frames = frameSelection(values);
+  const spacing = pixelSpacing(values);
+  const thumbnails = integerOption(values, 'thumbnails', 0);
+  const done = replayReport({
+    source,
+    report: values.report!,
+    ...(values.model ? { modelPath: values.model } : {}),
+    executionProvider: provider,
+    ...sampleCounts(values),
+    ...(thumbnails === undefined ? {} : { thumbnails }),
+    ...(frames ? { frames } : {}),
+    ...(spacing ? { pixelSpacing: spacing } : {}),
+    ...(values['ground-truth'] ? { groundTruth: values['ground-truth'] } : {}),
+    ...(values['mask-video'] ? { maskVideo: values['mask-video'] } : {}),
+    command: ['lfusion', ...process.argv.slice(2)],
+    signal: abort.signal,
+  });
+  // First Ctrl-C: stop and write the partial report; a second one exits at once.
+  const onSignal = () => {
+    if (abort.signal.aborted) process.exit(130);
+    process.stderr.write('\nstopping: writing the partial report (Ctrl-C again quits at once)...\n');
+    abort.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const summary = await done.finally(() => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  });
+  const state = summary.partial ? 'partial report' : 'report';
+  process.stderr.write(`lfusion: ${summary.frames} frames; ${state} at ${summary.reportPath}\n`);
+  for (const error of summary.errors) process.stderr.write(`lfusion: ${error.source}: ${error.message} [${error.code}]\n`);
+  if (summary.errors.length > 0) throw new LfusionError(summary.errors[0]!.code as LfusionErrorCode, `${summary.errors.length} source(s) failed; the report covers the frames that were processed`);
+  return abort.signal.aborted ? 130 : 0;
+}
+
+/** Exit code: 0, or 130 when Ctrl-C stopped a report run. */
+export async function replay(video: string, values: CliValues): Promise<number> {
+  if (values.report) {
+    if (values.out) throw usageError('--out and --report exclude each other');
+    return replayWithReport(video, values);
+  }
+  if (!values.out) throw usageError('replay needs --out <dir> (frames only) or --report <dir> (QA report)');
+  for (const flag of ['frames', 'max-frames', 'pixel-spacing', 'ground-truth', 'mask-video', 'thumbnails'] as const) {
+    if (values[flag] !== undefined) throw usageError(`--${flag} needs --report`);
+  }
+  const out = values.out;
+  const [pipeline, total] = await Promise.all([createPipeline({ ...pipelineOptions(video, values), live: false }), countFrames(video)]);
+  const progress = new ProgressBar(total);
+  await mkdir(out, { recursive: true });
+  await Promise.all(pipeline.streams.map((name) => mkdir(join(out, name), { recursive: true })));
+  const lines = createWriteStream(join(out, 'results.jsonl'));
+  const write = async (result: FrameResult) => {
+    const name = String(result.frame.index).padStart(6, '0');
+    const planes = await Promise.all(
+      result.planes.map(async (plane) => {
+        const image = planeImage(plane);
+        const file = `${plane.name}/${name}.png`;
+        await writeFile(join(out, file), encodePng(plane.width, plane.height, image.pixels));
+        return { name: plane.name, file, width: plane.width, height: plane.height, min: image.min, scale: image.scale };
+      }),
+    );
+    const { region, screen, ood, clipOod } = result;
+    lines.write(`${JSON.stringify({ frame: result.frame, planes, ...(ood ? { ood } : {}), ...(clipOod ? { clipOod } : {}), ...(region ? { region, screen } : {}), timings: result.timings })}\n`);
+    progress.tick();
+  };
+  let subscription: Subscription | undefined;
+  let writing = Promise.resolve();
+  const finished = new Promise<void>((resolve, reject) => {
+    subscription = pipeline.results$.subscribe({
+      next: (result) => (writing = writing.then(() => write(result))),
+      error: reject,
+      complete: resolve,
+    });
+  });
+  const stop = once(async () => {
+    subscription?.unsubscribe();
+    await writing;
+    await new Promise<void>((resolve) => lines.end(resolve));
+    await pipeline.close();
+    progress.finish();
+  });
+  try {
+    await untilSignalled(finished.then(() => writing), stop);
+  } finally {
+    await stop();
+  }
+  process.stderr.write(`lfusion: wrote ${progress.frames} frames to ${out}\n`);
+  return 0;
+}
