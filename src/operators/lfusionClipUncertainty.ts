@@ -31,6 +31,8 @@ export function stackWindow(window: ClipWindow, frames: number): EncodedFrame {
     const out = new Float32Array(frames * size);
     for (let t = 0; t < frames; t++) {
       const values = at(t)[part];
+      // An empty buffer was moved to a worker by a stage that should have copied it (GraphRunner `keep`).
+      if (values.length === 0) throw new ShapeError(`frame ${at(t).frame.index} of the window has no ${part} left: its buffer was transferred to an inference worker`, [size], [0]);
       if (values.length !== size) throw new ShapeError(`frame ${at(t).frame.index} of the window has ${values.length} ${part} values, the first has ${size}`, [size], [values.length]);
       out.set(values, t * size);
     }

@@ -22,7 +22,7 @@ import type { FrameResult } from '../runtime/types/results.js';
  * @param manifest the package's manifest (input size, Laplace weight count).
  * @return One result per encoded frame, in order, with the `mask` plane (224x224 class indices) and
  * `timings.head` in ms added to the encoder's timings. The encoded frame's `image` and `features` buffers
- * are handed to the inference worker: do not read them afterwards.
+ * are copied to the inference worker, never transferred, so the frame stays usable (as with `sampleHeads`).
  */
 export function segmentFrames(pool: GraphRunner, manifest: ModelManifest): OperatorFunction<EncodedFrame, FrameResult> {
   const { width, height } = manifest.input;
@@ -40,7 +40,8 @@ export function segmentFrames(pool: GraphRunner, manifest: ModelManifest): Opera
         weight_noise: weightNoise,
         posterior_scale: posteriorScale,
       },
-      { keep: ['weight_noise', 'posterior_scale'] },
+      // The encoded frame may go on to other stages (the clip path stacks it into windows): copy, never move, its buffers.
+      { keep: ['features', 'image', 'weight_noise', 'posterior_scale'] },
     );
     const logits = outputs.logit_mean;
     if (!logits || logits.data.length !== pixels) {

@@ -16,7 +16,10 @@ import type { GraphRunner } from '../runtime/types/inference.js';
 import type { ModelManifest } from '../runtime/types/model.js';
 import type { Alert, FrameResult } from '../runtime/types/results.js';
 
-/** What runs after the encoder: an operator from encoded frames to results. */
+/**
+ * What runs after the encoder: an operator from encoded frames to results. It must leave each encoded frame
+ * usable (name its `image` and `features` in the runner's `keep`): the clip path stacks the same frames into windows.
+ */
 export type Analysis = (pool: GraphRunner, manifest: ModelManifest) => OperatorFunction<EncodedFrame, FrameResult>;
 
 /** Options of {@link createPipeline}. */

@@ -41,7 +41,7 @@ function imagePlane(image: Float32Array, manifest: ModelManifest): Plane {
   return { name: 'image', width, height, data, min: 0, scale: 1 };
 }
 
-/** Runs `analyse` and appends the `image` plane, taken before the analysis hands the image to a worker. */
+/** Runs `analyse` and appends the `image` plane of the model input. */
 function withImagePlane(analyse: OperatorFunction<EncodedFrame, FrameResult>, manifest: ModelManifest): OperatorFunction<EncodedFrame, FrameResult> {
   return concatMap((encoded) => {
     const image = imagePlane(encoded.image, manifest);

@@ -1,4 +1,4 @@
-import { from, lastValueFrom, toArray } from 'rxjs';
+import { from, lastValueFrom, tap, toArray } from 'rxjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { encodeFrames } from '../../src/operators/encodeFrames.js';
@@ -38,12 +38,15 @@ test('runs the MAP head (one sample, zero noise, posterior scale 0) and threshol
   assert.ok(result!.timings.head! >= 0);
 });
 
-test('segments real encoded frames in order with a real pool', async () => {
+test('segments real encoded frames in order with a real pool, leaving each encoded frame usable', async () => {
   const pkg = await loadModelPackage(TINY_PACKAGE);
   const pool = await InferencePool.open(pkg, { graphs: ['encoder', 'laplace_head'], threadsPerWorker: 1 });
   const frames = [0, 1, 2].map((index) => syntheticFrame(index));
-  const results = await lastValueFrom(from(frames).pipe(encodeFrames(pool, pkg.manifest), segmentFrames(pool, pkg.manifest), toArray()));
+  const seen: EncodedFrame[] = [];
+  const results = await lastValueFrom(from(frames).pipe(encodeFrames(pool, pkg.manifest), tap((e) => seen.push(e)), segmentFrames(pool, pkg.manifest), toArray()));
   assert.equal(results.map((r) => r.frame.index), [0, 1, 2]);
+  // The clip path stacks the same encoded frames into windows after the 2D head ran on them.
+  for (const e of seen) assert.equal([e.image.length, e.features.length], [HW, 8 * 196], 'buffers not transferred away');
   for (const r of results) {
     assert.is(r.planes[0]!.data.length, HW);
     assert.ok(r.planes[0]!.data.every((q) => q === 0 || q === 1));
