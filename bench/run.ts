@@ -1,9 +1,11 @@
 /**
  * Benchmark runner: imports every `bench/*.bench.ts` (or those whose file name contains one of the
- * arguments), prints a table of medians and writes `bench/results.json` with the machine and the command.
+ * arguments), prints a table of medians and writes them with the machine and the command to the untracked
+ * `bench/results.local.json`; `--update` writes the committed `bench/results.json` instead (README numbers).
  *
- *   npm run bench               # all benchmarks
- *   npm run bench -- encoder    # bench/encoder.bench.ts only
+ *   npm run bench                       # all benchmarks
+ *   npm run bench -- encoder            # bench/encoder.bench.ts only
+ *   npm run bench -- --update           # all benchmarks, into bench/results.json
  */
 import { readdir, writeFile } from 'node:fs/promises';
 import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
@@ -33,7 +35,14 @@ export function median(values: readonly number[]): number {
 
 const benchDir = fileURLToPath(new URL('.', import.meta.url));
 
-async function main(filters: string[]): Promise<void> {
+/** Where a run's results go: the committed file only when asked, so a run does not dirty the checkout. */
+export function resultsFile(args: readonly string[]): { file: string; filters: string[] } {
+  const update = args.includes('--update');
+  return { file: update ? 'results.json' : 'results.local.json', filters: args.filter((arg) => arg !== '--update') };
+}
+
+async function main(args: string[]): Promise<void> {
+  const { file: output, filters } = resultsFile(args);
   const files = (await readdir(benchDir)).filter((file) => file.endsWith('.bench.ts') && (filters.length === 0 || filters.some((f) => file.includes(f)))).sort();
   if (files.length === 0) throw new Error(`no bench/*.bench.ts matches ${filters.join(', ')}`);
   const results: { bench: string; name: string; unit: string; median: number; samples: number[]; notes?: BenchResult['notes'] }[] = [];
@@ -50,12 +59,12 @@ async function main(filters: string[]): Promise<void> {
   const cpu = cpus();
   const report = {
     date: new Date().toISOString(),
-    command: `node --import tsx bench/run.ts ${filters.join(' ')}`.trim(),
+    command: `node --import tsx bench/run.ts ${args.join(' ')}`.trim(),
     machine: { cpu: cpu[0]?.model ?? 'unknown', cores: cpu.length, memoryGiB: +(totalmem() / 2 ** 30).toFixed(1), platform: `${platform()} ${release()} ${arch()}`, node: process.version, loadavg: loadavg() },
     results,
   };
-  await writeFile(`${benchDir}/results.json`, `${JSON.stringify(report, null, 2)}\n`);
-  process.stderr.write(`wrote bench/results.json\n`);
+  await writeFile(`${benchDir}/${output}`, `${JSON.stringify(report, null, 2)}\n`);
+  process.stderr.write(`wrote bench/${output}\n`);
 }
 
 // Only when run as a script: bench modules import this file's types and helpers.
