@@ -9,6 +9,8 @@ import type { ClipManifest, GraphSpec, ModelManifest } from './types/model.js';
 
 /** The 2D graph each clip graph stands in for. */
 const CLIP_GRAPH_OF: Readonly<Record<string, string>> = { laplace_head: 'clip_laplace_head', dropout_head: 'clip_dropout_head', measures: 'clip_measures' };
+/** The graphs of the clip heads: the clip path's own inference worker opens only these. */
+export const CLIP_GRAPHS: readonly string[] = Object.values(CLIP_GRAPH_OF);
 /** Clip heads may call the stacked frames `images`; the 2D operators feed `image`. */
 const CLIP_FEED_ALIASES: Readonly<Record<string, string>> = { image: 'images' };
 const TWO_D_FEED_OF: Readonly<Record<string, string>> = Object.fromEntries(Object.entries(CLIP_FEED_ALIASES).map(([name, alias]) => [alias, name]));

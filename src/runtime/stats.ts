@@ -114,6 +114,15 @@ export class StatsRecorder {
     this.record('total', now - result.frame.captureTime);
   }
 
+  /**
+   * Records a clip result delivered besides the frame's 2D result: its stage timings and its latency `clip.total`
+   * (capture time to result), without counting it as a frame out.
+   */
+  clipOut(result: FrameResult): void {
+    for (const [stage, ms] of Object.entries(result.timings)) this.record(stage, ms);
+    this.record('clip.total', this.now() - result.frame.captureTime);
+  }
+
   /** Records one latency sample of a named stage, in ms. */
   record(stage: string, ms: number): void {
     let ring = this.latencies.get(stage);

@@ -66,8 +66,9 @@ export interface PipelineOptions {
   /**
    * Which results each frame gets: `frame` (default), the 2D heads on the frame alone (`analysis`); `clip`, the
    * clip (3D) heads on sliding windows of frames (`clip`, needs a package with clip heads; planes `clip.*`, score
-   * `clipOod`); or both. A clip result needs the frames after it: it comes about `length + stride` frames late, and
-   * with both paths each result waits for its clip part.
+   * `clipOod`); or both. A clip result needs the frames after it: it comes about `length + stride` frames late, as
+   * an item of its own (`path: 'clip'`); with both paths a frame's 2D result is delivered as soon as it is computed,
+   * never held back by a window, and the clip heads run in an inference worker of their own.
    */
   paths?: readonly PathName[];
   /** Windows, alignment and sampling of the clip path. */
@@ -98,13 +99,15 @@ export interface ClipPathOptions {
 /** A running pipeline's parts. */
 export interface Pipeline {
   readonly model: ModelPackage;
+  /** The frame path's inference worker(s); the clip path has its own (one worker, one intra-op thread by default). */
   readonly pool: InferencePool;
   readonly live: boolean;
-  /** Plane names every result carries. */
+  /** Plane names the results carry (`clip.*` on the clip path's items). */
   readonly streams: readonly string[];
   /**
-   * The results, in frame order. Subscribing starts decoding (one ffmpeg shared by all current
-   * subscribers); unsubscribing every subscriber stops it.
+   * The results, in frame order per path: each frame's 2D result (`path` absent or `frame`) and, with the clip
+   * path, its clip result (`path: 'clip'`) when its last window is done. Subscribing starts decoding (one ffmpeg
+   * shared by all current subscribers); unsubscribing every subscriber stops it.
    */
   readonly results$: Observable<FrameResult>;
   /** Which analysis paths run. */

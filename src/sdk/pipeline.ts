@@ -3,7 +3,7 @@
  * live | every frame on replay) -> encode -> analysis (MAP segmentation or the L-FUSION uncertainty chain) ->
  * results, stats, alerts, source events.
  */
-import { catchError, concat, concatMap, defer, distinctUntilChanged, EMPTY, filter, ignoreElements, map, materialize, Observable, of, share, Subject, tap, throwError, type OperatorFunction } from 'rxjs';
+import { catchError, concat, concatMap, defer, distinctUntilChanged, EMPTY, filter, finalize, ignoreElements, map, materialize, merge, Observable, of, share, Subject, tap, throwError, type OperatorFunction } from 'rxjs';
 import { alignFrames, type AlignFramesOptions } from '../operators/alignFrames.js';
 import { warpToOriginal } from '../operators/alignFrames/warp.js';
 import { encodeFrames } from '../operators/encodeFrames.js';
@@ -15,7 +15,7 @@ import { reconnecting, type ReconnectingOptions } from '../operators/reconnectin
 import { segmentFrames } from '../operators/segmentFrames.js';
 import { ultrasoundRegion, type UltrasoundRegionOptions } from '../operators/ultrasoundRegion.js';
 import { windowClips } from '../operators/windowClips.js';
-import { clipModel, type ClipModel } from '../runtime/clip-model.js';
+import { CLIP_GRAPHS, clipModel, type ClipModel } from '../runtime/clip-model.js';
 import { lfusionClipUncertainty } from '../operators/lfusionClipUncertainty.js';
 import { LfusionError } from '../runtime/errors.js';
 import { toVideoInput } from '../runtime/ffmpeg.js';
@@ -117,7 +117,16 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
   const model = await loadModelPackage(options.modelPath ?? DEFAULT_MODEL_PATH);
   const { manifest } = model;
   const clip = paths.includes('clip') ? clipModel(manifest) : undefined; // no clip heads: fail before the workers start
-  const pool = await InferencePool.open(model, options.pool);
+  const pool = await InferencePool.open(model, { ...options.pool, graphs: options.pool?.graphs ?? Object.keys(manifest.graphs).filter((graph) => !CLIP_GRAPHS.includes(graph)) });
+  // The clip heads run in a worker of their own, so that a window never queues the frame path's graphs behind it;
+  // live, on one intra-op thread, leaving the other cores to the frame path.
+  const clipPool = clip
+    ? await InferencePool.open(model, { ...options.pool, workers: 1, threadsPerWorker: options.pool?.threadsPerWorker ?? (live ? 1 : undefined), graphs: CLIP_GRAPHS }).catch(async (error: unknown) => {
+        await pool.close();
+        throw error;
+      })
+    : undefined;
+  const close = () => Promise.all([pool.close(), clipPool?.close()]).then(() => undefined);
   const stats = new StatsRecorder(options.stats);
   let frameStages: OperatorFunction<Frame, FrameResult>;
   let clipStages: ClipStages | undefined;
@@ -125,12 +134,12 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
     const encode = encodeFrames(pool, manifest);
     const analyse = options.image ? withImagePlane(analysis(pool, manifest), manifest) : analysis(pool, manifest);
     frameStages = (frames) => frames.pipe(encode, analyse);
-    if (clip) {
+    if (clip && clipPool) {
       const frameAnalysis = paths.includes('frame') ? analyse : undefined;
-      clipStages = clipPathStages(pool, manifest, clip, options.clip, { live, image: options.image === true }, encode, frameAnalysis, () => stats.dropped());
+      clipStages = clipPathStages(clipPool, manifest, clip, options.clip, { live, image: options.image === true }, encode, frameAnalysis, () => stats.dropped());
     }
   } catch (error) {
-    await pool.close();
+    await close();
     throw error;
   }
 
@@ -152,7 +161,7 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
     );
     const process = (located: LocatedFrame) => of(located.frame).pipe(frameStages, map((result) => placeResult(result, located)));
     const results$ = clipStages
-      ? afterEveryFrame(frames$, clipStages.stages).pipe(tap(() => processed.next()))
+      ? afterEveryFrame(frames$, clipStages.stages).pipe(tap((result) => result.path === 'clip' && processed.next()))
       : live
         ? frames$.pipe(keepLatest(process, { onDrop: () => stats.dropped() }))
         : frames$.pipe(
@@ -160,7 +169,8 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
             materialize(),
             concatMap((note) => (note.kind === 'N' ? process(note.value).pipe(tap(() => processed.next())) : note.kind === 'E' ? throwError(() => note.error) : EMPTY)),
           );
-    return results$.pipe(tap((result) => stats.frameOut(result))).subscribe(subscriber);
+    const counted = countedPath(paths);
+    return results$.pipe(tap((result) => ((result.path ?? 'frame') === counted ? stats.frameOut(result) : stats.clipOut(result)))).subscribe(subscriber);
   }).pipe(share());
 
   const alerts = new Subject<Alert>();
@@ -190,7 +200,7 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
     reconnect: reconnect !== false,
     region: region !== false,
     stats,
-    close: () => pool.close(),
+    close,
   };
 }
 
@@ -200,6 +210,11 @@ function choosePaths(paths: readonly PathName[] = ['frame']): PathName[] {
     throw new LfusionError('INVALID_OPTION', `paths must list "frame", "clip" or both, got ${JSON.stringify(paths)}`, { paths });
   }
   return chosen;
+}
+
+/** The path whose results count as frames out (stats, progress): the frame path, or the clip path when it runs alone. */
+export function countedPath(paths: readonly PathName[]): PathName {
+  return paths.includes('frame') ? 'frame' : 'clip';
 }
 
 /** Runs `stages` on the frames; a source error is raised only after the frames before it went through them. */
@@ -234,8 +249,9 @@ interface ClipStages {
 
 /**
  * located frames -> (align) -> windows of encoded frames (each frame encoded once; with the frame path, its 2D
- * result computed then too) -> clip heads per window -> one clip result per frame -> its 2D result with the clip
- * planes added. Frames whose windows were all dropped (live) still deliver their 2D result.
+ * result computed then too and delivered at once) -> clip heads per window -> one clip result per frame, an item
+ * of its own (`path: 'clip'`) with the clip planes (and the `image` plane asked for). A 2D result never waits for
+ * a window; frames whose windows were all dropped (live) get no clip result.
  */
 function clipPathStages(
   pool: GraphRunner,
@@ -260,32 +276,32 @@ function clipPathStages(
     : map((frame: Frame) => ({ frame }));
   const stages: OperatorFunction<LocatedFrame, FrameResult> = (located$) =>
     defer(() => {
-      /** Frames in flight by index: where they came from, their alignment, and their 2D result once computed. */
-      const inFlight = new Map<number, { located: LocatedFrame; aligned?: AlignedFrame; result?: FrameResult; image?: Plane }>();
-      const frameOnly = (entry: { located: LocatedFrame; result?: FrameResult }) => (entry.result ? [placeResult(entry.result, entry.located)] : []);
-      /** The frame's own results for every frame before `index` still in flight (their clip results never came). */
-      const flushBefore = (index: number): FrameResult[] => {
-        const out: FrameResult[] = [];
-        for (const [at, entry] of inFlight) {
-          if (at >= index) continue;
-          inFlight.delete(at);
-          out.push(...frameOnly(entry));
-        }
-        return out;
-      };
+      /**
+       * Frames waiting for their clip result, by index: where they came from, their alignment, and the `image`
+       * plane for it: of the frame as decoded (`image`, from its 2D result) or as the clip heads saw it (`seen`).
+       */
+      const inFlight = new Map<number, { located: LocatedFrame; aligned?: AlignedFrame; image?: Plane; seen?: Plane }>();
+      const frameResults = new Subject<FrameResult>();
       const step = (frame: Frame): Observable<EncodedFrame> => {
         const entry = inFlight.get(frame.index)!;
-        // Without the frame path, the `image` plane comes from the frame the clip heads saw.
-        if (!analyse) return of(frame).pipe(encode, tap((encoded) => image && (entry.image = imagePlane(encoded.image, manifest))));
+        if (!analyse) return of(frame).pipe(encode, tap((encoded) => image && (entry.seen = imagePlane(encoded.image, manifest))));
         const original = entry.located.frame;
-        const twoD = (encoded: EncodedFrame) => of(encoded).pipe(analyse, tap((result) => (entry.result = result)));
+        const twoD = (encoded: EncodedFrame) =>
+          of(encoded).pipe(
+            analyse,
+            tap((result) => {
+              entry.image = result.planes.find((plane) => plane.name === 'image');
+              frameResults.next(placeResult(result, entry.located));
+            }),
+          );
         if (frame === original) return of(frame).pipe(encode, concatMap((encoded) => concat(twoD(encoded).pipe(ignoreElements()), of(encoded))));
         return of(original).pipe(encode, concatMap(twoD), ignoreElements(), (done) => concat(done, of(frame).pipe(encode)));
       };
-      const toResults = (merged: ClipFrame): FrameResult[] => {
-        const earlier = flushBefore(merged.frame.index);
+      const toResult = (merged: ClipFrame): FrameResult[] => {
+        // Frames before this one still waiting never get a clip result (live: their windows were dropped).
+        for (const at of inFlight.keys()) if (at < merged.frame.index) inFlight.delete(at);
         const entry = inFlight.get(merged.frame.index);
-        if (!entry) return earlier;
+        if (!entry) return [];
         inFlight.delete(merged.frame.index);
         const { data: _pixels, ...frame } = entry.located.frame;
         const transform = entry.aligned?.aligned ? entry.aligned.transform : undefined;
@@ -293,13 +309,14 @@ function clipPathStages(
         const onFrame = (values: Float32Array) => (transform ? warpToOriginal({ width: size, height: size, data: values }, transform, entry.located.frame) : values);
         const plane = (name: string) => quantizePlane(`clip.${name}`, onFrame(merged.maps[name]!), size, size, ranges[name] ?? defaultRange(name));
         const clipPlanes = [{ ...maskPlane(onFrame(merged.maps.mean_prob!), size, size), name: 'clip.mask' }, plane('fused'), ...planes.map(plane)];
-        const imagePlanes = entry.image ? [{ ...entry.image, data: transform ? warpToOriginal(entry.image, transform, entry.located.frame) : entry.image.data }] : [];
-        const base: FrameResult = entry.result ?? { frame, planes: imagePlanes, timings: {} };
-        const clipTimings = Object.fromEntries(Object.entries(merged.timings).map(([stage, ms]) => [`clip.${stage}`, ms]));
-        const result = { ...base, planes: [...base.planes, ...clipPlanes], clipOod: merged.ood, timings: { ...base.timings, ...clipTimings } };
-        return [...earlier, placeResult(result, entry.located)];
+        const seen = entry.seen && { ...entry.seen, data: transform ? warpToOriginal(entry.seen, transform, entry.located.frame) : entry.seen.data };
+        const imagePlanes = [entry.image ?? seen].filter((plane): plane is Plane => plane !== undefined);
+        const timings = Object.fromEntries(Object.entries(merged.timings).map(([stage, ms]) => [`clip.${stage}`, ms]));
+        const placed = placeResult({ frame, path: 'clip', planes: [...imagePlanes, ...clipPlanes], clipOod: merged.ood, timings }, entry.located);
+        // With the frame path, the frame's 2D result already reported the region's timing.
+        return [analyse ? { ...placed, timings } : placed];
       };
-      return located$.pipe(
+      const clipResults$ = located$.pipe(
         tap((located: LocatedFrame) => inFlight.set(located.frame.index, { located })),
         map((located) => located.frame),
         align,
@@ -309,9 +326,10 @@ function clipPathStages(
         }),
         windowClips(step, { length, stride, end: 'shift', live, onDrop: (drop) => drop.kind === 'frame' && onDrop() }, (window) => of(window).pipe(analyseWindow)),
         mergeClipFrames(),
-        concatMap(toResults),
-        (results: Observable<FrameResult>) => concat(results, defer(() => flushBefore(Infinity))),
+        concatMap(toResult),
+        finalize(() => frameResults.complete()),
       );
+      return merge(frameResults, clipResults$);
     });
   return { stages, lookahead: length + stride + DEFAULT_LOOKAHEAD };
 }

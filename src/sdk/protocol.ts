@@ -26,6 +26,7 @@ export function encodeFrameMessage(result: FrameResult, seq: number, streams?: R
     type: 'frame',
     seq,
     frame: result.frame,
+    path: result.path ?? 'frame',
     planes: descriptors,
     ...(result.ood ? { ood: result.ood } : {}),
     ...(result.clipOod ? { clipOod: result.clipOod } : {}),

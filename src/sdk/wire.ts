@@ -21,6 +21,8 @@ export interface FrameHeader {
   type: 'frame';
   seq: number;
   frame: Omit<Frame, 'data'>;
+  /** Which path's result: `frame` (2D) or `clip` (a frame's clip result, its own message, after the frame's 2D one). */
+  path: 'frame' | 'clip';
   planes: PlaneDescriptor[];
   ood?: OodScore;
   clipOod?: ClipOodScore;

@@ -1,7 +1,8 @@
 // The overlay viewer: connects to the SDK's WebSocket (docs/protocol.md) and draws, over the frame the model saw,
 // the head contour (`mask`), the fused uncertainty as a heat map (`fused`), the OOD state, live stats and the source
 // state. Reconnects by itself with backoff and resumes from the last `seq` it saw (`?since=`). `?path=clip` shows the
-// clip path instead (`clip.mask`, `clip.fused`, the window OOD score and clip alerts).
+// clip path instead (`clip.mask`, `clip.fused`, the window OOD score and clip alerts): its results are messages of
+// their own (`path: "clip"`), each with the image of its frame; the other path's messages are skipped.
 // Plain browser JavaScript, no dependencies: the SDK's HTTP server serves this file as it is.
 
 const PATH = new URLSearchParams(location.search).get('path') === 'clip' ? 'clip' : 'frame';
@@ -124,6 +125,7 @@ let pending = null;
 function onFrame(buffer) {
   const frame = decodeFrame(buffer);
   noteSeq(frame.header.seq);
+  if ((frame.header.path ?? 'frame') !== PATH) return; // the other path's result (e.g. the 2D one of a frame)
   state.framesReceived += 1;
   showOod(PATH === 'clip' ? frame.header.clipOod : frame.header.ood);
   if (!frame.planes.image) return; // before our subscription took effect

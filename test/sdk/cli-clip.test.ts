@@ -56,6 +56,10 @@ if (shippedPackagePresent('serve and replay with --paths frame,clip (the clip he
       });
       assert.is(run.status, 0, run.stderr);
       const lines = (await readFile(join(out, 'results.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line));
+      assert.match(run.stderr, new RegExp(`${FRAMES}/${FRAMES} frames`), 'progress counts frames, not result items');
+      // Each frame: its 2D line, then (later) its clip line.
+      assert.equal(lines.filter((line) => line.path === 'frame').map((line) => line.frame.index), [...Array(FRAMES).keys()]);
+      assert.equal(lines.filter((line) => line.path === 'clip').map((line) => line.frame.index), [...Array(FRAMES).keys()]);
       const byFrame = planesByFrame(lines);
       assert.equal([...byFrame.keys()].sort((a, b) => a - b), [...Array(FRAMES).keys()]);
       for (const [index, names] of byFrame) assert.equal([...names].sort(), [...frameMaps, ...CLIP_MAPS].sort(), `frame ${index}`);
@@ -80,6 +84,10 @@ if (shippedPackagePresent('serve and replay with --paths frame,clip (the clip he
       // Two windows' worth: the looped recording keeps going past the first.
       await client.until(() => client.frames().filter((frame) => frame.planes.some((plane) => plane.name === 'clip.mask')).length >= FRAMES, 120_000);
       assert.equal([...names()].sort(), [...frameMaps, ...CLIP_MAPS].sort());
+      for (const frame of client.frames()) {
+        const expected = frame.header.path === 'clip' ? CLIP_MAPS : frameMaps;
+        assert.equal(frame.planes.map((plane) => plane.name), expected, 'one path per message');
+      }
       assert.is(child.exitCode, null, `serve still running: ${stderr}`);
       child.kill('SIGINT');
       assert.is(await exited, 130, stderr);

@@ -29,7 +29,7 @@ test.after(() => rm(dir, { recursive: true, force: true }));
 
 const planeNames = (result: FrameResult) => result.planes.map((plane) => plane.name);
 
-test('both paths: every frame once, in order, with its 2D planes, its clip planes and the score of its last window', async () => {
+test('both paths: every frame\'s 2D result at once and its clip result as an item of its own, each path in frame order', async () => {
   const pipeline = await createPipeline({
     source: video,
     modelPath: SHIPPED_PACKAGE,
@@ -46,20 +46,32 @@ test('both paths: every frame once, in order, with its 2D planes, its clip plane
   pipeline.alerts$.subscribe((alert) => alerts.push(alert));
   const results = await lastValueFrom(pipeline.results$.pipe(toArray()));
   await pipeline.close();
-  assert.equal(results.map((r) => r.frame.index), [...Array(FRAMES).keys()]);
-  for (const result of results) {
-    assert.equal(planeNames(result), ['mask', 'fused', 'clip.mask', 'clip.fused', 'clip.laplace.mutual_information']);
-    const mask = result.planes[2]!;
+  const twoD = results.filter((r) => r.path !== 'clip');
+  const clipResults = results.filter((r) => r.path === 'clip');
+  assert.equal(twoD.map((r) => r.frame.index), [...Array(FRAMES).keys()]);
+  assert.equal(clipResults.map((r) => r.frame.index), [...Array(FRAMES).keys()]);
+  for (const result of twoD) {
+    assert.equal(planeNames(result), ['mask', 'fused']);
+    assert.ok(result.ood && !result.clipOod, 'the 2D score only');
+  }
+  for (const result of clipResults) {
+    assert.equal(planeNames(result), ['clip.mask', 'clip.fused', 'clip.laplace.mutual_information']);
+    const mask = result.planes[0]!;
     assert.equal([mask.width, mask.height], [clip.outputSize, clip.outputSize]);
     assert.ok(mask.data.every((q) => q === 0 || q === 1), 'clip.mask holds class indices');
-    assert.ok(result.ood && result.clipOod, 'both scores');
+    assert.ok(result.clipOod && !result.ood, 'the window score only');
     assert.is(result.clipOod.map, clip.ood.map);
   }
+  // The first clip result needs the window [0, 16): every 2D result of its frames came before it, not with it.
+  const firstClip = results.findIndex((r) => r.path === 'clip');
+  assert.ok(results.slice(0, firstClip).filter((r) => r.path !== 'clip').length >= 16, 'the 2D results of the first window were delivered before its clip results');
   // Windows of 16 every 8 frames; the stream's end shifts the last one back to [4, 20).
-  const windows = results.map((r) => `${r.clipOod!.window.first}-${r.clipOod!.window.last}`);
+  const windows = clipResults.map((r) => `${r.clipOod!.window.first}-${r.clipOod!.window.last}`);
   assert.equal(windows, [...Array(4).fill('0-15'), ...Array(16).fill('4-19')]);
   assert.ok(alerts.every((alert) => alert.path === 'frame' || alert.path === 'clip'));
-  assert.is(pipeline.stats.snapshot().dropped, 0);
+  const stats = pipeline.stats.snapshot();
+  assert.equal([stats.framesOut, stats.dropped], [FRAMES, 0], 'frames out counts the frame path\'s results');
+  assert.is(stats.latency['clip.total']?.count, FRAMES, 'the clip results\' latency apart');
 });
 
 test('the clip path alone, aligned: only clip planes (and the image asked for), mapped back onto each frame', async () => {
@@ -77,6 +89,7 @@ test('the clip path alone, aligned: only clip planes (and the image asked for), 
   assert.equal(results.map((r) => r.frame.index), [...Array(FRAMES).keys()]);
   for (const result of results) {
     assert.equal(planeNames(result), ['image', 'clip.mask', 'clip.fused']);
+    assert.is(result.path, 'clip');
     assert.is(result.ood, undefined, 'no 2D score without the frame path');
   }
 });

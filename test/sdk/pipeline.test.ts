@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { firstValueFrom, lastValueFrom, map, toArray } from 'rxjs';
+import { firstValueFrom, lastValueFrom, map, takeWhile, toArray } from 'rxjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { greyResizer } from '../../src/operators/encodeFrames.js';
@@ -16,6 +16,7 @@ import type { FrameResult } from '../../src/runtime/types/results.js';
 import type { TextMessage } from '../../src/sdk/wire.js';
 import { freePort, startStreamer, stopStreamer } from '../helpers/loopback-stream.js';
 import { writeScannerScreenVideo } from '../helpers/scanner-video.js';
+import { SHIPPED_PACKAGE, shippedPackagePresent } from '../helpers/shipped-package.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 import { RecordingClient } from '../helpers/ws-client.js';
 
@@ -46,6 +47,22 @@ test('live: keeps only the newest frame while busy; every frame is either proces
   assert.is(stats.framesOut + stats.dropped, FRAMES);
   assert.is(indices.at(-1), FRAMES - 1, 'the newest frame is processed when the source ends');
 });
+
+if (shippedPackagePresent('live with both paths (the clip heads)')) {
+  test('live with both paths: 2D results keep coming while a window is analysed; the clip result comes on its own', async () => {
+    const pipeline = await createPipeline({ source: SAMPLE, live: true, modelPath: SHIPPED_PACKAGE, paths: ['frame', 'clip'], image: true });
+    // Up to the first clip result: the first window's analysis (seconds at the package's clip sampling) is under way meanwhile.
+    const results = await lastValueFrom(pipeline.results$.pipe(takeWhile((result) => result.path !== 'clip', true), toArray()));
+    await pipeline.close();
+    const clip = results.at(-1)!;
+    assert.is(clip.path, 'clip');
+    assert.equal(clip.planes.map((plane) => plane.name), ['image', 'clip.mask', 'clip.fused']);
+    const twoD = results.filter((result) => result.path !== 'clip');
+    assert.ok(twoD.every((result) => result.planes.every((plane) => !plane.name.startsWith('clip.'))), '2D results carry no clip planes');
+    const after = twoD.filter((result) => result.frame.index > clip.clipOod!.window.last);
+    assert.ok(after.length > 0, `2D results of frames after the first window (${clip.clipOod!.window.first}..${clip.clipOod!.window.last}) came before its clip result`);
+  });
+}
 
 test('replay: processes every frame in order; the image plane is the frame the model saw', async () => {
   const pipeline = await createPipeline({ source: SAMPLE, modelPath: TINY_PACKAGE, video: { width: 160 }, pool: { threadsPerWorker: 1 }, image: true });

@@ -28,6 +28,14 @@ test('a frame message decodes to the header and planes it was encoded from', () 
   );
 });
 
+test('the header names the path: frame for a 2D result (also when unnamed), clip for a clip result with its window score', () => {
+  assert.is(decodeFrameMessage(encodeFrameMessage(result, 1)).header.path, 'frame');
+  const clipOod = { score: 0.1, threshold: 0.3, map: 'fused', above: false, window: { first: 0, last: 15 } };
+  const clip: FrameResult = { frame: result.frame, path: 'clip', planes: [plane('clip.mask', (i) => i % 2)], clipOod, timings: { 'clip.heads': 900 } };
+  const header = decodeFrameMessage(encodeFrameMessage(clip, 2)).header;
+  assert.equal([header.path, header.clipOod, header.ood], ['clip', clipOod, undefined]);
+});
+
 test('the region and screen of a cropped frame travel in the header; absent ones stay absent', () => {
   const placed: FrameResult = { ...result, region: { x: 560, y: 140, width: 640, height: 480, origin: 'detected' }, screen: { width: 1920, height: 1080 } };
   const decoded = decodeFrameMessage(encodeFrameMessage(placed, 5));

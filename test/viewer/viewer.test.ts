@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { lastValueFrom, take, toArray } from 'rxjs';
+import { lastValueFrom, take, takeWhile, toArray } from 'rxjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createPipeline } from '../../src/sdk/pipeline.js';
@@ -217,19 +217,23 @@ test('the viewer draws the contour on the head, the heat map, stats and states; 
   }
 });
 
-test('?path=clip: the viewer draws the clip path (clip.mask contour, clip score) and shows only clip alerts', async () => {
+test('?path=clip: the viewer draws the clip path (clip.mask contour, clip score), skips 2D results and shows only clip alerts', async () => {
   if (!present) return;
   const pipeline = await createPipeline({
     source: SAMPLE,
     modelPath: SHIPPED_PACKAGE,
     live: false,
     image: true,
-    paths: ['clip'],
+    paths: ['frame', 'clip'],
     clip: { uncertainty: { m: 1, n: 1, k: 1 } },
     pool: { threadsPerWorker: 1 },
   });
-  const results: FrameResult[] = await lastValueFrom(pipeline.results$.pipe(take(FRAMES), toArray()));
+  let clipResults = 0;
+  const both: FrameResult[] = await lastValueFrom(pipeline.results$.pipe(takeWhile((result) => (clipResults += result.path === 'clip' ? 1 : 0) < FRAMES, true), toArray()));
   await pipeline.close();
+  const results = both.filter((result) => result.path === 'clip');
+  const twoD = both.filter((result) => result.path !== 'clip');
+  assert.ok(results.every((result) => result.planes.some((plane) => plane.name === 'image')), 'a clip result carries its frame\'s image');
   const server = await ResultServer.listen({ port: 0, model: modelInfo(pipeline.model.manifest), streams: pipeline.streams });
   const probe = await RecordingClient.connect(`${server.url}?streams=clip.mask`);
   const browser = await launchViewer(`${server.viewerUrl}?path=clip`);
@@ -241,6 +245,10 @@ test('?path=clip: the viewer draws the clip path (clip.mask contour, clip score)
     await probe.until(() => probe.frames().length === FRAMES);
     const last = probe.frames().at(-1)!;
     await until('the last frame on screen', () => viewerState(page), (s) => s.drawn?.seq === last.header.seq);
+    // 2D results (with an image, no clip planes) reach this subscriber too; the clip view does not draw them.
+    for (const result of twoD) server.publishFrame(result);
+    await until('the 2D results received', () => viewerState(page), (s) => s.lastSeq > last.header.seq + twoD.length - 1);
+    assert.is((await viewerState(page)).drawn?.seq, last.header.seq, 'still the last clip result on screen');
     const contour = checkContour(decodePng(await page.locator('#overlay').screenshot()), last.planes.find((plane) => plane.name === 'clip.mask')!);
     assert.ok(contour.contourPixels > 100, `${contour.contourPixels} contour pixels drawn`);
     assert.ok(contour.onBoundary > 0.95, `${(contour.onBoundary * 100).toFixed(1)}% of contour pixels on the clip mask's boundary`);

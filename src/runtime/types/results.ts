@@ -30,13 +30,18 @@ export interface ClipOodScore extends OodScore {
   window: { first: number; last: number };
 }
 
-/** Everything the pipeline produced for one frame. */
+/** What one analysis path produced for one frame. */
 export interface FrameResult {
   frame: Omit<Frame, 'data'>;
-  /** `mask` first (class indices), then `fused` and any per-path maps requested. */
+  /**
+   * Which path: `frame` (2D heads; also when absent) or `clip`. A frame's clip result is an item of its own,
+   * delivered when the last window containing the frame is done, after the frame's 2D result.
+   */
+  path?: 'frame' | 'clip';
+  /** `mask` first (class indices), then `fused` and any per-path maps requested; on the clip path `clip.*`. */
   planes: Plane[];
   ood?: OodScore;
-  /** With the clip path: the OOD score of the window the clip planes (`clip.*`) came from. */
+  /** On the clip path: the OOD score of the last window containing the frame. */
   clipOod?: ClipOodScore;
   timings: StageTimings;
   /**

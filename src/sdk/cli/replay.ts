@@ -14,7 +14,7 @@ import { replayReport } from '../../report/replay.js';
 import { countFrames, type FrameSelection } from '../../report/sources.js';
 import { LfusionError, type LfusionErrorCode } from '../../runtime/errors.js';
 import type { FrameResult, Plane } from '../../runtime/types/results.js';
-import { createPipeline } from '../pipeline.js';
+import { countedPath, createPipeline } from '../pipeline.js';
 import { integerOption, pipelineOptions, providerOption, sampleCounts, usageError, type CliValues } from './args.js';
 import { once, untilSignalled } from './shutdown.js';
 
@@ -115,8 +115,9 @@ export async function replay(video: string, values: CliValues): Promise<number> 
       }),
     );
     const { region, screen, ood, clipOod } = result;
-    lines.write(`${JSON.stringify({ frame: result.frame, planes, ...(ood ? { ood } : {}), ...(clipOod ? { clipOod } : {}), ...(region ? { region, screen } : {}), timings: result.timings })}\n`);
-    progress.tick();
+    const path = result.path ?? 'frame';
+    lines.write(`${JSON.stringify({ frame: result.frame, path, planes, ...(ood ? { ood } : {}), ...(clipOod ? { clipOod } : {}), ...(region ? { region, screen } : {}), timings: result.timings })}\n`);
+    if (path === countedPath(pipeline.paths)) progress.tick();
   };
   let subscription: Subscription | undefined;
   let writing = Promise.resolve();
