@@ -16,6 +16,11 @@ export interface InferencePoolOptions {
   executionProvider?: ExecutionProvider;
   /** ONNX Runtime intra-op threads per session. Default: the runtime's choice (all physical cores). */
   threadsPerWorker?: number;
+  /**
+   * Let idle intra-op threads spin-wait for work (ONNX Runtime's default). Default false: they sleep, which on
+   * cores shared with the decoder, the main thread and other workers made the heads and measures faster (docs/decisions.md).
+   */
+  spinWait?: boolean;
   /** Graphs to open. Default: every graph of the package. */
   graphs?: readonly string[];
   /** Receives the provider fallback message (once per pool). Default `console.warn`. */
@@ -99,6 +104,7 @@ export class InferencePool {
       graphs,
       executionProvider: options.executionProvider ?? 'cpu',
       ...(options.threadsPerWorker === undefined ? {} : { threads: options.threadsPerWorker }),
+      spinWait: options.spinWait ?? false,
     };
     const started = await Promise.allSettled(Array.from({ length: workers }, () => startWorker(data)));
     const failure = started.find((result) => result.status === 'rejected');

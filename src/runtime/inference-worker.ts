@@ -31,6 +31,7 @@ async function createSession(file: string, provider: ExecutionProvider): Promise
   return ort.InferenceSession.create(file, {
     executionProviders: [provider],
     ...(config.threads === undefined ? {} : { intraOpNumThreads: config.threads, interOpNumThreads: 1 }),
+    extra: { session: { intra_op: { allow_spinning: config.spinWait ? '1' : '0' } } },
   });
 }
 
