@@ -26,6 +26,13 @@ test('runs the encoder in a worker and transfers the feed buffer', async () => {
   await pool.close();
 });
 
+test('ONNX Runtime takes both spinWait settings (a session option of every graph), with the same outputs', async () => {
+  const [spinning, sleeping] = await Promise.all([openPool({ spinWait: true, threadsPerWorker: 2 }), openPool({ spinWait: false, threadsPerWorker: 2 })]);
+  const [a, b] = await Promise.all([spinning.run('encoder', { image: image(0.5) }), sleeping.run('encoder', { image: image(0.5) })]);
+  assert.equal(Array.from(a.features!.data), Array.from(b.features!.data));
+  await Promise.all([spinning.close(), sleeping.close()]);
+});
+
 test('runs tasks queued beyond the worker count, in order of submission', async () => {
   const pool = await openPool({ workers: 2 });
   const results = await Promise.all([0, 0.5, 1, 0.5].map((value) => pool.run('encoder', { image: image(value) })));
