@@ -19,10 +19,11 @@ export const USAGE = `usage:
       viewer at http://<host>:<port>/viewer/.
   lfusion replay <video | folder of videos | folder of images> --report <dir> [--model <dir>] [--provider ...]
                 [--m 10 --n 4 --k 10 --seed 0] [--frames a:b | --max-frames N] [--pixel-spacing mm | x,y]
-                [--ground-truth <HC18 folder or CSV>] [--mask-video <file>] [--thumbnails 8]
+                [--ground-truth <HC18 folder or CSV>] [--mask-video <file>] [--thumbnails 8] [--mask ellipse|pixels]
       QA report (docs/qa-replay.md): runs the uncertainty chain on every frame and writes <dir>/report.html
       (offline), frames.csv, frames.jsonl, alerts.jsonl, labels/*.png (source resolution) and run.json.
-      Ctrl-C stops and still writes the report, marked partial.
+      Ctrl-C stops and still writes the report, marked partial. --mask: the label maps written and scored,
+      the head biometry's ellipse (default) or the thresholded pixels.
   lfusion replay <video> --out <dir> [--model <dir>] [--uncertainty [--planes <maps>] [--m --n --k --seed]]
                 [--paths frame|clip|frame,clip [--clip-stride 8] [--clip-align]] [--region auto|x,y,w,h]
                 [--provider cpu|cuda|webgpu]
@@ -52,6 +53,7 @@ const OPTIONS = {
   'pixel-spacing': { type: 'string' },
   'ground-truth': { type: 'string' },
   'mask-video': { type: 'string' },
+  mask: { type: 'string' },
   thumbnails: { type: 'string' },
   provider: { type: 'string' },
   uncertainty: { type: 'boolean' },

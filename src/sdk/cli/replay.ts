@@ -45,6 +45,12 @@ function pixelSpacing(values: CliValues): Spacing | undefined {
   return { x: parts[0]!, y: parts[1] ?? parts[0]! };
 }
 
+/** `--mask ellipse|pixels`. */
+function maskOption(text: string): 'ellipse' | 'pixels' {
+  if (text !== 'ellipse' && text !== 'pixels') throw usageError(`--mask must be ellipse or pixels, got ${text}`);
+  return text;
+}
+
 /** `replay --report`: the QA report (src/report). Ctrl-C stops the run; the report is still written, marked partial. */
 async function replayWithReport(source: string, values: CliValues): Promise<number> {
   for (const flag of ['uncertainty', 'planes', 'region', 'no-region'] as const) {
@@ -66,6 +72,7 @@ async function replayWithReport(source: string, values: CliValues): Promise<numb
     ...(spacing ? { pixelSpacing: spacing } : {}),
     ...(values['ground-truth'] ? { groundTruth: values['ground-truth'] } : {}),
     ...(values['mask-video'] ? { maskVideo: values['mask-video'] } : {}),
+    ...(values.mask ? { mask: maskOption(values.mask) } : {}),
     command: ['lfusion', ...process.argv.slice(2)],
     signal: abort.signal,
   });
@@ -95,7 +102,7 @@ export async function replay(video: string, values: CliValues): Promise<number> 
     return replayWithReport(video, values);
   }
   if (!values.out) throw usageError('replay needs --out <dir> (frames only) or --report <dir> (QA report)');
-  for (const flag of ['frames', 'max-frames', 'pixel-spacing', 'ground-truth', 'mask-video', 'thumbnails'] as const) {
+  for (const flag of ['frames', 'max-frames', 'pixel-spacing', 'ground-truth', 'mask-video', 'thumbnails', 'mask'] as const) {
     if (values[flag] !== undefined) throw usageError(`--${flag} needs --report`);
   }
   const out = values.out;
