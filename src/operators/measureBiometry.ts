@@ -37,6 +37,9 @@ export interface BiometryOptions {
   intervalScale?: number;
 }
 
+/** What the operator reads of the manifest: the model's input size and the interval calibration. */
+export type BiometryManifestPart = { input: { width: number; height: number } } & Pick<ModelManifest, 'biometry'>;
+
 /** Head samples with the frame's biometry (status `ood` is decided later, from the OOD score). */
 export type BiometrySamples = HeadSamples & { biometry: Biometry };
 
@@ -44,6 +47,8 @@ export type BiometrySamples = HeadSamples & { biometry: Biometry };
 const MIN_AREA_FRACTION = 0.004;
 /** Crossings this close (model pixels) to the image border are left out. */
 const BORDER_MARGIN = 2;
+/** Heads have BPD/OFD well above this. */
+const MIN_AXIS_RATIO = 0.4;
 /** Angular bins of the boundary coverage in the head-likeness score. */
 const COVERAGE_BINS = 36;
 
@@ -91,8 +96,9 @@ export function headEllipse(candidates: readonly HeadCandidate[], frame: { width
     const fit = fitEllipse(candidate.points);
     if (!fit) continue;
     const { ellipse } = fit;
-    // An ellipse many times the frame is a fit to a nearly straight boundary, not a head.
-    if (ellipse.a > 2 * Math.hypot(frame.width, frame.height)) continue;
+    // An ellipse many times the frame is a fit to a nearly straight boundary, and a thin one is a line or a
+    // limb: neither is a head (cephalic index BPD/OFD is about 0.7-0.85).
+    if (ellipse.a > 2 * Math.hypot(frame.width, frame.height) || ellipse.b < MIN_AXIS_RATIO * ellipse.a) continue;
     const score = headLikeness(candidate, fit) * (reference ? agreement(ellipse, reference) : 1);
     if (score > bestScore) [best, bestScore] = [{ fit, visible: visibleFraction(ellipse, frame.width, frame.height) }, score];
   }
@@ -135,7 +141,7 @@ function measuresOf(ellipses: readonly Ellipse[], samples: number, scale: number
 }
 
 /** Validated options with their defaults. */
-function settings(manifest: Pick<ModelManifest, 'biometry'>, options: BiometryOptions) {
+function settings(manifest: BiometryManifestPart, options: BiometryOptions) {
   const resolved = {
     maxHcWidthMm: options.maxHcWidthMm ?? 15,
     maxHcWidthFraction: options.maxHcWidthFraction ?? 0.1,
@@ -260,7 +266,7 @@ export function withOod(biometry: Biometry, ood: OodScore | undefined): Biometry
  * @example
  * samples$.pipe(measureBiometry(manifest, { pixelSpacing: { x: 0.15, y: 0.15 } })).subscribe((s) => console.log(s.biometry.pooled?.hc));
  */
-export function measureBiometry(manifest: Pick<ModelManifest, 'input' | 'biometry'>, options: BiometryOptions = {}): OperatorFunction<HeadSamples, BiometrySamples> {
+export function measureBiometry(manifest: BiometryManifestPart, options: BiometryOptions = {}): OperatorFunction<HeadSamples, BiometrySamples> {
   const resolved = settings(manifest, options);
   const tracer = new BoundaryTracer(manifest.input.width, manifest.input.height);
   return map((samples) => {

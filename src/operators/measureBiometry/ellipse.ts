@@ -163,8 +163,8 @@ export function conicToEllipse([A, B, C, D, E, F]: Conic): Ellipse | null {
   const u = -f0 / l1;
   const v = -f0 / l2;
   if (!(u > 0 && v > 0)) return null;
-  // The eigenvector of the smaller eigenvalue (l1) is the major axis.
-  const angle = Math.abs(B) < 1e-300 && A <= C ? 0 : Math.atan2(l1 - A, B / 2);
+  // The major axis is the eigenvector of the smaller eigenvalue (l1): tan 2θ = B / (A - C), turned a quarter.
+  const angle = 0.5 * Math.atan2(-B, C - A);
   return { cx, cy, a: Math.sqrt(u), b: Math.sqrt(v), angle: normaliseAngle(angle) };
 }
 
