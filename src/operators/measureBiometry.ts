@@ -51,6 +51,8 @@ const BORDER_MARGIN = 2;
 const MIN_AXIS_RATIO = 0.4;
 /** Angular bins of the boundary coverage in the head-likeness score. */
 const COVERAGE_BINS = 36;
+/** A sample's boundary crossings count between these normalised radii of the head on the posterior mean. */
+const SAMPLE_BAND = [0.7, 1.4] as const;
 
 interface Measured {
   fit: EllipseFit;
@@ -77,30 +79,22 @@ export function headLikeness(candidate: HeadCandidate, fit: EllipseFit): number 
 }
 
 /**
- * How well an ellipse agrees with a reference one (1 identical): centre distance relative to the reference's minor
- * semi-axis, and the ratio of the areas.
+ * Whether a fitted ellipse can be a head: not many times the frame (a fit to a nearly straight boundary) and not
+ * thin (a line, a limb; heads have BPD/OFD about 0.7-0.85).
  */
-function agreement(e: Ellipse, reference: Ellipse): number {
-  const shift = Math.hypot(e.cx - reference.cx, e.cy - reference.cy) / reference.b;
-  return Math.exp(-shift * shift - Math.abs(Math.log((e.a * e.b) / (reference.a * reference.b))));
+function plausibleHead(e: Ellipse, frame: { width: number; height: number }): boolean {
+  return e.a <= 2 * Math.hypot(frame.width, frame.height) && e.b >= MIN_AXIS_RATIO * e.a;
 }
 
-/**
- * The most head-like candidate's ellipse, or null when none fits one. With a `reference` (the head found on the
- * posterior mean), head-likeness is weighed by agreement with it, so that every sample measures the same structure.
- */
-export function headEllipse(candidates: readonly HeadCandidate[], frame: { width: number; height: number }, reference?: Ellipse): Measured | null {
+/** The most head-like candidate's ellipse, or null when none fits one. */
+export function headEllipse(candidates: readonly HeadCandidate[], frame: { width: number; height: number }): Measured | null {
   let best: Measured | null = null;
   let bestScore = 0;
   for (const candidate of candidates) {
     const fit = fitEllipse(candidate.points);
-    if (!fit) continue;
-    const { ellipse } = fit;
-    // An ellipse many times the frame is a fit to a nearly straight boundary, and a thin one is a line or a
-    // limb: neither is a head (cephalic index BPD/OFD is about 0.7-0.85).
-    if (ellipse.a > 2 * Math.hypot(frame.width, frame.height) || ellipse.b < MIN_AXIS_RATIO * ellipse.a) continue;
-    const score = headLikeness(candidate, fit) * (reference ? agreement(ellipse, reference) : 1);
-    if (score > bestScore) [best, bestScore] = [{ fit, visible: visibleFraction(ellipse, frame.width, frame.height) }, score];
+    if (!fit || !plausibleHead(fit.ellipse, frame)) continue;
+    const score = headLikeness(candidate, fit);
+    if (score > bestScore) [best, bestScore] = [{ fit, visible: visibleFraction(fit.ellipse, frame.width, frame.height) }, score];
   }
   return best;
 }
@@ -199,13 +193,28 @@ function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, s: Retu
   };
   const trace: TraceFrame = frame;
   const traceOptions = { minArea: MIN_AREA_FRACTION * pixels, borderMargin: BORDER_MARGIN, logitSd };
-  // The head on the posterior mean (both paths weighing equally) is the reference each sample's choice agrees with.
+  // The head is chosen once, on the posterior mean (both paths weighing equally); each sample is then fitted
+  // on its crossings near that head, so that every sample measures the same structure and none is relabelled.
   const meanLogits = new Float32Array(pixels);
-  for (let i = 0; i < m; i++) for (let p = 0; p < pixels; p++) meanLogits[p]! += logitMean[i * pixels + p]! / (2 * m);
-  for (let i = 0; i < k; i++) for (let p = 0; p < pixels; p++) meanLogits[p]! += dropout[i * pixels + p]! / (2 * k);
+  const addMean = (rows: Float32Array, count: number) => {
+    const share = 1 / (2 * count);
+    for (let i = 0; i < count; i++) {
+      const row = rows.subarray(i * pixels, (i + 1) * pixels);
+      for (let p = 0; p < pixels; p++) meanLogits[p]! += share * row[p]!;
+    }
+  };
+  addMean(logitMean, m);
+  addMean(dropout, k);
   const reference = headEllipse(tracer.candidates(meanLogits, 0, trace, traceOptions), frame)?.fit.ellipse;
-  const fitRows = (values: Float32Array, rows: number) =>
-    Array.from({ length: rows }, (_, row) => headEllipse(tracer.candidates(values, row * pixels, trace, traceOptions), frame, reference)).filter((x): x is Measured => x !== null);
+  const fitRows = (values: Float32Array, rows: number): EllipseFit[] => {
+    if (!reference) return [];
+    const fits: EllipseFit[] = [];
+    for (let row = 0; row < rows; row++) {
+      const fit = fitEllipse(tracer.crossingsNear(values, row * pixels, trace, traceOptions, reference, SAMPLE_BAND));
+      if (fit && plausibleHead(fit.ellipse, frame)) fits.push(fit);
+    }
+    return fits;
+  };
   const laplace = fitRows(logitMean, m);
   const drop = fitRows(dropout, k);
   const all = [...laplace, ...drop];
@@ -225,9 +234,9 @@ function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, s: Retu
     ga: null,
     intervalScale: s.intervalScale,
   };
-  if (all.length === 0 || all.length < s.minFitted * (m + k)) return { ...empty, laplace: measuresOf(laplace.map((x) => inUnit(x.fit.ellipse)), m, s.intervalScale), dropout: measuresOf(drop.map((x) => inUnit(x.fit.ellipse)), k, s.intervalScale) };
-  const ellipse = medianEllipse(all.map((x) => x.fit.ellipse));
-  const pooled = measuresOf(all.map((x) => inUnit(x.fit.ellipse)), m + k, s.intervalScale)!;
+  if (all.length === 0 || all.length < s.minFitted * (m + k)) return { ...empty, laplace: measuresOf(laplace.map((x) => inUnit(x.ellipse)), m, s.intervalScale), dropout: measuresOf(drop.map((x) => inUnit(x.ellipse)), k, s.intervalScale) };
+  const ellipse = medianEllipse(all.map((x) => x.ellipse));
+  const pooled = measuresOf(all.map((x) => inUnit(x.ellipse)), m + k, s.intervalScale)!;
   const visible = visibleFraction(ellipse, frame.width, frame.height);
   const hc = pooled.hc;
   const width = hc.high - hc.low;
@@ -238,11 +247,11 @@ function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, s: Retu
     status,
     ellipse,
     ellipseMm: spacing ? ellipseInMm(ellipse, spacing) : null,
-    residual: credibleInterval(all.map((x) => x.fit.residual))!.median,
+    residual: credibleInterval(all.map((x) => x.residual))!.median,
     visible,
     pooled,
-    laplace: measuresOf(laplace.map((x) => inUnit(x.fit.ellipse)), m, s.intervalScale),
-    dropout: measuresOf(drop.map((x) => inUnit(x.fit.ellipse)), k, s.intervalScale),
+    laplace: measuresOf(laplace.map((x) => inUnit(x.ellipse)), m, s.intervalScale),
+    dropout: measuresOf(drop.map((x) => inUnit(x.ellipse)), k, s.intervalScale),
     ga,
   };
 }

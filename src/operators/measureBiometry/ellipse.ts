@@ -185,13 +185,32 @@ function sampson(conic: Conic, x: number, y: number): number {
   return value / Math.max(Math.hypot(gx, gy), 1e-300);
 }
 
-/** Median of the values whose weight is positive (`scratch` holds at least n values). */
+/** Median of the values whose weight is positive (`scratch` holds at least n values), by quickselect. */
 function medianOfWeighted(values: Float64Array, weights: Float64Array, n: number, scratch: Float64Array): number {
   let count = 0;
   for (let i = 0; i < n; i++) if (weights[i]! > 0) scratch[count++] = values[i]!;
   if (count === 0) return NaN;
-  const sorted = scratch.subarray(0, count).sort();
-  return sorted[count >> 1]!;
+  const k = count >> 1;
+  let left = 0;
+  let right = count - 1;
+  while (left < right) {
+    const pivot = scratch[(left + right) >> 1]!;
+    let i = left;
+    let j = right;
+    while (i <= j) {
+      while (scratch[i]! < pivot) i++;
+      while (scratch[j]! > pivot) j--;
+      if (i <= j) {
+        const t = scratch[i]!;
+        scratch[i++] = scratch[j]!;
+        scratch[j--] = t;
+      }
+    }
+    if (k <= j) right = j;
+    else if (k >= i) left = i;
+    else break;
+  }
+  return scratch[k]!;
 }
 
 /**
@@ -237,7 +256,14 @@ export function fitEllipse(points: WeightedPoints, options: FitOptions = {}): El
   let conic = directFit(x, y, weight, n);
   if (!conic) return null;
   for (let round = 0; round < iterations; round++) {
-    for (let i = 0; i < n; i++) distance[i] = Math.abs(sampson(conic, x[i]!, y[i]!));
+    const [A, B, C, D, E, F] = conic;
+    for (let i = 0; i < n; i++) {
+      const xi = x[i]!;
+      const yi = y[i]!;
+      const gx = 2 * A * xi + B * yi + D;
+      const gy = B * xi + 2 * C * yi + E;
+      distance[i] = Math.abs((A * xi * xi + B * xi * yi + C * yi * yi + D * xi + E * yi + F) / Math.max(Math.sqrt(gx * gx + gy * gy), 1e-300));
+    }
     const cutoff = 4.685 * Math.max(1.4826 * medianOfWeighted(distance, weight, n, scratch), minScale / scale);
     for (let i = 0; i < n; i++) {
       const u = distance[i]! / cutoff;
