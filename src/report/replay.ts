@@ -193,6 +193,7 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
     model: { name: manifest.name, path: model.path, manifestSha256, files: Object.fromEntries(Object.entries(manifest.graphs).map(([name, spec]) => [name, { file: spec.file, sha256: spec.sha256 }])) },
     sampling,
     ood: manifest.ood,
+    biometry: manifest.biometry ?? null,
     alerts: { raiseAfter: options.alerts?.raiseAfter ?? manifest.ood.raiseAfter, clearAfter: options.alerts?.clearAfter ?? manifest.ood.clearAfter },
     frames: selection,
     mask: maskMode,

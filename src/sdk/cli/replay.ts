@@ -7,7 +7,6 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Subscription } from 'rxjs';
-import type { Spacing } from '../../report/metrics.js';
 import { encodePng } from '../../report/png.js';
 import { ProgressBar } from '../../report/progress.js';
 import { replayReport } from '../../report/replay.js';
@@ -15,7 +14,7 @@ import { countFrames, type FrameSelection } from '../../report/sources.js';
 import { LfusionError, type LfusionErrorCode } from '../../runtime/errors.js';
 import type { FrameResult, Plane } from '../../runtime/types/results.js';
 import { createPipeline } from '../pipeline.js';
-import { integerOption, pipelineOptions, providerOption, sampleCounts, usageError, type CliValues } from './args.js';
+import { integerOption, pixelSpacing, pipelineOptions, providerOption, sampleCounts, usageError, type CliValues } from './args.js';
 import { once, untilSignalled } from './shutdown.js';
 
 /** The PNG of a plane: the quantised bytes, except label maps (`mask`, `clip.mask`) whose classes are scaled to 0/255 to be visible. */
@@ -34,15 +33,6 @@ function frameSelection(values: CliValues): FrameSelection | undefined {
   const end = match?.[2] ? Number(match[2]) : undefined;
   if (!match || (end !== undefined && end <= start)) throw usageError(`--frames must be a:b with a < b (either may be left out), got ${values.frames}`);
   return end === undefined ? { start } : { start, end };
-}
-
-/** `--pixel-spacing mm` (square pixels) or `x,y` (mm per pixel along x and y). */
-function pixelSpacing(values: CliValues): Spacing | undefined {
-  const text = values['pixel-spacing'];
-  if (text === undefined) return undefined;
-  const parts = text.split(',').map(Number);
-  if (parts.length > 2 || !parts.every((v) => v > 0)) throw usageError(`--pixel-spacing must be mm per pixel, or x,y, got ${text}`);
-  return { x: parts[0]!, y: parts[1] ?? parts[0]! };
 }
 
 /** `--mask ellipse|pixels`. */
@@ -102,7 +92,7 @@ export async function replay(video: string, values: CliValues): Promise<number> 
     return replayWithReport(video, values);
   }
   if (!values.out) throw usageError('replay needs --out <dir> (frames only) or --report <dir> (QA report)');
-  for (const flag of ['frames', 'max-frames', 'pixel-spacing', 'ground-truth', 'mask-video', 'thumbnails', 'mask'] as const) {
+  for (const flag of ['frames', 'max-frames', 'ground-truth', 'mask-video', 'thumbnails', 'mask'] as const) {
     if (values[flag] !== undefined) throw usageError(`--${flag} needs --report`);
   }
   const out = values.out;
@@ -121,8 +111,8 @@ export async function replay(video: string, values: CliValues): Promise<number> 
         return { name: plane.name, file, width: plane.width, height: plane.height, min: image.min, scale: image.scale };
       }),
     );
-    const { region, screen, ood, clipOod } = result;
-    lines.write(`${JSON.stringify({ frame: result.frame, planes, ...(ood ? { ood } : {}), ...(clipOod ? { clipOod } : {}), ...(region ? { region, screen } : {}), timings: result.timings })}\n`);
+    const { region, screen, ood, clipOod, biometry } = result;
+    lines.write(`${JSON.stringify({ frame: result.frame, planes, ...(ood ? { ood } : {}), ...(clipOod ? { clipOod } : {}), ...(biometry ? { biometry } : {}), ...(region ? { region, screen } : {}), timings: result.timings })}\n`);
     progress.tick();
   };
   let subscription: Subscription | undefined;
