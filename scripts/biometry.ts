@@ -111,6 +111,22 @@ function mean(values: readonly number[]): number {
   return values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN;
 }
 
+/**
+ * The manifest text with its `biometry` section set and every other byte unchanged (the Python exporter's number
+ * formatting included): the section is kept as the manifest's last key, replaced or appended.
+ */
+export function withBiometrySection(text: string, section: unknown): string {
+  const parsed = JSON.parse(text) as Record<string, unknown>;
+  const body = JSON.stringify(section, null, 1).replaceAll('\n', '\n ');
+  const marker = ',\n "biometry": ';
+  const at = text.lastIndexOf(marker);
+  if ('biometry' in parsed && (at < 0 || Object.keys(parsed).at(-1) !== 'biometry')) throw new Error('the manifest\'s biometry section is not its last key: patch it by hand');
+  const head = 'biometry' in parsed ? text.slice(0, at) : text.slice(0, text.lastIndexOf('}')).trimEnd();
+  const next = `${head}${marker}${body}\n}\n`;
+  JSON.parse(next); // still valid JSON
+  return next;
+}
+
 async function calibrate(): Promise<void> {
   const split = values.split ?? 'val';
   const { records, appliedScale } = await readRecords(await reportOf(split));
@@ -120,8 +136,7 @@ async function calibrate(): Promise<void> {
   const raw = scaled(cases, 1);
   const calibrated = scaled(cases, scale);
   const manifestPath = join(values.package!, 'manifest.json');
-  const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as Record<string, unknown>;
-  manifest.biometry = {
+  const section = {
     intervalScale: Number(scale.toFixed(4)),
     calibration: {
       method: 'split conformal: smallest scale of the raw 95% posterior HC intervals (about their median) covering ceil(0.95 (N + 1)) of N validation scans',
@@ -135,8 +150,8 @@ async function calibrate(): Promise<void> {
       sampleCounts: { m: values.m ? Number(values.m) : 'manifest', n: values.n ? Number(values.n) : 'manifest', k: values.k ? Number(values.k) : 'manifest' },
     },
   };
-  await writeFile(manifestPath, `${JSON.stringify(manifest, null, 1)}\n`);
-  console.log(JSON.stringify(manifest.biometry, null, 1));
+  await writeFile(manifestPath, withBiometrySection(await readFile(manifestPath, 'utf8'), section));
+  console.log(JSON.stringify(section, null, 1));
 }
 
 const fmt = (value: number, digits = 2) => (Number.isFinite(value) ? value.toFixed(digits) : value === Infinity ? 'inf' : 'n/a');
