@@ -249,13 +249,14 @@ plot('plot-ood', 'OOD score', [
   { values: data.threshold, options: { label: 'threshold', stroke: '#c0392b', dash: [6, 4] } },
 ], 'score');
 plot('plot-uncertainty', 'Mean fused uncertainty', [{ values: data.uncertainty, options: { label: 'mean uncertainty', stroke: '#7fb3ff', width: 1.5 } }], 'uncertainty');
+// The biometry's interval band first, so that the label map's HC (often the same ellipse) is drawn over it.
 plot('plot-hc', 'Head circumference (mm)', [
-  { values: data.hc, options: { label: 'HC of the label map (mm)', stroke: '#00d26a', width: 1.5 } },
-  { values: data.hcTrue, options: { label: 'HC reference (mm)', stroke: '#d8dde3', dash: [4, 3] } },
   { values: data.hcFit, options: { label: 'HC biometry, posterior median (mm)', stroke: '#00e5ff', width: 1.5 } },
   { values: data.hcLow, options: { label: '95% interval low', stroke: 'rgba(0,229,255,0.4)' } },
   { values: data.hcHigh, options: { label: '95% interval high', stroke: 'rgba(0,229,255,0.4)' } },
-], 'mm', [{ series: [5, 4], fill: 'rgba(0,229,255,0.15)' }]);
+  { values: data.hcTrue, options: { label: 'HC reference (mm)', stroke: '#d8dde3', dash: [4, 3] } },
+  { values: data.hc, options: { label: 'HC of the label map (mm)', stroke: '#00d26a', width: 1.5 } },
+], 'mm', [{ series: [3, 2], fill: 'rgba(0,229,255,0.15)' }]);
 plot('plot-truth', 'Agreement with ground truth', [
   { values: data.dice, options: { label: 'Dice', stroke: '#00d26a', scale: 'dice' } },
   { values: data.hausdorff, options: { label: 'Hausdorff (mm)', stroke: '#ffb347', scale: 'mm' } },
