@@ -99,7 +99,10 @@ export function headEllipse(candidates: readonly HeadCandidate[], frame: { width
   return best;
 }
 
-/** Semi-axes scaled to mm (the axes' directions matter for anisotropic pixels). */
+/**
+ * The ellipse in mm. Exact for square pixels; for anisotropic ones each axis is scaled along its own direction, which
+ * is exact for axis-aligned ellipses and a first-order approximation for rotated ones.
+ */
 function ellipseInMm(e: Ellipse, spacing: { x: number; y: number }): Ellipse {
   if (spacing.x === spacing.y) return { cx: e.cx * spacing.x, cy: e.cy * spacing.y, a: e.a * spacing.x, b: e.b * spacing.x, angle: e.angle };
   const c = Math.cos(e.angle);
