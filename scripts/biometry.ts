@@ -227,7 +227,7 @@ async function results(): Promise<void> {
       lines.push(`| calibrated, status ok only | ${ok.length} | ${fmt(100 * okCalibrated.coverage, 1)}% | ${fmt(okCalibrated.meanWidth, 1)} | ${fmt(okCalibrated.medianWidth, 1)} |`);
     }
   }
-  lines.push('', `Regenerate: \`node --import tsx scripts/biometry.ts results --split test\` (report: ${report}).`, END);
+  lines.push('', 'Regenerate: `make -C models biometry-results` (replays the test scans), or `node --import tsx scripts/biometry.ts results --split test --report <an existing replay report of them>`.', END);
   const docs = values.docs!;
   const previous = existsSync(docs) ? await readFile(docs, 'utf8') : '';
   const section = lines.join('\n');
