@@ -30,7 +30,7 @@ export const SAMPLE_COUNTS: readonly SampleCounts[] = [
 const STAGES = ['encoder', 'heads', 'measures', 'fuse', 'ood', 'planes'];
 
 /** The package's in-distribution reference image back in 8-bit grey, as a source frame. */
-async function referenceFrame(model: ModelPackage): Promise<Frame> {
+export async function referenceFrame(model: ModelPackage): Promise<Frame> {
   const { cases } = await loadReferenceVectors(model.path);
   const image = cases[0]!.arrays.image!.data;
   const { mean, std } = model.manifest.input.normalization;

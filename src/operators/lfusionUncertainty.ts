@@ -3,6 +3,7 @@
  */
 import { concatMap, map, of, type OperatorFunction } from 'rxjs';
 import { fuseUncertainty, type FuseOptions } from './fuseUncertainty.js';
+import { measureBiometry, withOod, type BiometryOptions } from './measureBiometry.js';
 import { checkMapName, measureUncertainty, selectMap } from './measureUncertainty.js';
 import { sampleHeads, type SampleOptions } from './sampleHeads.js';
 import { scoreOod, type OodOptions } from './scoreOod.js';
@@ -10,6 +11,7 @@ import { LfusionError } from '../runtime/errors.js';
 import { defaultRange, maskPlane, quantizePlane, type QuantizeRange } from '../runtime/quantize.js';
 import type { EncodedFrame } from '../runtime/types/frames.js';
 import type { GraphRunner } from '../runtime/types/inference.js';
+import type { Biometry } from '../runtime/types/biometry.js';
 import type { ModelManifest } from '../runtime/types/model.js';
 import type { FrameResult } from '../runtime/types/results.js';
 import type { ScoredFrame } from '../runtime/types/uncertainty.js';
@@ -23,6 +25,8 @@ export interface UncertaintyOptions extends SampleOptions {
   planes?: readonly string[];
   /** Quantisation range per plane name, overriding {@link defaultRange}. */
   ranges?: Readonly<Record<string, QuantizeRange>>;
+  /** Head biometry on every frame (`measureBiometry`): `true` for the defaults, or its options. Default off. */
+  biometry?: boolean | BiometryOptions;
 }
 
 /**
@@ -34,6 +38,7 @@ export function toFrameResult(
   size: { width: number; height: number },
   planes: readonly string[] = [],
   ranges: Readonly<Record<string, QuantizeRange>> = {},
+  biometry?: Biometry,
 ): FrameResult {
   const started = performance.now();
   const { data: _pixels, ...frame } = scored.frame;
@@ -43,6 +48,7 @@ export function toFrameResult(
     frame,
     planes: [maskPlane(scored.meanProb, width, height), plane('fused'), ...planes.map(plane)],
     ood: scored.ood,
+    ...(biometry ? { biometry: withOod(biometry, scored.ood) } : {}),
     timings: { ...scored.timings, planes: performance.now() - started },
   };
 }
@@ -74,7 +80,16 @@ export function lfusionUncertainty(pool: GraphRunner, manifest: ModelManifest, o
   const measure = measureUncertainty(pool, manifest);
   const fuse = fuseUncertainty(manifest, options.fusion);
   const score = scoreOod(manifest, options.ood);
+  const biometry = options.biometry ? measureBiometry(manifest, options.biometry === true ? {} : options.biometry) : undefined;
+  if (!biometry) {
+    return concatMap((encoded) => of(encoded).pipe(sample, measure, fuse, score, map((scored) => toFrameResult(scored, manifest.input, planes, options.ranges))));
+  }
+  // Biometry reads the per-sample head outputs before the measures graph releases them.
   return concatMap((encoded) =>
-    of(encoded).pipe(sample, measure, fuse, score, map((scored) => toFrameResult(scored, manifest.input, planes, options.ranges))),
+    of(encoded).pipe(
+      sample,
+      biometry,
+      concatMap((samples) => of(samples).pipe(measure, fuse, score, map((scored) => toFrameResult(scored, manifest.input, planes, options.ranges, samples.biometry)))),
+    ),
   );
 }

@@ -149,11 +149,14 @@ export function renderReport(input: ReportInput): string {
     uncertainty: records.map((r) => r.meanUncertainty),
     hc: records.map((r) => finiteOrNull(r.hcMm)),
     hcTrue: records.map((r) => finiteOrNull(r.hcTrueMm)),
+    hcFit: records.map((r) => (r.biometryUnit === 'mm' ? r.hcFit : null)),
+    hcLow: records.map((r) => (r.biometryUnit === 'mm' ? r.hcLow : null)),
+    hcHigh: records.map((r) => (r.biometryUnit === 'mm' ? r.hcHigh : null)),
     dice: records.map((r) => r.dice),
     hausdorff: records.map((r) => finiteOrNull(r.hausdorffMm)),
     intervals: summary.alertIntervals,
   };
-  const hasHc = series.hc.some((v) => v !== null) || series.hcTrue.some((v) => v !== null);
+  const hasHc = series.hc.some((v) => v !== null) || series.hcTrue.some((v) => v !== null) || series.hcFit.some((v) => v !== null);
   const hasTruth = series.dice.some((v) => v !== null);
   const thumbnails = input.thumbnails
     .map(({ record, png }) => `<figure><img alt="frame ${record.seq}" src="data:image/png;base64,${png}"><figcaption>${escapeHtml(record.source)} #${record.index}<br>mean uncertainty ${fmt(record.meanUncertainty, 4)} · OOD ${fmt(record.oodScore)}${record.oodAbove ? ' <b class="bad">above</b>' : ''}${record.dice === null ? '' : ` · Dice ${fmt(record.dice)}`}</figcaption></figure>`)
@@ -223,7 +226,7 @@ function alertBands(u) {
   ctx.restore();
 }
 /** yAxes: a label for the one y axis, or [{ scale, label }] for several (the second drawn on the right). */
-function plot(id, title, seriesList, yAxes) {
+function plot(id, title, seriesList, yAxes, bands = []) {
   const element = document.getElementById(id);
   if (!element) return;
   const options = {
@@ -237,6 +240,7 @@ function plot(id, title, seriesList, yAxes) {
     ],
     series: [{ label: 'frame', value: (u, v) => (v === null || v === undefined ? '–' : data.label[v] ?? v) }, ...seriesList.map((s) => ({ spanGaps: false, points: { show: data.seq.length < 60 }, ...s.options }))],
     hooks: { drawClear: [alertBands] },
+    bands,
   };
   plots.push(new uPlot(options, [data.seq, ...seriesList.map((s) => s.values)], element));
 }
@@ -245,10 +249,14 @@ plot('plot-ood', 'OOD score', [
   { values: data.threshold, options: { label: 'threshold', stroke: '#c0392b', dash: [6, 4] } },
 ], 'score');
 plot('plot-uncertainty', 'Mean fused uncertainty', [{ values: data.uncertainty, options: { label: 'mean uncertainty', stroke: '#7fb3ff', width: 1.5 } }], 'uncertainty');
+// The biometry's interval band first, so that the label map's HC (often the same ellipse) is drawn over it.
 plot('plot-hc', 'Head circumference (mm)', [
-  { values: data.hc, options: { label: 'HC estimate (mm)', stroke: '#00d26a', width: 1.5 } },
+  { values: data.hcFit, options: { label: 'HC biometry, posterior median (mm)', stroke: '#00e5ff', width: 1.5 } },
+  { values: data.hcLow, options: { label: '95% interval low', stroke: 'rgba(0,229,255,0.4)' } },
+  { values: data.hcHigh, options: { label: '95% interval high', stroke: 'rgba(0,229,255,0.4)' } },
   { values: data.hcTrue, options: { label: 'HC reference (mm)', stroke: '#d8dde3', dash: [4, 3] } },
-], 'mm');
+  { values: data.hc, options: { label: 'HC of the label map (mm)', stroke: '#00d26a', width: 1.5 } },
+], 'mm', [{ series: [3, 2], fill: 'rgba(0,229,255,0.15)' }]);
 plot('plot-truth', 'Agreement with ground truth', [
   { values: data.dice, options: { label: 'Dice', stroke: '#00d26a', scale: 'dice' } },
   { values: data.hausdorff, options: { label: 'Hausdorff (mm)', stroke: '#ffb347', scale: 'mm' } },

@@ -4,6 +4,9 @@
  * head circumference (HC18's measure) as the Ramanujan perimeter of the ellipse with the mask's area moments.
  * `spacing` is mm per pixel along x and along y, so anisotropic grids keep correct distances.
  */
+import { ellipseCircumference } from '../operators/measureBiometry/ellipse.js';
+
+export { ellipseCircumference };
 
 /** A binary mask: `data[y * width + x]` non-zero inside. */
 export interface Mask {
@@ -112,12 +115,6 @@ export function ellipseAxesMm(mask: Mask, spacing: Spacing): { a: number; b: num
   const mean = (xx + yy) / 2;
   const spread = Math.sqrt(((xx - yy) / 2) ** 2 + xy * xy);
   return { a: 2 * Math.sqrt(Math.max(mean + spread, 0)), b: 2 * Math.sqrt(Math.max(mean - spread, 0)) };
-}
-
-/** Ramanujan's second approximation of the perimeter of an ellipse with semi-axes a, b. */
-export function ellipseCircumference(a: number, b: number): number {
-  const h = ((a - b) / (a + b)) ** 2;
-  return Math.PI * (a + b) * (1 + (3 * h) / (10 + Math.sqrt(4 - 3 * h)));
 }
 
 /** Head circumference (mm) of a segmentation: the fitted ellipse's perimeter; NaN for an (almost) empty mask. */

@@ -4,6 +4,8 @@
  * run keeps every frame already processed.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
+import type { Biometry } from '../runtime/types/biometry.js';
+import { dice, hausdorffMm, headCircumferenceMm, type Mask, type Spacing } from './metrics.js';
 
 /** Every number the report shows for one frame. Optional fields are `null` when they do not apply. */
 export interface FrameRecord {
@@ -34,6 +36,24 @@ export interface FrameRecord {
   hausdorffMm: number | null;
   hcTrueMm: number | null;
   hcAbsErrorMm: number | null;
+  /** Head biometry (`measureBiometry`): status, pooled median and 95% interval of HC, BPD, OFD (in `biometryUnit`), GA (weeks). */
+  biometryStatus: string | null;
+  biometryUnit: string | null;
+  hcFit: number | null;
+  hcLow: number | null;
+  hcHigh: number | null;
+  bpd: number | null;
+  ofd: number | null;
+  gaWeeks: number | null;
+  /** With a reference HC: HC (ellipse) - reference, and whether the 95% interval covers the reference. */
+  hcSignedErrorMm: number | null;
+  hcCovered: boolean | null;
+  /** With a ground-truth mask: Dice and Hausdorff (mm) of the pixel label map and of the biometry ellipse, and the pixel map's moment HC. */
+  pixelsDice: number | null;
+  pixelsHausdorffMm: number | null;
+  pixelsHcMm: number | null;
+  ellipseDice: number | null;
+  ellipseHausdorffMm: number | null;
   /** The label map PNG at source resolution, relative to the report folder. */
   labelMap: string;
   /** Processing time of the frame (decode excluded), ms. */
@@ -43,8 +63,48 @@ export interface FrameRecord {
 /** CSV column order: the record's keys in declaration order. */
 export const CSV_COLUMNS: readonly (keyof FrameRecord)[] = [
   'seq', 'source', 'index', 'pts', 'width', 'height', 'oodScore', 'oodThreshold', 'oodAbove', 'meanUncertainty', 'headFraction',
-  'spacingXMm', 'spacingYMm', 'hcMm', 'dice', 'hausdorffMm', 'hcTrueMm', 'hcAbsErrorMm', 'labelMap', 'processingMs',
+  'spacingXMm', 'spacingYMm', 'hcMm', 'dice', 'hausdorffMm', 'hcTrueMm', 'hcAbsErrorMm',
+  'biometryStatus', 'biometryUnit', 'hcFit', 'hcLow', 'hcHigh', 'bpd', 'ofd', 'gaWeeks', 'hcSignedErrorMm', 'hcCovered',
+  'pixelsDice', 'pixelsHausdorffMm', 'pixelsHcMm', 'ellipseDice', 'ellipseHausdorffMm', 'labelMap', 'processingMs',
 ];
+
+type BiometryFields = Pick<FrameRecord, 'biometryStatus' | 'biometryUnit' | 'hcFit' | 'hcLow' | 'hcHigh' | 'bpd' | 'ofd' | 'gaWeeks' | 'hcSignedErrorMm' | 'hcCovered'>;
+
+/** The record's biometry fields; error and coverage only with a reference HC and a biometry in mm. */
+export function biometryFields(biometry: Biometry | undefined, hcTrueMm: number | null): BiometryFields {
+  const pooled = biometry?.pooled;
+  const hc = pooled?.hc;
+  const inMm = biometry?.unit === 'mm';
+  return {
+    biometryStatus: biometry?.status ?? null,
+    biometryUnit: biometry?.unit ?? null,
+    hcFit: hc?.median ?? null,
+    hcLow: hc?.low ?? null,
+    hcHigh: hc?.high ?? null,
+    bpd: pooled?.bpd.median ?? null,
+    ofd: pooled?.ofd.median ?? null,
+    gaWeeks: biometry?.ga?.median ?? null,
+    hcSignedErrorMm: hc && inMm && hcTrueMm !== null ? hc.median - hcTrueMm : null,
+    hcCovered: hc && inMm && hcTrueMm !== null ? hc.low <= hcTrueMm && hcTrueMm <= hc.high : null,
+  };
+}
+
+type MaskComparison = Pick<FrameRecord, 'pixelsDice' | 'pixelsHausdorffMm' | 'pixelsHcMm' | 'ellipseDice' | 'ellipseHausdorffMm'>;
+
+export const NO_MASK_COMPARISON: MaskComparison = { pixelsDice: null, pixelsHausdorffMm: null, pixelsHcMm: null, ellipseDice: null, ellipseHausdorffMm: null };
+
+/** Both label maps against the ground truth (an absent ellipse scores as an empty map). */
+export function maskComparison(pixels: Mask, ellipse: Mask | undefined, truth: Mask, spacing: Spacing): MaskComparison {
+  const fitted = ellipse ?? { ...truth, data: new Uint8Array(truth.data.length) };
+  const hc = headCircumferenceMm(pixels, spacing);
+  return {
+    pixelsDice: dice(pixels, truth),
+    pixelsHausdorffMm: hausdorffMm(pixels, truth, spacing),
+    pixelsHcMm: Number.isNaN(hc) ? null : hc,
+    ellipseDice: dice(fitted, truth),
+    ellipseHausdorffMm: hausdorffMm(fitted, truth, spacing),
+  };
+}
 
 /** A CSV cell: empty for null, `Infinity` spelled out, strings quoted when they need it. */
 function csvCell(value: FrameRecord[keyof FrameRecord]): string {

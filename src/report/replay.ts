@@ -48,13 +48,14 @@ import type { Frame } from '../runtime/types/frames.js';
 import type { ExecutionProvider } from '../runtime/types/model.js';
 import type { Alert, FrameResult, Plane } from '../runtime/types/results.js';
 import { lfusionUncertainty } from '../operators/lfusionUncertainty.js';
+import { rasteriseEllipse } from '../operators/measureBiometry/ellipse.js';
 import { loadHc18Annotations, outlineToMask, readGreyImage, thresholdMask, type Hc18Annotations } from './ground-truth.js';
 import { renderReport, summarise, type ReportThumbnail } from './html.js';
 import { dice, hausdorffMm, headCircumferenceMm, type Mask, type Spacing } from './metrics.js';
 import { keepMostUncertain, labelMapAt, renderThumbnail, type FloatMap } from './overlay.js';
 import { encodePng } from './png.js';
 import { ProgressBar } from './progress.js';
-import { RecordWriter, type FrameRecord } from './records.js';
+import { biometryFields, maskComparison, NO_MASK_COMPARISON, RecordWriter, type FrameRecord } from './records.js';
 import { listInputs, totalFrames, type FrameSelection, type ReplayInput } from './sources.js';
 
 export interface ReplayReportOptions {
@@ -87,6 +88,11 @@ export interface ReplayReportOptions {
   signal?: AbortSignal;
   /** Show a progress bar on stderr. Default true. */
   progress?: boolean;
+  /**
+   * The label maps written and scored: `ellipse` (default: the head biometry's posterior-median ellipse, filled;
+   * it scores better on HC18, docs/results.md) or `pixels` (the mean probability thresholded at 0.5).
+   */
+  mask?: 'ellipse' | 'pixels';
 }
 
 export interface ReplayReportSummary {
@@ -165,6 +171,8 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
   if (options.groundTruth && layout !== 'images') throw new LfusionError('INVALID_OPTION', '--ground-truth (HC18 annotations) goes with a folder of images; use --mask-video for a video', { source: options.source });
   const annotations: Hc18Annotations | undefined = options.groundTruth ? await loadHc18Annotations(options.groundTruth) : undefined;
   const thumbnailCount = options.thumbnails ?? 8;
+  const maskMode = options.mask ?? 'ellipse';
+  if (maskMode !== 'ellipse' && maskMode !== 'pixels') throw new LfusionError('INVALID_OPTION', `mask must be "ellipse" or "pixels", got ${String(maskMode)}`, { mask: maskMode });
 
   const modelPath = options.modelPath ?? DEFAULT_MODEL_PATH;
   const model = await loadModelPackage(modelPath);
@@ -185,8 +193,10 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
     model: { name: manifest.name, path: model.path, manifestSha256, files: Object.fromEntries(Object.entries(manifest.graphs).map(([name, spec]) => [name, { file: spec.file, sha256: spec.sha256 }])) },
     sampling,
     ood: manifest.ood,
+    biometry: manifest.biometry ?? null,
     alerts: { raiseAfter: options.alerts?.raiseAfter ?? manifest.ood.raiseAfter, clearAfter: options.alerts?.clearAfter ?? manifest.ood.clearAfter },
     frames: selection,
+    mask: maskMode,
     pixelSpacing: options.pixelSpacing ?? null,
     groundTruth: options.groundTruth ?? options.maskVideo ?? null,
     versions: versions(),
@@ -200,13 +210,15 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
   let uncertainty: ReturnType<typeof lfusionUncertainty>;
   try {
     encode = encodeFrames(pool, manifest);
-    uncertainty = lfusionUncertainty(pool, manifest, { ...sampling, planes: probabilityPlanes });
+    uncertainty = lfusionUncertainty(pool, manifest, { ...sampling, planes: probabilityPlanes, biometry: { pixelSpacing: () => currentSpacing } });
   } catch (error) {
     await pool.close();
     throw error;
   }
   const total = await totalFrames({ layout, inputs }, selection);
   let current = '';
+  /** The pixel spacing of the input being processed (frames go through the chain one at a time). */
+  let currentSpacing: Spacing | undefined;
   const progress = options.progress === false ? undefined : new ProgressBar(total, () => (inputs.length > 1 ? current : ''));
 
   const records: FrameRecord[] = [];
@@ -217,13 +229,18 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
   /** The most uncertain frames so far, most uncertain first, with what their thumbnails need. */
   const candidates: { record: FrameRecord; frame: Frame; labels: Mask; fused: FloatMap; truth?: Mask }[] = [];
 
+  /** mm per pixel of an input: its HC18 CSV row, else `pixelSpacing`. */
+  const spacingOf = (input: ReplayInput): Spacing | undefined => {
+    const facts = input.kind === 'image' ? annotations?.facts.get(input.name) : undefined;
+    return facts ? { x: facts.pixelSizeMm, y: facts.pixelSizeMm } : options.pixelSpacing;
+  };
   const truthOf = async (item: SourceFrame): Promise<{ mask?: Mask; spacing?: Spacing; hcTrueMm?: number }> => {
-    if (item.truthFrame) return { mask: thresholdMask(item.truthFrame), ...(options.pixelSpacing ? { spacing: options.pixelSpacing } : {}) };
+    const spacing = spacingOf(item.input);
+    if (item.truthFrame) return { mask: thresholdMask(item.truthFrame), ...(spacing ? { spacing } : {}) };
     const facts = annotations?.facts.get(item.input.name);
-    if (!annotations || !facts) return options.pixelSpacing ? { spacing: options.pixelSpacing } : {};
+    if (!annotations || !facts) return spacing ? { spacing } : {};
     const outline = annotations.outlineOf(item.input.name);
-    const spacing = { x: facts.pixelSizeMm, y: facts.pixelSizeMm };
-    return { spacing, ...(facts.hcMm === undefined ? {} : { hcTrueMm: facts.hcMm }), ...(outline ? { mask: outlineToMask(await readGreyImage(outline)) } : {}) };
+    return { ...(spacing ? { spacing } : {}), ...(facts.hcMm === undefined ? {} : { hcTrueMm: facts.hcMm }), ...(outline ? { mask: outlineToMask(await readGreyImage(outline)) } : {}) };
   };
 
   /** The record being written; a stop waits for it, so that no write comes after the files are closed. */
@@ -231,7 +248,11 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
   const record = async (item: SourceFrame, result: FrameResult, alertsIn: Subject<FrameResult>, processingStarted: number): Promise<void> => {
     const { frame, input } = item;
     const seq = records.length;
-    const labels = labelMapAt(foregroundProbability(result), frame.width, frame.height);
+    const pixels = labelMapAt(foregroundProbability(result), frame.width, frame.height);
+    const fitted = result.biometry?.ellipse;
+    const ellipse: Mask | undefined = fitted ? { width: frame.width, height: frame.height, data: rasteriseEllipse(fitted, frame.width, frame.height) } : undefined;
+    // A frame without a head ellipse writes an empty ellipse map: no head is the ellipse output's answer.
+    const labels = maskMode === 'pixels' ? pixels : (ellipse ?? { width: frame.width, height: frame.height, data: new Uint8Array(frame.width * frame.height) });
     const fusedPlane = result.planes.find((plane) => plane.name === 'fused')!;
     const fused = planeMap(fusedPlane);
     const truth = await truthOf(item);
@@ -267,6 +288,8 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
       hausdorffMm: truthMask && spacing ? hausdorffMm(labels, truthMask, spacing) : null,
       hcTrueMm,
       hcAbsErrorMm: hcMm !== null && hcTrueMm !== null ? Math.abs(hcMm - hcTrueMm) : null,
+      ...biometryFields(result.biometry, hcTrueMm),
+      ...(truthMask && spacing ? maskComparison(pixels, ellipse, truthMask, spacing) : NO_MASK_COMPARISON),
       labelMap,
       processingMs: performance.now() - processingStarted,
     };
@@ -318,6 +341,7 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
             if (note.kind === 'C') return EMPTY;
             const item = note.value;
             const processingStarted = performance.now();
+            currentSpacing = spacingOf(item.input);
             return of(item.frame).pipe(
               encode,
               uncertainty,

@@ -208,6 +208,13 @@ export function validateManifest(json: unknown, packagePath: string): ModelManif
       ...(clip.metrics === undefined ? {} : { metrics: read.object(clip.metrics, 'clip.metrics') }),
     };
   }
+  if (m.biometry !== undefined) {
+    const biometry = read.object(m.biometry, 'biometry');
+    manifest.biometry = {
+      intervalScale: read.number(biometry.intervalScale, 'biometry.intervalScale', { positive: true }),
+      calibration: read.object(biometry.calibration, 'biometry.calibration'),
+    };
+  }
   return manifest;
 }
 

@@ -58,6 +58,7 @@ export type * from '../runtime/types/model.js';
 export type * from '../runtime/types/inference.js';
 export type * from '../runtime/types/uncertainty.js';
 export type * from '../runtime/types/results.js';
+export type * from '../runtime/types/biometry.js';
 export type * from './wire.js';
 export { LfusionError, ModelError, ShapeError, SourceError, type LfusionErrorCode } from '../runtime/errors.js';
 
@@ -92,6 +93,10 @@ export { measureUncertainty } from '../operators/measureUncertainty.js';
 export { fuseUncertainty, type FuseOptions } from '../operators/fuseUncertainty.js';
 export { scoreOod, type OodOptions } from '../operators/scoreOod.js';
 export { raiseAlerts, type AlertOptions } from '../operators/raiseAlerts.js';
+export { measureBiometry, withOod, type BiometryOptions, type BiometrySamples, type Spacing } from '../operators/measureBiometry.js';
+export { ellipseCircumference, fitEllipse, hadlockGestationalAge, HADLOCK_WEEKS, type EllipseFit, type WeightedPoints } from '../operators/measureBiometry/ellipse.js';
+export { conformalScale, credibleInterval } from '../operators/measureBiometry/summary.js';
+export { suggestBestPlane, type BestPlane, type BestPlaneOptions } from '../operators/suggestBestPlane.js';
 export { dequantizePlane, MEASURE_RANGES, quantizePlane, type QuantizeRange } from '../runtime/quantize.js';
 export { createDrawSource, drawSamples, type DrawMode } from '../runtime/draws.js';
 export { deriveSeed, Random } from '../runtime/random.js';

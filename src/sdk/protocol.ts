@@ -30,6 +30,7 @@ export function encodeFrameMessage(result: FrameResult, seq: number, streams?: R
     planes: descriptors,
     ...(result.ood ? { ood: result.ood } : {}),
     ...(result.clipOod ? { clipOod: result.clipOod } : {}),
+    ...(result.biometry ? { biometry: result.biometry } : {}),
     timings: result.timings,
     ...(result.region ? { region: result.region } : {}),
     ...(result.screen ? { screen: result.screen } : {}),

@@ -1,6 +1,7 @@
 /**
  * WebSocket messages (docs/protocol.md). `seq` is one counter per server.
  */
+import type { Biometry } from '../runtime/types/biometry.js';
 import type { Frame, ScreenRegion, ScreenSize, SourceEvent, StageTimings } from '../runtime/types/frames.js';
 import type { Alert, ClipOodScore, FrameResult, OodScore, PipelineStats } from '../runtime/types/results.js';
 
@@ -26,6 +27,8 @@ export interface FrameHeader {
   planes: PlaneDescriptor[];
   ood?: OodScore;
   clipOod?: ClipOodScore;
+  /** Head biometry of the frame (docs/protocol.md), with the uncertainty chain and `biometry` on. */
+  biometry?: Biometry;
   timings: StageTimings;
   /** As in {@link FrameResult}: where the processed crop lies on the source screen. */
   region?: ScreenRegion;

@@ -11,6 +11,8 @@ const WANTED_STREAMS = ['image', PLANE.mask, PLANE.fused];
 const BACKOFF = { initialMs: 250, factor: 2, maxMs: 5000 };
 const CONTOUR = '#00ff00';
 const CONTOUR_OUTLINE = 'rgba(0, 0, 0, 0.7)';
+/** The biometry ellipse and calipers: cyan when the measurement is ok, amber when it is not to be trusted. */
+const BIOMETRY = { ok: '#00e5ff', other: '#ffb000' };
 
 /** What the viewer knows; also read by the end-to-end test (`window.lfusionViewer`). */
 const state = {
@@ -260,10 +262,62 @@ function draw(frame) {
     context.stroke(path);
   }
 
+  drawBiometry(header.biometry, width / header.frame.width, height / header.frame.height);
+
   const f = header.frame;
   $('stat-frame').textContent = `#${f.index} at ${f.pts.toFixed(2)} s, ${f.width}x${f.height}`;
   const r = header.region;
   $('stat-region').textContent = r ? `${r.origin} ${r.x},${r.y} ${r.width}x${r.height} of ${header.screen.width}x${header.screen.height}` : 'whole frame';
+}
+
+/** The head ellipse with BPD and OFD as calipers (frame pixels scaled to the overlay), and the numbers beside. */
+function drawBiometry(biometry, scaleX, scaleY) {
+  showBiometry(biometry);
+  const e = biometry?.ellipse;
+  if (!e || PATH === 'clip') return;
+  const colour = biometry.status === 'ok' ? BIOMETRY.ok : BIOMETRY.other;
+  const line = Math.max(2, Math.round(overlay.width / 500));
+  const at = (u, v) => [(e.cx + u * Math.cos(e.angle) - v * Math.sin(e.angle)) * scaleX, (e.cy + u * Math.sin(e.angle) + v * Math.cos(e.angle)) * scaleY];
+  const outline = new Path2D();
+  for (let i = 0; i <= 120; i++) {
+    const t = (2 * Math.PI * i) / 120;
+    const [x, y] = at(e.a * Math.cos(t), e.b * Math.sin(t));
+    if (i === 0) outline.moveTo(x, y);
+    else outline.lineTo(x, y);
+  }
+  const calipers = new Path2D();
+  const tick = 0.06 * e.b;
+  for (const [u, v, du, dv] of [[e.a, 0, 0, tick], [0, e.b, tick, 0]]) {
+    calipers.moveTo(...at(-u, -v));
+    calipers.lineTo(...at(u, v));
+    for (const sign of [-1, 1]) {
+      calipers.moveTo(...at(sign * u - du, sign * v - dv));
+      calipers.lineTo(...at(sign * u + du, sign * v + dv));
+    }
+  }
+  context.setLineDash([]);
+  context.strokeStyle = colour;
+  context.lineWidth = line;
+  context.stroke(outline);
+  context.setLineDash([3 * line, 2 * line]);
+  context.stroke(calipers);
+  context.setLineDash([]);
+}
+
+const fixed = (value, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : '-');
+
+function showBiometry(biometry) {
+  $('biometry-section').hidden = !biometry;
+  if (!biometry) return;
+  const pill = $('bio-status');
+  pill.textContent = biometry.status;
+  pill.dataset.state = biometry.status === 'ok' ? 'ok' : biometry.status === 'no-head' || biometry.status === 'ood' ? 'lost' : 'near';
+  const p = biometry.pooled;
+  const unit = biometry.unit;
+  $('bio-hc').textContent = p ? `${fixed(p.hc.median)} ${unit} (95%: ${fixed(p.hc.low)}-${fixed(p.hc.high)})` : '-';
+  $('bio-diameters').textContent = p ? `${fixed(p.bpd.median)} / ${fixed(p.ofd.median)} ${unit}` : '-';
+  const ga = biometry.ga;
+  $('bio-ga').textContent = ga ? (ga.inRange ? `${fixed(ga.median)} w (${fixed(ga.low)}-${fixed(ga.high)})` : 'outside range') : unit === 'px' ? 'needs pixel spacing' : '-';
 }
 
 function showLegend(fused) {

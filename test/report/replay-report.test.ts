@@ -145,6 +145,9 @@ test('a report from a stretch of the sample: files, CSV = JSON lines, label maps
     // A head circumference wherever the label map has a head (an ellipse needs 3 pixels).
     assert.is(typeof line.hcMm === 'number', (line.headFraction as number) * 800 * 540 >= 3, JSON.stringify(line));
     assert.equal(await pngSize(join(dir, line.labelMap as string)), [800, 540]);
+    // Head biometry on every frame: a status, and an HC interval around its median unless there is no head.
+    assert.ok(['ok', 'no-head', 'ood', 'clipped', 'uncertain'].includes(line.biometryStatus as string), JSON.stringify(line));
+    if (line.biometryStatus !== 'no-head') assert.ok((line.hcLow as number) <= (line.hcFit as number) && (line.hcFit as number) <= (line.hcHigh as number), JSON.stringify(line));
   }
   const labels = await readGreyImage(join(dir, jsonl[0]!.labelMap as string));
   assert.ok(labels.data.every((q) => q === 0 || q === 255), 'label map: 0 background, 255 head');

@@ -45,6 +45,28 @@ test('the region and screen of a cropped frame travel in the header; absent ones
   assert.not.ok('region' in plain || 'screen' in plain);
 });
 
+test('a frame\'s biometry travels in the header with every field; without it the field is absent', () => {
+  const hc = { median: 175.2, low: 171.0, high: 179.9 };
+  const measures = { hc, bpd: { median: 46.1, low: 45, high: 47.3 }, ofd: { median: 62.3, low: 61, high: 63.8 }, fitted: 20, samples: 20 };
+  const biometry: FrameResult['biometry'] = {
+    status: 'ok',
+    unit: 'mm',
+    spacing: { x: 0.15, y: 0.15 },
+    ellipse: { cx: 320, cy: 240, a: 207.7, b: 153.7, angle: 0.4 },
+    ellipseMm: { cx: 48, cy: 36, a: 31.15, b: 23.05, angle: 0.4 },
+    residual: 1.2,
+    visible: 1,
+    pooled: measures,
+    laplace: { ...measures, fitted: 10, samples: 10 },
+    dropout: { ...measures, fitted: 10, samples: 10 },
+    ga: { median: 20.0, low: 19.7, high: 20.4, inRange: true },
+    intervalScale: 1.3,
+  };
+  const decoded = decodeFrameMessage(encodeFrameMessage({ ...result, biometry }, 8)).header;
+  assert.equal(decoded.biometry, biometry);
+  assert.not.ok('biometry' in decodeFrameMessage(encodeFrameMessage(result, 9)).header);
+});
+
 test('only the chosen streams are encoded', () => {
   const message = encodeFrameMessage(result, 1, new Set(['fused']));
   const decoded = decodeFrameMessage(message);

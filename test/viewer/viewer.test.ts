@@ -268,4 +268,66 @@ test('?path=clip: the viewer draws the clip path (clip.mask contour, clip score)
   }
 });
 
+test('the viewer draws the biometry ellipse and calipers and shows HC with its interval, BPD/OFD, GA and status', async () => {
+  if (!present) return;
+  const frame = { index: 3, pts: 0.1, captureTime: Date.now(), width: 640, height: 480 };
+  const plane = (name: string, value: number): Plane => ({ name, width: 64, height: 48, data: new Uint8Array(64 * 48).fill(value), min: 0, scale: 1 });
+  const hc = { median: 175.2, low: 171.4, high: 179.9 };
+  const result: FrameResult = {
+    frame,
+    planes: [plane('image', 60), plane('mask', 0)],
+    timings: {},
+    biometry: {
+      status: 'ok',
+      unit: 'mm',
+      spacing: { x: 0.16, y: 0.16 },
+      ellipse: { cx: 320, cy: 240, a: 200, b: 150, angle: 0 },
+      ellipseMm: { cx: 51.2, cy: 38.4, a: 32, b: 24, angle: 0 },
+      residual: 1,
+      visible: 1,
+      pooled: { hc, bpd: { median: 48, low: 47, high: 49 }, ofd: { median: 64, low: 63, high: 65 }, fitted: 20, samples: 20 },
+      laplace: null,
+      dropout: null,
+      ga: { median: 20.0, low: 19.7, high: 20.5, inRange: true },
+      intervalScale: 1,
+    },
+  };
+  const server = await ResultServer.listen({ port: 0, model: { name: 'test', classes: ['background', 'fetal-head'], input: { width: 224, height: 224 } }, streams: ['image', 'mask'] });
+  const browser = await launchViewer(server.viewerUrl);
+  const { page } = browser;
+  try {
+    await until('the viewer to subscribe', async () => server.clientStats().map((c) => [...c.streams].sort().join()), (subs) => subs.includes('image,mask'));
+    server.publishFrame(result);
+    await until('the frame on screen', () => viewerState(page), (s) => s.drawn?.index === frame.index);
+    const text = async (id: string): Promise<string> => (await page.locator(`#${id}`).textContent()) ?? '';
+    assert.is(await text('bio-status'), 'ok');
+    assert.is(await text('bio-hc'), '175.2 mm (95%: 171.4-179.9)');
+    assert.is(await text('bio-diameters'), '48.0 / 64.0 mm');
+    assert.is(await text('bio-ga'), '20.0 w (19.7-20.5)');
+    const shot = decodePng(await page.locator('#overlay').screenshot());
+    const scale = shot.width / frame.width;
+    // Ellipse colour (#00e5ff over grey): blue and green high, red low.
+    const cyanNear = (x: number, y: number) => {
+      for (let dy = -4; dy <= 4; dy++) {
+        for (let dx = -4; dx <= 4; dx++) {
+          const p = (Math.round(y * scale) + dy) * shot.width + Math.round(x * scale) + dx;
+          if (shot.data[p * 4 + 2]! > 180 && shot.data[p * 4]! < 90) return true;
+        }
+      }
+      return false;
+    };
+    for (const [x, y] of [[520, 240], [120, 240], [320, 90], [320, 390]] as const) assert.ok(cyanNear(x, y), `ellipse drawn at ${x},${y}`);
+    assert.ok(cyanNear(320, 240), 'the calipers cross at the centre');
+    assert.not.ok(cyanNear(320 + 100, 240 + 100), 'nothing drawn off the ellipse and calipers');
+    server.publishFrame({ ...result, frame: { ...frame, index: 4 }, biometry: { ...result.biometry!, status: 'no-head', ellipse: null, pooled: null, ga: null } });
+    await until('the next frame', () => viewerState(page), (s) => s.drawn?.index === 4);
+    assert.is(await text('bio-status'), 'no-head');
+    assert.is(await text('bio-hc'), '-');
+    assert.equal(browser.consoleErrors, [], 'no console errors');
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+});
+
 test.run();

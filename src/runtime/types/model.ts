@@ -40,6 +40,15 @@ export interface ModelManifest {
   metrics: Record<string, unknown>;
   /** The clip (3D) heads, when the package has them (graphs `clip_laplace_head`, `clip_dropout_head`, `clip_measures`). */
   clip?: ClipManifest;
+  /** Head biometry calibration (written by `make -C models biometry`); absent: raw posterior intervals. */
+  biometry?: BiometryManifest;
+}
+
+/** `manifest.biometry`: the scale of the raw 95% posterior HC intervals that covers 95% of validation scans (split conformal). */
+export interface BiometryManifest {
+  intervalScale: number;
+  /** How it was calibrated: split, scans, raw and calibrated coverage. */
+  calibration: Record<string, unknown>;
 }
 
 /** The settings of one set of L-FUSION heads: the 2D ones at the manifest's root, the clip ones in `clip`. */

@@ -1,6 +1,7 @@
 /**
  * What the pipeline delivers per frame and over time: planes, OOD scores, alerts, statistics.
  */
+import type { Biometry } from './biometry.js';
 import type { Frame, ScreenRegion, ScreenSize, StageTimings } from './frames.js';
 
 /**
@@ -43,6 +44,8 @@ export interface FrameResult {
   ood?: OodScore;
   /** On the clip path: the OOD score of the last window containing the frame. */
   clipOod?: ClipOodScore;
+  /** Head biometry (ellipse, HC/BPD/OFD/GA with credible intervals, status), with the uncertainty chain. */
+  biometry?: Biometry;
   timings: StageTimings;
   /**
    * Where `frame` (the crop the model saw) lies on the source screen, when the pipeline cut the frame to its

@@ -10,7 +10,7 @@ import type { PathName, PipelineOptions } from '../pipeline-options.js';
 
 export const USAGE = `usage:
   lfusion serve <source> [--port 8080] [--host 127.0.0.1] [--model <dir>] [--once]
-                [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 0]]
+                [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 0] [--biometry [--pixel-spacing mm | x,y]]]
                 [--paths frame|clip|frame,clip [--clip-stride 8] [--clip-align]]
                 [--region auto|x,y,w,h | --no-region] [--no-reconnect] [--provider cpu|cuda|webgpu]
                 [--input-format mjpeg --video-size 1920x1080 --framerate 30]   (V4L2 devices)
@@ -19,17 +19,20 @@ export const USAGE = `usage:
       viewer at http://<host>:<port>/viewer/.
   lfusion replay <video | folder of videos | folder of images> --report <dir> [--model <dir>] [--provider ...]
                 [--m 10 --n 4 --k 10 --seed 0] [--frames a:b | --max-frames N] [--pixel-spacing mm | x,y]
-                [--ground-truth <HC18 folder or CSV>] [--mask-video <file>] [--thumbnails 8]
+                [--ground-truth <HC18 folder or CSV>] [--mask-video <file>] [--thumbnails 8] [--mask ellipse|pixels]
       QA report (docs/qa-replay.md): runs the uncertainty chain on every frame and writes <dir>/report.html
       (offline), frames.csv, frames.jsonl, alerts.jsonl, labels/*.png (source resolution) and run.json.
-      Ctrl-C stops and still writes the report, marked partial.
-  lfusion replay <video> --out <dir> [--model <dir>] [--uncertainty [--planes <maps>] [--m --n --k --seed]]
+      Ctrl-C stops and still writes the report, marked partial. --mask: the label maps written and scored,
+      the head biometry's ellipse (default) or the thresholded pixels.
+  lfusion replay <video> --out <dir> [--model <dir>] [--uncertainty [--planes <maps>] [--m --n --k --seed] [--biometry]]
                 [--paths frame|clip|frame,clip [--clip-stride 8] [--clip-align]] [--region auto|x,y,w,h]
                 [--provider cpu|cuda|webgpu]
       Processes every frame; writes <dir>/results.jsonl (one line per frame) and <dir>/<plane>/<index>.png.
   --uncertainty adds the fused map, the OOD score and alerts; --planes adds per-path maps, comma-separated
   (e.g. laplace.mutual_information,dropout.total_entropy); --m/--n/--k (weight samples, logit samples per
   weight sample, dropout passes) and --seed override the model package's defaults.
+  --biometry adds head biometry to every frame (ellipse, HC/BPD/OFD with 95% intervals, GA, status; in mm
+  with --pixel-spacing, mm per pixel of the frame); replay --report always measures it.
   --region cuts frames to the ultrasound image of a scanner screen: "auto" detects it, x,y,w,h fixes it
   (screen pixels). Default: auto for devices and URLs, off for files; --no-region turns it off.
   --paths clip (or frame,clip) adds the clip path: the package's 3D heads on 16-frame windows every
@@ -52,9 +55,11 @@ const OPTIONS = {
   'pixel-spacing': { type: 'string' },
   'ground-truth': { type: 'string' },
   'mask-video': { type: 'string' },
+  mask: { type: 'string' },
   thumbnails: { type: 'string' },
   provider: { type: 'string' },
   uncertainty: { type: 'boolean' },
+  biometry: { type: 'boolean' },
   planes: { type: 'string' },
   paths: { type: 'string' },
   'clip-stride': { type: 'string' },
@@ -126,6 +131,15 @@ function regionOption(values: CliValues): PipelineOptions['region'] {
   return { region: { x, y, width, height } };
 }
 
+/** `--pixel-spacing mm` (square pixels) or `x,y` (mm per pixel along x and y). */
+export function pixelSpacing(values: CliValues): { x: number; y: number } | undefined {
+  const text = values['pixel-spacing'];
+  if (text === undefined) return undefined;
+  const parts = text.split(',').map(Number);
+  if (parts.length > 2 || !parts.every((v) => v > 0)) throw usageError(`--pixel-spacing must be mm per pixel, or x,y, got ${text}`);
+  return { x: parts[0]!, y: parts[1] ?? parts[0]! };
+}
+
 /** The pipeline options `serve` and `replay --out` share; each adds its own `live` and `video`. */
 export function pipelineOptions(source: string, values: CliValues): Omit<PipelineOptions, 'live' | 'video'> {
   const region = regionOption(values);
@@ -140,12 +154,16 @@ export function pipelineOptions(source: string, values: CliValues): Omit<Pipelin
   const counts = sampleCounts(values);
   if (Object.keys(counts).length > 0 && !values.uncertainty && !clip) throw usageError('--m, --n, --k and --seed need --uncertainty (or the clip path)');
   const stride = values['clip-stride'] === undefined ? undefined : Number(values['clip-stride']);
+  if (values.biometry && !values.uncertainty) throw usageError('--biometry needs --uncertainty');
+  const spacing = pixelSpacing(values);
+  if (spacing && !values.biometry) throw usageError('--pixel-spacing needs --biometry (or replay --report)');
+  const biometry = values.biometry ? { biometry: spacing ? { pixelSpacing: spacing } : true } : {};
   return {
     source,
     ...(values.model ? { modelPath: values.model } : {}),
     pool: { executionProvider: provider },
     analysis: values.uncertainty ? 'uncertainty' : 'segment',
-    uncertainty: { planes, ...counts },
+    uncertainty: { planes, ...counts, ...biometry },
     paths: paths as PathName[],
     ...(clip ? { clip: { uncertainty: { planes, ...counts }, ...(stride === undefined ? {} : { stride }), ...(values['clip-align'] ? { align: true } : {}) } } : {}),
     ...(region === undefined ? {} : { region }),

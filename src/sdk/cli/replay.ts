@@ -7,7 +7,6 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Subscription } from 'rxjs';
-import type { Spacing } from '../../report/metrics.js';
 import { encodePng } from '../../report/png.js';
 import { ProgressBar } from '../../report/progress.js';
 import { replayReport } from '../../report/replay.js';
@@ -15,7 +14,7 @@ import { countFrames, type FrameSelection } from '../../report/sources.js';
 import { LfusionError, type LfusionErrorCode } from '../../runtime/errors.js';
 import type { FrameResult, Plane } from '../../runtime/types/results.js';
 import { countedPath, createPipeline } from '../pipeline.js';
-import { integerOption, pipelineOptions, providerOption, sampleCounts, usageError, type CliValues } from './args.js';
+import { integerOption, pixelSpacing, pipelineOptions, providerOption, sampleCounts, usageError, type CliValues } from './args.js';
 import { once, untilSignalled } from './shutdown.js';
 
 /** The PNG of a plane: the quantised bytes, except label maps (`mask`, `clip.mask`) whose classes are scaled to 0/255 to be visible. */
@@ -36,13 +35,10 @@ function frameSelection(values: CliValues): FrameSelection | undefined {
   return end === undefined ? { start } : { start, end };
 }
 
-/** `--pixel-spacing mm` (square pixels) or `x,y` (mm per pixel along x and y). */
-function pixelSpacing(values: CliValues): Spacing | undefined {
-  const text = values['pixel-spacing'];
-  if (text === undefined) return undefined;
-  const parts = text.split(',').map(Number);
-  if (parts.length > 2 || !parts.every((v) => v > 0)) throw usageError(`--pixel-spacing must be mm per pixel, or x,y, got ${text}`);
-  return { x: parts[0]!, y: parts[1] ?? parts[0]! };
+/** `--mask ellipse|pixels`. */
+function maskOption(text: string): 'ellipse' | 'pixels' {
+  if (text !== 'ellipse' && text !== 'pixels') throw usageError(`--mask must be ellipse or pixels, got ${text}`);
+  return text;
 }
 
 /** `replay --report`: the QA report (src/report). Ctrl-C stops the run; the report is still written, marked partial. */
@@ -66,6 +62,7 @@ async function replayWithReport(source: string, values: CliValues): Promise<numb
     ...(spacing ? { pixelSpacing: spacing } : {}),
     ...(values['ground-truth'] ? { groundTruth: values['ground-truth'] } : {}),
     ...(values['mask-video'] ? { maskVideo: values['mask-video'] } : {}),
+    ...(values.mask ? { mask: maskOption(values.mask) } : {}),
     command: ['lfusion', ...process.argv.slice(2)],
     signal: abort.signal,
   });
@@ -95,7 +92,7 @@ export async function replay(video: string, values: CliValues): Promise<number> 
     return replayWithReport(video, values);
   }
   if (!values.out) throw usageError('replay needs --out <dir> (frames only) or --report <dir> (QA report)');
-  for (const flag of ['frames', 'max-frames', 'pixel-spacing', 'ground-truth', 'mask-video', 'thumbnails'] as const) {
+  for (const flag of ['frames', 'max-frames', 'ground-truth', 'mask-video', 'thumbnails', 'mask'] as const) {
     if (values[flag] !== undefined) throw usageError(`--${flag} needs --report`);
   }
   const out = values.out;
@@ -114,9 +111,9 @@ export async function replay(video: string, values: CliValues): Promise<number> 
         return { name: plane.name, file, width: plane.width, height: plane.height, min: image.min, scale: image.scale };
       }),
     );
-    const { region, screen, ood, clipOod } = result;
+    const { region, screen, ood, clipOod, biometry } = result;
     const path = result.path ?? 'frame';
-    lines.write(`${JSON.stringify({ frame: result.frame, path, planes, ...(ood ? { ood } : {}), ...(clipOod ? { clipOod } : {}), ...(region ? { region, screen } : {}), timings: result.timings })}\n`);
+    lines.write(`${JSON.stringify({ frame: result.frame, path, planes, ...(ood ? { ood } : {}), ...(clipOod ? { clipOod } : {}), ...(biometry ? { biometry } : {}), ...(region ? { region, screen } : {}), timings: result.timings })}\n`);
     if (path === countedPath(pipeline.paths)) progress.tick();
   };
   let subscription: Subscription | undefined;

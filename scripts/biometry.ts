@@ -1,0 +1,245 @@
+/**
+ * Head biometry on an HC18 split with the SDK's own code (`replayReport`, i.e. `lfusion replay --report`):
+ *
+ *   node --import tsx scripts/biometry.ts calibrate --split val [--report <dir>]
+ *       replays the validation scans (or reads an existing report), finds the split-conformal scale of the raw
+ *       95% HC intervals and writes it to the package manifest's `biometry` section (only that section).
+ *   node --import tsx scripts/biometry.ts results --split test [--report <dir>] [--docs docs/results.md]
+ *       replays the test scans and writes the biometry section of docs/results.md (ellipse vs pixel output,
+ *       by HC band, interval coverage and width, raw and calibrated).
+ *
+ * Options: --data <hc18 folder> (default ../shared/data/hc18), --package <dir>, --m/--n/--k (default the
+ * manifest's). `make -C models biometry` runs the calibration; `make -C models biometry-results` the results.
+ */
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { conformalScale } from '../src/operators/measureBiometry/summary.js';
+import { replayReport } from '../src/report/replay.js';
+import { DEFAULT_MODEL_PATH } from '../src/runtime/model-package.js';
+import type { FrameRecord } from '../src/report/records.js';
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    split: { type: 'string' },
+    report: { type: 'string' },
+    data: { type: 'string', default: resolve('../shared/data/hc18') },
+    package: { type: 'string', default: DEFAULT_MODEL_PATH },
+    docs: { type: 'string', default: 'docs/results.md' },
+    m: { type: 'string' },
+    n: { type: 'string' },
+    k: { type: 'string' },
+  },
+});
+
+const BEGIN = '<!-- biometry: begin (written by scripts/biometry.ts results) -->';
+const END = '<!-- biometry: end -->';
+/** HC bands (mm, reference HC): early (about first trimester and early second), mid, large heads (often clipped by the image border). */
+const BANDS = [
+  { name: 'HC < 120 mm (early)', low: 0, high: 120 },
+  { name: '120-260 mm (mid)', low: 120, high: 260 },
+  { name: 'HC >= 260 mm (large)', low: 260, high: Infinity },
+] as const;
+
+/** A folder of symlinks to the split's scans (replay takes a folder); the annotations stay in training_set. */
+async function splitFolder(split: string, data: string): Promise<string> {
+  const plan = JSON.parse(await readFile('models/splits/hc18_split.json', 'utf8')) as { subjects: Record<string, string[]> };
+  const subjects = new Set(plan.subjects[split] ?? []);
+  if (subjects.size === 0) throw new Error(`no subjects in split "${split}" of models/splits/hc18_split.json`);
+  const training = join(data, 'training_set');
+  if (!existsSync(training)) throw new Error(`HC18 training_set not found at ${training} (--data)`);
+  const { readdir } = await import('node:fs/promises');
+  const folder = join('models', 'build', `biometry-${split}-scans`);
+  await rm(folder, { recursive: true, force: true });
+  await mkdir(folder, { recursive: true });
+  for (const file of await readdir(training)) {
+    if (/^\d+_\d*HC\.png$/.test(file) && subjects.has(file.split('_')[0]!)) await symlink(resolve(training, file), join(folder, file));
+  }
+  return folder;
+}
+
+/** The split's replay report: the one given, or a fresh replay into models/build/biometry-<split>. */
+async function reportOf(split: string): Promise<string> {
+  if (values.report) return values.report;
+  const report = join('models', 'build', `biometry-${split}`);
+  const counts = Object.fromEntries((['m', 'n', 'k'] as const).filter((key) => values[key]).map((key) => [key, Number(values[key])]));
+  const summary = await replayReport({
+    source: await splitFolder(split, values.data!),
+    report,
+    modelPath: values.package!,
+    groundTruth: join(values.data!, 'training_set'),
+    ...counts,
+    command: ['node', 'scripts/biometry.ts', ...process.argv.slice(2)],
+  });
+  if (summary.partial || summary.errors.length) throw new Error(`replay of ${split} incomplete: ${JSON.stringify(summary.errors)}`);
+  return report;
+}
+
+async function readRecords(report: string): Promise<{ records: FrameRecord[]; appliedScale: number }> {
+  const lines = (await readFile(join(report, 'frames.jsonl'), 'utf8')).split('\n').filter(Boolean);
+  const run = JSON.parse(await readFile(join(report, 'run.json'), 'utf8')) as { biometry?: { intervalScale?: number } | null };
+  const records = lines.map((line) => JSON.parse(line, (_key, value: unknown) => (value === 'Infinity' ? Infinity : value)) as FrameRecord);
+  return { records, appliedScale: run.biometry?.intervalScale ?? 1 };
+}
+
+/** Interval cases (raw, i.e. with the scale the report applied undone) of the records with a measurement and a reference HC. */
+function intervalCases(records: readonly FrameRecord[], appliedScale: number) {
+  return records
+    .filter((r) => r.hcFit !== null && r.hcLow !== null && r.hcHigh !== null && r.hcTrueMm !== null && r.biometryUnit === 'mm')
+    .map((r) => ({
+      interval: { median: r.hcFit!, low: r.hcFit! - (r.hcFit! - r.hcLow!) / appliedScale, high: r.hcFit! + (r.hcHigh! - r.hcFit!) / appliedScale },
+      truth: r.hcTrueMm!,
+      status: r.biometryStatus,
+    }));
+}
+
+function scaled(cases: ReturnType<typeof intervalCases>, scale: number) {
+  const covered = cases.filter(({ interval: { median, low, high }, truth }) => truth >= median - scale * (median - low) && truth <= median + scale * (high - median));
+  const widths = cases.map(({ interval: { median, low, high } }) => scale * (high - low));
+  return { coverage: covered.length / cases.length, meanWidth: widths.reduce((a, b) => a + b, 0) / widths.length, medianWidth: median(widths) };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length === 0 ? NaN : sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+function mean(values: readonly number[]): number {
+  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN;
+}
+
+/**
+ * The manifest text with its `biometry` section set and every other byte unchanged (the Python exporter's number
+ * formatting included): the section is kept as the manifest's last key, replaced or appended.
+ */
+export function withBiometrySection(text: string, section: unknown): string {
+  const parsed = JSON.parse(text) as Record<string, unknown>;
+  const body = JSON.stringify(section, null, 1).replaceAll('\n', '\n ');
+  const marker = ',\n "biometry": ';
+  const at = text.lastIndexOf(marker);
+  if ('biometry' in parsed && (at < 0 || Object.keys(parsed).at(-1) !== 'biometry')) throw new Error('the manifest\'s biometry section is not its last key: patch it by hand');
+  const head = 'biometry' in parsed ? text.slice(0, at) : text.slice(0, text.lastIndexOf('}')).trimEnd();
+  const next = `${head}${marker}${body}\n}\n`;
+  JSON.parse(next); // still valid JSON
+  return next;
+}
+
+async function calibrate(): Promise<void> {
+  const split = values.split ?? 'val';
+  const { records, appliedScale } = await readRecords(await reportOf(split));
+  const cases = intervalCases(records, appliedScale);
+  const scale = conformalScale(cases);
+  if (!Number.isFinite(scale)) throw new Error(`too few validation scans with a measurement (${cases.length}) to calibrate`);
+  const raw = scaled(cases, 1);
+  const calibrated = scaled(cases, scale);
+  const manifestPath = join(values.package!, 'manifest.json');
+  const section = {
+    intervalScale: Number(scale.toFixed(4)),
+    calibration: {
+      method: 'split conformal: smallest scale of the raw 95% posterior HC intervals (about their median) covering ceil(0.95 (N + 1)) of N validation scans',
+      split,
+      scans: records.length,
+      measured: cases.length,
+      rawCoverage: raw.coverage,
+      rawMeanWidthMm: raw.meanWidth,
+      calibratedCoverage: calibrated.coverage,
+      calibratedMeanWidthMm: calibrated.meanWidth,
+      sampleCounts: { m: values.m ? Number(values.m) : 'manifest', n: values.n ? Number(values.n) : 'manifest', k: values.k ? Number(values.k) : 'manifest' },
+    },
+  };
+  await writeFile(manifestPath, withBiometrySection(await readFile(manifestPath, 'utf8'), section));
+  console.log(JSON.stringify(section, null, 1));
+}
+
+const fmt = (value: number, digits = 2) => (Number.isFinite(value) ? value.toFixed(digits) : value === Infinity ? 'inf' : 'n/a');
+
+async function results(): Promise<void> {
+  const split = values.split ?? 'test';
+  const report = await reportOf(split);
+  const { records, appliedScale } = await readRecords(report);
+  const manifest = JSON.parse(await readFile(join(values.package!, 'manifest.json'), 'utf8')) as { biometry?: { intervalScale: number; calibration: { split: string } } };
+  const scale = manifest.biometry?.intervalScale;
+  const truth = records.filter((r) => r.hcTrueMm !== null);
+  const lines: string[] = [BEGIN, '## Head biometry on the HC18 test split (original resolution)', ''];
+  lines.push(
+    `${truth.length} test scans, \`lfusion replay --report\` (the SDK's own biometry, m, n, k from the run: see run.json of the report), ` +
+      'reference HC from the HC18 CSV, reference masks from the annotation ellipses. Pixel output: the mean probability thresholded at 0.5, ' +
+      'its HC from the mask\'s area moments; ellipse output: the posterior-median ellipse of `measureBiometry`, HC the median of the ' +
+      'per-sample HCs. A scan without a head ellipse (`no-head`) scores Dice 0 and an infinite HD for the ellipse output and is left out of the HC rows.',
+    '',
+  );
+  const rows = (subset: FrameRecord[]) => {
+    const ellipseHc = subset.filter((r) => r.hcFit !== null && r.biometryUnit === 'mm');
+    const pixelHc = subset.filter((r) => r.pixelsHcMm !== null);
+    const finite = (values: (number | null)[]) => values.filter((v): v is number => v !== null && Number.isFinite(v));
+    const absE = ellipseHc.map((r) => Math.abs(r.hcFit! - r.hcTrueMm!));
+    const absP = pixelHc.map((r) => Math.abs(r.pixelsHcMm! - r.hcTrueMm!));
+    return {
+      n: subset.length,
+      ellipse: {
+        dice: mean(finite(subset.map((r) => r.ellipseDice))),
+        hd: mean(finite(subset.map((r) => r.ellipseHausdorffMm))),
+        hdInf: subset.filter((r) => r.ellipseHausdorffMm === Infinity).length,
+        absMean: mean(absE),
+        absMedian: median(absE),
+        signed: mean(ellipseHc.map((r) => r.hcFit! - r.hcTrueMm!)),
+        within3: absE.filter((e) => e <= 3).length / Math.max(absE.length, 1),
+        measured: ellipseHc.length,
+      },
+      pixels: {
+        dice: mean(finite(subset.map((r) => r.pixelsDice))),
+        hd: mean(finite(subset.map((r) => r.pixelsHausdorffMm))),
+        hdInf: subset.filter((r) => r.pixelsHausdorffMm === Infinity).length,
+        absMean: mean(absP),
+        absMedian: median(absP),
+        signed: mean(pixelHc.map((r) => r.pixelsHcMm! - r.hcTrueMm!)),
+        within3: absP.filter((e) => e <= 3).length / Math.max(absP.length, 1),
+        measured: pixelHc.length,
+      },
+    };
+  };
+  lines.push('| scans | output | Dice | HD mean (mm) | HC abs. error mean / median (mm) | HC signed error mean (mm) | within 3 mm | scans measured |', '|---|---|---|---|---|---|---|---|');
+  for (const [name, subset] of [['all', truth], ...BANDS.map((band) => [band.name, truth.filter((r) => r.hcTrueMm! >= band.low && r.hcTrueMm! < band.high)] as const)] as const) {
+    const r = rows(subset as FrameRecord[]);
+    for (const output of ['ellipse', 'pixels'] as const) {
+      const o = r[output];
+      lines.push(
+        `| ${name} (${r.n}) | ${output} | ${fmt(o.dice, 3)} | ${fmt(o.hd)}${o.hdInf ? ` (+${o.hdInf} empty)` : ''} | ${fmt(o.absMean)} / ${fmt(o.absMedian)} | ${fmt(o.signed)} | ${fmt(100 * o.within3, 0)}% | ${o.measured} |`,
+      );
+    }
+  }
+  const statuses = new Map<string, number>();
+  for (const r of truth) statuses.set(r.biometryStatus ?? 'none', (statuses.get(r.biometryStatus ?? 'none') ?? 0) + 1);
+  lines.push('', `Status of the test scans: ${[...statuses].map(([status, count]) => `${status} ${count}`).join(', ')}.`, '');
+  const cases = intervalCases(truth, appliedScale);
+  lines.push('### 95% HC interval (pooled: Laplace weight samples and dropout passes)', '', '| interval | scans | coverage | mean width (mm) | median width (mm) |', '|---|---|---|---|---|');
+  const raw = scaled(cases, 1);
+  lines.push(`| raw posterior | ${cases.length} | ${fmt(100 * raw.coverage, 1)}% | ${fmt(raw.meanWidth, 1)} | ${fmt(raw.medianWidth, 1)} |`);
+  if (scale !== undefined) {
+    const calibrated = scaled(cases, scale);
+    lines.push(`| calibrated on ${manifest.biometry!.calibration.split} (scale ${fmt(scale, 3)}) | ${cases.length} | ${fmt(100 * calibrated.coverage, 1)}% | ${fmt(calibrated.meanWidth, 1)} | ${fmt(calibrated.medianWidth, 1)} |`);
+    const ok = cases.filter((c) => c.status === 'ok');
+    if (ok.length) {
+      const okCalibrated = scaled(ok, scale);
+      lines.push(`| calibrated, status ok only | ${ok.length} | ${fmt(100 * okCalibrated.coverage, 1)}% | ${fmt(okCalibrated.meanWidth, 1)} | ${fmt(okCalibrated.medianWidth, 1)} |`);
+    }
+  }
+  lines.push('', 'Regenerate: `make -C models biometry-results` (replays the test scans), or `node --import tsx scripts/biometry.ts results --split test --report <an existing replay report of them>`.', END);
+  const docs = values.docs!;
+  const previous = existsSync(docs) ? await readFile(docs, 'utf8') : '';
+  const section = lines.join('\n');
+  const next = previous.includes(BEGIN) ? previous.replace(new RegExp(`${BEGIN.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[\\s\\S]*?${END}`), section) : `${previous.trimEnd()}\n\n${section}\n`;
+  await writeFile(docs, next);
+  console.log(section);
+}
+
+const command = positionals[0];
+if (command === 'calibrate') await calibrate();
+else if (command === 'results') await results();
+else {
+  console.error('usage: scripts/biometry.ts calibrate|results [--split val|test] [--report <dir>] [--data <hc18>] [--package <dir>] [--docs docs/results.md]');
+  process.exit(2);
+}

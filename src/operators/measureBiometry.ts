@@ -1,0 +1,289 @@
+/**
+ * Head biometry from the L-FUSION posterior: a robust ellipse on the skull boundary of every posterior
+ * sample, and from their spread the credible intervals of HC, BPD, OFD and gestational age.
+ */
+import { map, type OperatorFunction } from 'rxjs';
+import { LfusionError } from '../runtime/errors.js';
+import type { Biometry, BiometryStatus, Ellipse, HeadMeasures, Interval } from '../runtime/types/biometry.js';
+import type { Frame } from '../runtime/types/frames.js';
+import type { ModelManifest } from '../runtime/types/model.js';
+import type { OodScore } from '../runtime/types/results.js';
+import type { HeadSamples } from '../runtime/types/uncertainty.js';
+import { ellipseCircumference, fitEllipse, hadlockGestationalAge, visibleFraction, type EllipseFit } from './measureBiometry/ellipse.js';
+import { credibleInterval, mapInterval } from './measureBiometry/summary.js';
+import { BoundaryTracer, type HeadCandidate, type TraceFrame } from './measureBiometry/trace.js';
+
+/** mm per pixel along x (columns) and y (rows). */
+export interface Spacing {
+  x: number;
+  y: number;
+}
+
+export interface BiometryOptions {
+  /**
+   * mm per pixel of the frame along x and y, or a function giving each frame's (e.g. from a DICOM tag or a CSV);
+   * without one the measurements are in pixels and there is no GA.
+   */
+  pixelSpacing?: Spacing | ((frame: Frame) => Spacing | undefined);
+  /** Status `uncertain` when the pooled 95% HC interval is wider than this (mm). Default 15. */
+  maxHcWidthMm?: number;
+  /** Without a pixel spacing: `uncertain` when the HC interval is wider than this fraction of HC. Default 0.1. */
+  maxHcWidthFraction?: number;
+  /** Status `clipped` when less than this fraction of the ellipse's outline lies inside the image. Default 0.5. */
+  minVisible?: number;
+  /** Status `no-head` when fewer than this fraction of the posterior samples give a head ellipse. Default 0.5. */
+  minFitted?: number;
+  /** Scale of the raw posterior intervals about their median; default manifest `biometry.intervalScale`, else 1. */
+  intervalScale?: number;
+}
+
+/** What the operator reads of the manifest: the model's input size and the interval calibration. */
+export type BiometryManifestPart = { input: { width: number; height: number } } & Pick<ModelManifest, 'biometry'>;
+
+/** Head samples with the frame's biometry (status `ood` is decided later, from the OOD score). */
+export type BiometrySamples = HeadSamples & { biometry: Biometry };
+
+/** Components smaller than this fraction of the model's pixels are not head candidates. */
+const MIN_AREA_FRACTION = 0.004;
+/** Crossings this close (model pixels) to the image border are left out. */
+const BORDER_MARGIN = 2;
+/** Heads have BPD/OFD well above this. */
+const MIN_AXIS_RATIO = 0.4;
+/** Angular bins of the boundary coverage in the head-likeness score. */
+const COVERAGE_BINS = 36;
+/** A sample's boundary crossings count between these normalised radii of the head on the posterior mean. */
+const SAMPLE_BAND = [0.7, 1.4] as const;
+
+interface Measured {
+  fit: EllipseFit;
+  visible: number;
+}
+
+/** Fraction of angular bins about the ellipse's centre that hold a boundary point the robust fit kept. */
+function angularCoverage(points: HeadCandidate['points'], e: Ellipse): number {
+  const bins = new Uint8Array(COVERAGE_BINS);
+  for (let i = 0; i < points.n; i++) {
+    const angle = Math.atan2(points.y[i]! - e.cy, points.x[i]! - e.cx);
+    bins[Math.min(COVERAGE_BINS - 1, Math.floor(((angle + Math.PI) / (2 * Math.PI)) * COVERAGE_BINS))] = 1;
+  }
+  return bins.reduce((sum, bin) => sum + bin, 0) / COVERAGE_BINS;
+}
+
+/**
+ * How head-like a candidate's fit is, 0..1-ish: kept boundary weight x closeness of the boundary to an ellipse
+ * (residual relative to the ellipse's size) x angular coverage of its boundary x skull echo along it.
+ */
+export function headLikeness(candidate: HeadCandidate, fit: EllipseFit): number {
+  const size = Math.sqrt(fit.ellipse.a * fit.ellipse.b);
+  return fit.inlierFraction * Math.exp(-fit.residual / (0.02 * size)) * angularCoverage(candidate.points, fit.ellipse) * (0.25 + candidate.echo);
+}
+
+/**
+ * Whether a fitted ellipse can be a head: not many times the frame (a fit to a nearly straight boundary) and not
+ * thin (a line, a limb; heads have BPD/OFD about 0.7-0.85).
+ */
+function plausibleHead(e: Ellipse, frame: { width: number; height: number }): boolean {
+  return e.a <= 2 * Math.hypot(frame.width, frame.height) && e.b >= MIN_AXIS_RATIO * e.a;
+}
+
+/** The most head-like candidate's ellipse, or null when none fits one. */
+export function headEllipse(candidates: readonly HeadCandidate[], frame: { width: number; height: number }): Measured | null {
+  let best: Measured | null = null;
+  let bestScore = 0;
+  for (const candidate of candidates) {
+    const fit = fitEllipse(candidate.points);
+    if (!fit || !plausibleHead(fit.ellipse, frame)) continue;
+    const score = headLikeness(candidate, fit);
+    if (score > bestScore) [best, bestScore] = [{ fit, visible: visibleFraction(fit.ellipse, frame.width, frame.height) }, score];
+  }
+  return best;
+}
+
+/**
+ * The ellipse in mm. Exact for square pixels; for anisotropic ones each axis is scaled along its own direction, which
+ * is exact for axis-aligned ellipses and a first-order approximation for rotated ones.
+ */
+function ellipseInMm(e: Ellipse, spacing: { x: number; y: number }): Ellipse {
+  if (spacing.x === spacing.y) return { cx: e.cx * spacing.x, cy: e.cy * spacing.y, a: e.a * spacing.x, b: e.b * spacing.x, angle: e.angle };
+  const c = Math.cos(e.angle);
+  const s = Math.sin(e.angle);
+  const a = e.a * Math.hypot(c * spacing.x, s * spacing.y);
+  const b = e.b * Math.hypot(s * spacing.x, c * spacing.y);
+  return { cx: e.cx * spacing.x, cy: e.cy * spacing.y, a: Math.max(a, b), b: Math.min(a, b), angle: Math.atan2(s * spacing.y, c * spacing.x) };
+}
+
+/** The posterior-median ellipse: medians of centre and axes, the axis direction as the circular mean of 2θ. */
+function medianEllipse(ellipses: readonly Ellipse[]): Ellipse {
+  const median = (values: number[]) => credibleInterval(values)!.median;
+  const sin = ellipses.reduce((sum, e) => sum + Math.sin(2 * e.angle), 0);
+  const cos = ellipses.reduce((sum, e) => sum + Math.cos(2 * e.angle), 0);
+  return {
+    cx: median(ellipses.map((e) => e.cx)),
+    cy: median(ellipses.map((e) => e.cy)),
+    a: median(ellipses.map((e) => e.a)),
+    b: median(ellipses.map((e) => e.b)),
+    angle: Math.atan2(sin, cos) / 2,
+  };
+}
+
+function measuresOf(ellipses: readonly Ellipse[], samples: number, scale: number): HeadMeasures | null {
+  if (ellipses.length === 0) return null;
+  return {
+    hc: credibleInterval(ellipses.map((e) => ellipseCircumference(e.a, e.b)), scale)!,
+    bpd: credibleInterval(ellipses.map((e) => 2 * e.b), scale)!,
+    ofd: credibleInterval(ellipses.map((e) => 2 * e.a), scale)!,
+    fitted: ellipses.length,
+    samples,
+  };
+}
+
+/** Validated options with their defaults. */
+function settings(manifest: BiometryManifestPart, options: BiometryOptions) {
+  const resolved = {
+    maxHcWidthMm: options.maxHcWidthMm ?? 15,
+    maxHcWidthFraction: options.maxHcWidthFraction ?? 0.1,
+    minVisible: options.minVisible ?? 0.5,
+    minFitted: options.minFitted ?? 0.5,
+    intervalScale: options.intervalScale ?? manifest.biometry?.intervalScale ?? 1,
+    spacing: options.pixelSpacing ?? null,
+  };
+  const spacingOf = (frame: Frame): Spacing | null => {
+    const spacing = typeof resolved.spacing === 'function' ? resolved.spacing(frame) : resolved.spacing;
+    if (spacing && !(positive(spacing.x) && positive(spacing.y))) throw new LfusionError('INVALID_OPTION', `pixel spacing must be positive, got ${spacing.x} x ${spacing.y} mm`, { spacing });
+    return spacing ?? null;
+  };
+  const positive = (value: number) => Number.isFinite(value) && value > 0;
+  const fraction = (value: number) => Number.isFinite(value) && value >= 0 && value <= 1;
+  const bad = [
+    ['maxHcWidthMm', positive(resolved.maxHcWidthMm)],
+    ['maxHcWidthFraction', positive(resolved.maxHcWidthFraction)],
+    ['minVisible', fraction(resolved.minVisible)],
+    ['minFitted', fraction(resolved.minFitted)],
+    ['intervalScale', positive(resolved.intervalScale)],
+  ].find(([, ok]) => !ok);
+  if (bad) throw new LfusionError('INVALID_OPTION', `biometry option ${String(bad[0])} is out of range`, { option: bad[0], options });
+  if (typeof resolved.spacing === 'object' && resolved.spacing) spacingOf({} as Frame);
+  return { ...resolved, spacingOf };
+}
+
+/**
+ * Measures the head on one frame's posterior samples: each Laplace weight sample (its logit-mean map, i.e. the
+ * mean of its logit samples, so that per-pixel logit noise does not drive the spread) and each dropout pass.
+ * Work is at model resolution; boundary points are mapped to the frame's pixels before fitting.
+ *
+ * @example
+ * const b = biometryOfSamples(samples, tracer, settings); // b.pooled?.hc.median
+ */
+function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, s: ReturnType<typeof settings>): Biometry {
+  const { frame } = samples;
+  const pixels = tracer.width * tracer.height;
+  const logitMean = samples.laplace.logitMean.data;
+  const dropout = samples.dropoutLogits.data;
+  const m = logitMean.length / pixels;
+  const k = dropout.length / pixels;
+  // Per-pixel logit SD across all samples, computed only where a boundary asks for it.
+  const sd = new Float32Array(pixels).fill(NaN);
+  const logitSd = (p: number) => {
+    if (Number.isNaN(sd[p]!)) {
+      let sum = 0;
+      let squares = 0;
+      for (let i = 0; i < m; i++) (sum += logitMean[i * pixels + p]!), (squares += logitMean[i * pixels + p]! ** 2);
+      for (let i = 0; i < k; i++) (sum += dropout[i * pixels + p]!), (squares += dropout[i * pixels + p]! ** 2);
+      const mean = sum / (m + k);
+      sd[p] = Math.sqrt(Math.max(squares / (m + k) - mean * mean, 0));
+    }
+    return sd[p]!;
+  };
+  const trace: TraceFrame = frame;
+  const traceOptions = { minArea: MIN_AREA_FRACTION * pixels, borderMargin: BORDER_MARGIN, logitSd };
+  // The head is chosen once, on the posterior mean (both paths weighing equally); each sample is then fitted
+  // on its crossings near that head, so that every sample measures the same structure and none is relabelled.
+  const meanLogits = new Float32Array(pixels);
+  const addMean = (rows: Float32Array, count: number) => {
+    const share = 1 / (2 * count);
+    for (let i = 0; i < count; i++) {
+      const row = rows.subarray(i * pixels, (i + 1) * pixels);
+      for (let p = 0; p < pixels; p++) meanLogits[p]! += share * row[p]!;
+    }
+  };
+  addMean(logitMean, m);
+  addMean(dropout, k);
+  const reference = headEllipse(tracer.candidates(meanLogits, 0, trace, traceOptions), frame)?.fit.ellipse;
+  const fitRows = (values: Float32Array, rows: number): EllipseFit[] => {
+    if (!reference) return [];
+    const fits: EllipseFit[] = [];
+    for (let row = 0; row < rows; row++) {
+      const fit = fitEllipse(tracer.crossingsNear(values, row * pixels, trace, traceOptions, reference, SAMPLE_BAND));
+      if (fit && plausibleHead(fit.ellipse, frame)) fits.push(fit);
+    }
+    return fits;
+  };
+  const laplace = fitRows(logitMean, m);
+  const drop = fitRows(dropout, k);
+  const all = [...laplace, ...drop];
+  const spacing = s.spacingOf(frame);
+  const inUnit = (e: Ellipse) => (spacing ? ellipseInMm(e, spacing) : e);
+  const empty: Biometry = {
+    status: 'no-head',
+    unit: spacing ? 'mm' : 'px',
+    spacing,
+    ellipse: null,
+    ellipseMm: null,
+    residual: null,
+    visible: null,
+    pooled: null,
+    laplace: null,
+    dropout: null,
+    ga: null,
+    intervalScale: s.intervalScale,
+  };
+  if (all.length === 0 || all.length < s.minFitted * (m + k)) return { ...empty, laplace: measuresOf(laplace.map((x) => inUnit(x.ellipse)), m, s.intervalScale), dropout: measuresOf(drop.map((x) => inUnit(x.ellipse)), k, s.intervalScale) };
+  const ellipse = medianEllipse(all.map((x) => x.ellipse));
+  const pooled = measuresOf(all.map((x) => inUnit(x.ellipse)), m + k, s.intervalScale)!;
+  const visible = visibleFraction(ellipse, frame.width, frame.height);
+  const hc = pooled.hc;
+  const width = hc.high - hc.low;
+  const ga = spacing ? { ...mapInterval(hc, (value) => hadlockGestationalAge(value).weeks), inRange: hadlockGestationalAge(hc.median).inRange } : null;
+  const status: BiometryStatus = visible < s.minVisible ? 'clipped' : width > (spacing ? s.maxHcWidthMm : s.maxHcWidthFraction * hc.median) ? 'uncertain' : 'ok';
+  return {
+    ...empty,
+    status,
+    ellipse,
+    ellipseMm: spacing ? ellipseInMm(ellipse, spacing) : null,
+    residual: credibleInterval(all.map((x) => x.residual))!.median,
+    visible,
+    pooled,
+    laplace: measuresOf(laplace.map((x) => inUnit(x.ellipse)), m, s.intervalScale),
+    dropout: measuresOf(drop.map((x) => inUnit(x.ellipse)), k, s.intervalScale),
+    ga,
+  };
+}
+
+/** A frame's biometry with the OOD verdict applied: an OOD frame's measurement is not to be trusted, whatever its fit. */
+export function withOod(biometry: Biometry, ood: OodScore | undefined): Biometry {
+  return ood?.above && biometry.status !== 'no-head' ? { ...biometry, status: 'ood' } : biometry;
+}
+
+/**
+ * Adds the frame's head biometry to each frame's head samples (before `measureUncertainty`, which releases them).
+ * Each posterior sample's head ellipse: the connected foreground components of its logit map, each fitted with a
+ * robust ellipse on its boundary crossings (points on the image border or the sector's black border left out,
+ * each weighted by how certain its position is across the samples), the most head-like one kept (fit quality,
+ * boundary coverage, skull echo; not size). Medians and 95% intervals per path and pooled; status `ok`,
+ * `no-head`, `clipped` or `uncertain` (apply {@link withOod} once the OOD score is known).
+ *
+ * @param manifest input size, and `biometry.intervalScale` (the calibrated interval scale).
+ * @param options pixel spacing, status thresholds, interval scale.
+ * @throws LfusionError `INVALID_OPTION` at set-up for an option out of range.
+ * @example
+ * samples$.pipe(measureBiometry(manifest, { pixelSpacing: { x: 0.15, y: 0.15 } })).subscribe((s) => console.log(s.biometry.pooled?.hc));
+ */
+export function measureBiometry(manifest: BiometryManifestPart, options: BiometryOptions = {}): OperatorFunction<HeadSamples, BiometrySamples> {
+  const resolved = settings(manifest, options);
+  const tracer = new BoundaryTracer(manifest.input.width, manifest.input.height);
+  return map((samples) => {
+    const started = performance.now();
+    const biometry = biometryOfSamples(samples, tracer, resolved);
+    return { ...samples, biometry, timings: { ...samples.timings, biometry: performance.now() - started } };
+  });
+}
