@@ -32,6 +32,8 @@ export interface InferenceWorkerData {
   executionProvider: ExecutionProvider;
   /** ONNX Runtime intra-op threads per session; `undefined` lets the runtime choose. */
   threads?: number;
+  /** Shared with the main thread: whether the worker is inside ONNX Runtime (see native-guard.ts). */
+  nativeState: Int32Array;
 }
 
 /** Main thread -> inference worker. */
