@@ -53,6 +53,7 @@ test('malformed fields are rejected with the field named', async () => {
   assert.match((await loadEdited((m) => (m.formatVersion = 2))).message, /field "formatVersion" must be one of 1, got 2/);
   assert.match((await loadEdited((m) => delete m.input.normalization.std)).message, /"input\.normalization\.std" .* it is missing/);
   assert.match((await loadEdited((m) => (m.sampling.m = 0))).message, /"sampling\.m" must be a finite integer > 0/);
+  assert.match((await loadEdited((m) => (m.sampling.k = m.sampling.maxK + 1))).message, /"sampling\.k" must be at most sampling\.maxK \(4\), got 5/);
   assert.match((await loadEdited((m) => delete m.graphs.laplace_head)).message, /"graphs\.laplace_head"/);
   assert.match((await loadEdited((m) => (m.graphs.encoder.file = '../outside.onnx'))).message, /"graphs\.encoder\.file" must be a path inside the package/);
   assert.match((await loadEdited((m) => (m.ood.aggregation = 'median'))).message, /"ood\.aggregation"/);

@@ -65,6 +65,9 @@ test('bad usage is a clear error with exit code 1', () => {
   const badCount = runCli(['serve', SAMPLE, '--uncertainty', '--k', '0']);
   assert.is(badCount.status, 1);
   assert.match(badCount.stderr, /--k must be a whole number >= 1/);
+  const aboveMaximum = runCli(['replay', SAMPLE, '--out', join(tmpdir(), 'unused'), '--uncertainty', '--m', '1e9']);
+  assert.is(aboveMaximum.status, 1);
+  assert.match(aboveMaximum.stderr, /sample count m = 1000000000 exceeds the model package's maximum of 50 \(sampling\.maxM\) \[INVALID_OPTION\]/);
 });
 
 test('serve prints the WebSocket URL, streams results, and stops cleanly on Ctrl-C', async () => {
