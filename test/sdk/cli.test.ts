@@ -65,6 +65,12 @@ test('bad usage is a clear error with exit code 1', () => {
   const badCount = runCli(['serve', SAMPLE, '--uncertainty', '--k', '0']);
   assert.is(badCount.status, 1);
   assert.match(badCount.stderr, /--k must be a whole number >= 1/);
+  const exposed = runCli(['serve', SAMPLE, '--host', '0.0.0.0', '--model', TINY_PACKAGE]);
+  assert.is(exposed.status, 1);
+  assert.match(exposed.stderr, /refusing to serve ultrasound images on 0\.0\.0\.0 without an access token/);
+  assert.is(exposed.stdout, '', 'no URL printed');
+  const shortToken = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'serve', SAMPLE, '--host', '0.0.0.0'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, LFUSION_TOKEN: 'short' } });
+  assert.match(shortToken.stderr, /access token must be at least 16 characters/);
   const aboveMaximum = runCli(['replay', SAMPLE, '--out', join(tmpdir(), 'unused'), '--uncertainty', '--m', '1e9']);
   assert.is(aboveMaximum.status, 1);
   assert.match(aboveMaximum.stderr, /sample count m = 1000000000 exceeds the model package's maximum of 50 \(sampling\.maxM\) \[INVALID_OPTION\]/);
