@@ -44,6 +44,7 @@ test('replay of a truncated file writes a result for every frame decoded, then f
   assert.is(run.status, 1);
   const decoded = Number(/after (\d+) frames \[DECODE_FAILED\]/.exec(run.stderr)?.[1]);
   assert.ok(decoded > 0, run.stderr);
+  assert.match(run.stderr, /\n  ffmpeg: .*\[error\]/, 'ffmpeg\'s own reason is shown');
   const lines = (await readFile(join(dir, 'out/results.jsonl'), 'utf8')).trim().split('\n');
   assert.is(lines.length, decoded);
   await rm(dir, { recursive: true, force: true });
@@ -65,6 +66,16 @@ test('bad usage is a clear error with exit code 1', () => {
   const badCount = runCli(['serve', SAMPLE, '--uncertainty', '--k', '0']);
   assert.is(badCount.status, 1);
   assert.match(badCount.stderr, /--k must be a whole number >= 1/);
+  const help = runCli(['--help']);
+  assert.is(help.status, 0);
+  assert.match(help.stdout, /^usage:/);
+  const unknown = runCli(['frobnicate', 'x']);
+  assert.is(unknown.status, 1);
+  assert.match(unknown.stderr, /unknown command "frobnicate" \(commands: serve, replay\)/);
+  const missingServed = runCli(['serve', '/nonexistent.mp4', '--model', TINY_PACKAGE]);
+  assert.is(missingServed.status, 1);
+  assert.match(missingServed.stderr, /\/nonexistent\.mp4 does not exist \[SOURCE_NOT_FOUND\]/);
+  assert.is(missingServed.stdout, '', 'no URL printed before the failure');
   const exposed = runCli(['serve', SAMPLE, '--host', '0.0.0.0', '--model', TINY_PACKAGE]);
   assert.is(exposed.status, 1);
   assert.match(exposed.stderr, /refusing to serve ultrasound images on 0\.0\.0\.0 without an access token/);

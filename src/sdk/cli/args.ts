@@ -11,7 +11,7 @@ import type { PathName, PipelineOptions } from '../pipeline-options.js';
 export const USAGE = `usage:
   lfusion serve <source> [--port 8080] [--host 127.0.0.1] [--model <dir>] [--once]
                 [--token <secret> (or LFUSION_TOKEN)] [--allow-origin <origin>]... [--tls-cert <pem> --tls-key <pem>]
-                [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 0]]
+                [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 18]]
                 [--paths frame|clip|frame,clip [--clip-stride 8] [--clip-align]]
                 [--region auto|x,y,w,h | --no-region] [--no-reconnect] [--provider cpu|cuda|webgpu]
                 [--input-format mjpeg --video-size 1920x1080 --framerate 30]   (V4L2 devices)
@@ -21,7 +21,7 @@ export const USAGE = `usage:
       clients send as ?token= or "Authorization: Bearer"; browsers from other sites need --allow-origin;
       --tls-cert/--tls-key serve https and wss (docs/integration.md, "Security").
   lfusion replay <video | folder of videos | folder of images> --report <dir> [--model <dir>] [--provider ...]
-                [--m 10 --n 4 --k 10 --seed 0] [--frames a:b | --max-frames N] [--pixel-spacing mm | x,y]
+                [--m 10 --n 4 --k 10 --seed 18] [--frames a:b | --max-frames N] [--pixel-spacing mm | x,y]
                 [--ground-truth <HC18 folder or CSV>] [--mask-video <file>] [--thumbnails 8]
       QA report (docs/qa-replay.md): runs the uncertainty chain on every frame and writes <dir>/report.html
       (offline), frames.csv, frames.jsonl, alerts.jsonl, labels/*.png (source resolution) and run.json.

@@ -3,7 +3,8 @@
  * Ctrl-C or the end of the source. Files are paced at their frame rate and looped unless `--once`;
  * V4L2 devices take the capture flags (`--input-format`, `--video-size`, `--framerate`).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { SourceError } from '../../runtime/errors.js';
 import { toVideoInput, type V4l2Options } from '../../runtime/ffmpeg.js';
 import { checkAccessOptions } from '../access.js';
 import { createPipeline } from '../pipeline.js';
@@ -49,6 +50,8 @@ export async function serve(source: string, values: CliValues): Promise<void> {
   const access = accessOptions(values, host);
   const v4l2 = v4l2Options(values);
   const isFile = toVideoInput(source, v4l2).kind === 'file';
+  // The pipeline opens its source only when results are subscribed: check a file before printing any URL.
+  if (isFile && !existsSync(source)) throw new SourceError('SOURCE_NOT_FOUND', `${source} does not exist`, source);
   const pipeline = await createPipeline({
     ...pipelineOptions(source, values),
     live: true,
