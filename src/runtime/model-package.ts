@@ -89,7 +89,8 @@ class ManifestReader {
   constructor(private readonly root: string) {}
 
   fail(field: string, expectation: string, value: unknown): never {
-    const got = value === undefined ? 'it is missing' : `got ${JSON.stringify(value)}`;
+    // JSON.stringify writes Infinity (a manifest's 1e999) as null: numbers are shown as they are.
+    const got = value === undefined ? 'it is missing' : `got ${typeof value === 'number' ? String(value) : JSON.stringify(value)}`;
     throw new ModelError(`${MANIFEST_FILE}: field "${field}" must be ${expectation}, ${got}`, this.root, { field });
   }
 

@@ -60,6 +60,17 @@ test('malformed fields are rejected with the field named', async () => {
   assert.match((await loadEdited((m) => (m.graphs.encoder.inputs.image = ['batch', 1, -224, 224]))).message, /"graphs\.encoder\.inputs\.image\[2\]"/);
 });
 
+test('an out-of-range number is reported as written, not as null', async () => {
+  const dir = await tinyPackageCopy();
+  try {
+    const file = join(dir, 'manifest.json');
+    await writeFile(file, (await readFile(file, 'utf8')).replace(/"threshold": ?0\.5/, '"threshold": 1e999'));
+    assert.match((await rejection(loadModelPackage(dir))).message, /"ood\.threshold" must be a finite number, got Infinity/);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
 test('a clip section is validated like the root heads, and needs the clip graphs', async () => {
   const withClip = (edit: (clip: any) => void) => (m: any) => {
     m.clip = { frames: 16, outputSize: 56, laplace: m.laplace, dropout: m.dropout, sampling: m.sampling, fusion: m.fusion, ood: m.ood };
