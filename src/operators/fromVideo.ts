@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { Observable, type Subscription } from 'rxjs';
+import { Observable, type Subscriber, type Subscription } from 'rxjs';
 import { LfusionError, SourceError } from '../runtime/errors.js';
 import {
   greyDecodeArgs,
@@ -11,6 +10,7 @@ import {
   toVideoInput,
   type V4l2Options,
 } from '../runtime/ffmpeg.js';
+import { spawnFfmpeg, stopFfmpeg } from '../runtime/ffmpeg-process.js';
 import type { Frame } from '../runtime/types/frames.js';
 
 export interface FromVideoOptions {
@@ -45,18 +45,23 @@ export interface FromVideoOptions {
 
 /** Decoded frames held in memory before ffmpeg is paused (it then blocks on its stdout pipe). */
 const MAX_QUEUED_FRAMES = 4;
-/** After SIGTERM, how long ffmpeg gets before SIGKILL. */
-const KILL_GRACE_MS = 2000;
 const STDERR_TAIL_LINES = 20;
 const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
 const DEFAULT_STALL_TIMEOUT_MS = 5000;
 const DEFAULT_FLOW_WINDOW = 4;
 
 /**
+ * The ffmpeg last started for a live source (by its URL or device), until it has exited: a new connection waits for
+ * it, since a UDP port or a device can be opened by one process at a time.
+ */
+const previousFfmpeg = new Map<string, Promise<void>>();
+
+/**
  * Decodes a video file, an http/rtsp/udp URL, or a V4L2 device (e.g. `/dev/video0`, an HDMI capture card) into 8-bit
  * grey frames, with ffmpeg doing the decoding, the pixel-format conversion and the scaling.
  *
- * Each subscription spawns its own ffmpeg; unsubscribing ends it (SIGTERM, then SIGKILL after a short grace).
+ * Each subscription spawns its own ffmpeg; unsubscribing ends it (SIGTERM, then SIGKILL after a short grace), and so
+ * does the end of the process. A new subscription to a live source first waits for the previous ffmpeg on it to exit.
  * Failures arrive as a {@link SourceError}: `FFMPEG_NOT_FOUND`, `SOURCE_NOT_FOUND`, `DECODE_FAILED` (a corrupt or
  * truncated file: every frame that decoded is delivered first), `SOURCE_LOST` (a live source ended or went silent).
  * A lost live source can be resumed with RxJS `retry`, since every subscription starts a fresh ffmpeg.
@@ -84,11 +89,11 @@ export function fromVideo(source: string, options: FromVideoOptions = {}): Obser
   const stallTimeoutMs = optionalPositive('stallTimeoutMs', options.stallTimeoutMs) ?? DEFAULT_STALL_TIMEOUT_MS;
   const flowWindow = optionalPositive('flow.window', options.flow?.window) ?? DEFAULT_FLOW_WINDOW;
 
-  return new Observable<Frame>((subscriber) => {
+  const decode = (subscriber: Subscriber<Frame>): (() => Promise<void>) => {
     const binary = resolveFfmpeg(options.ffmpegPath);
-    const child = spawn(binary.path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const stdout = child.stdout;
-    const stderr = child.stderr;
+    const child = spawnFfmpeg(binary.path, args, ['ignore', 'pipe', 'pipe']);
+    const stdout = child.stdout!;
+    const stderr = child.stderr!;
 
     const sizeReader = new OutputSizeReader();
     const stderrTail: string[] = [];
@@ -257,18 +262,28 @@ export function fromVideo(source: string, options: FromVideoOptions = {}): Obser
       settled = true;
       clearTimeout(watchdog);
       acknowledgements?.unsubscribe();
-      stopFfmpeg(child);
+      return stopFfmpeg(child);
+    };
+  };
+
+  const location = input.kind === 'file' ? undefined : input.kind === 'network' ? input.url : input.device;
+  return new Observable<Frame>((subscriber) => {
+    let stop: (() => Promise<void>) | undefined;
+    let cancelled = false;
+    const start = (): void => {
+      if (!cancelled) stop = decode(subscriber);
+    };
+    const previous = location === undefined ? undefined : previousFfmpeg.get(location);
+    if (previous) void previous.then(start);
+    else start();
+    return () => {
+      cancelled = true;
+      const exited = stop?.();
+      if (!exited || location === undefined) return;
+      const done = exited.finally(() => previousFfmpeg.get(location) === done && previousFfmpeg.delete(location));
+      previousFfmpeg.set(location, done);
     };
   });
-}
-
-/** Ends ffmpeg: closing its stdout first unblocks a write it may be stuck in, so SIGTERM is seen promptly. */
-function stopFfmpeg(child: ReturnType<typeof spawn>): void {
-  child.stdout?.destroy();
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  child.kill('SIGTERM');
-  const force = setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS);
-  child.once('exit', () => clearTimeout(force));
 }
 
 function optionalPositive(name: string, value: number | undefined): number | undefined {

@@ -3,7 +3,8 @@
  * run for all k dropout passes per frame, whatever m and k are.
  */
 import { concatMap, type OperatorFunction } from 'rxjs';
-import { checkSampleCounts, createDrawSource, drawDimensions, type DrawMode } from '../runtime/draws.js';
+import { totalmem } from 'node:os';
+import { checkSampleCounts, createDrawSource, drawDimensions, sampleMemoryBytes, type DrawMode } from '../runtime/draws.js';
 import { LfusionError, ShapeError } from '../runtime/errors.js';
 import { mapPixels } from '../runtime/model-package.js';
 import type { EncodedFrame } from '../runtime/types/frames.js';
@@ -30,10 +31,29 @@ export interface SampleOptions {
   posteriorScale?: number;
 }
 
-/** The sample counts of `options`, defaulting to the manifest's. */
-export function sampleCounts(manifest: Pick<ModelManifest, 'sampling'>, options: SampleOptions): SampleCounts {
-  const counts = { m: options.m ?? manifest.sampling.m, n: options.n ?? manifest.sampling.n, k: options.k ?? manifest.sampling.k };
+/** Memory one frame's sampling may take: half of this machine's. */
+const SAMPLE_MEMORY_BUDGET = totalmem() / 2;
+
+/**
+ * The sample counts of `options`, defaulting to the manifest's, checked before anything is allocated: each at most
+ * the manifest's `sampling.maxM`/`maxN`/`maxK`, and together within half this machine's memory.
+ * @throws LfusionError `INVALID_OPTION` saying which count is too large.
+ */
+export function sampleCounts(manifest: Pick<ModelManifest, 'sampling' | 'laplace' | 'dropout' | 'input' | 'graphs'>, options: SampleOptions): SampleCounts {
+  const { sampling } = manifest;
+  const counts = { m: options.m ?? sampling.m, n: options.n ?? sampling.n, k: options.k ?? sampling.k };
   checkSampleCounts(counts);
+  const maxima = { m: sampling.maxM, n: sampling.maxN, k: sampling.maxK };
+  for (const key of ['m', 'n', 'k'] as const) {
+    if (counts[key] > maxima[key]) {
+      throw new LfusionError('INVALID_OPTION', `sample count ${key} = ${counts[key]} exceeds the model package's maximum of ${maxima[key]} (sampling.max${key.toUpperCase()})`, { [key]: counts[key], max: maxima[key] });
+    }
+  }
+  const bytes = sampleMemoryBytes(counts, drawDimensions(manifest));
+  if (bytes > SAMPLE_MEMORY_BUDGET) {
+    const gib = (value: number) => (value / 2 ** 30).toFixed(1);
+    throw new LfusionError('INVALID_OPTION', `sample counts (m, n, k) = (${counts.m}, ${counts.n}, ${counts.k}) need about ${gib(bytes)} GiB per frame, more than half this machine's memory (${gib(SAMPLE_MEMORY_BUDGET)} GiB)`, { ...counts, bytes });
+  }
   return counts;
 }
 

@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { writeFileAtomic } from './atomic-write.js';
 import { createRequire } from 'node:module';
 import { basename, extname, join } from 'node:path';
 import {
@@ -202,7 +203,7 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
     versions: versions(),
     started: started.toISOString(),
   };
-  const writeRun = (extra: Record<string, unknown>) => writeFile(join(out, 'run.json'), `${JSON.stringify({ ...run, ...extra }, null, 2)}\n`);
+  const writeRun = (extra: Record<string, unknown>) => writeFileAtomic(join(out, 'run.json'), `${JSON.stringify({ ...run, ...extra }, null, 2)}\n`);
   await writeRun({ status: 'running' });
 
   const pool = await InferencePool.open(model, options.executionProvider ? { executionProvider: options.executionProvider } : {});
@@ -402,7 +403,7 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
   const status = incomplete ? (partial ? 'stopped' : 'failed') : errors.length ? 'finished with errors' : 'complete';
   await writeRun({ status, partial: incomplete, finished: finished.toISOString(), framesProcessed: records.length, framesExpected: total ?? null, errors, summary });
   const uplot = createRequire(import.meta.url);
-  await writeFile(
+  await writeFileAtomic(
     join(out, 'report.html'),
     renderReport({
       title: `L-FUSION replay: ${basename(options.source)}`,

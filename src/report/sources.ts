@@ -2,11 +2,11 @@
  * What a replay reads: one video, a folder of videos, or a folder of images (each image one frame, e.g. HC18
  * scans), listed in name order, with their frame counts for the progress bar.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { SourceError } from '../runtime/errors.js';
-import { resolveFfmpeg } from '../runtime/ffmpeg.js';
+import { resolveFfmpeg, toVideoInput } from '../runtime/ffmpeg.js';
+import { spawnFfmpeg, stopFfmpeg } from '../runtime/ffmpeg-process.js';
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff']);
 const VIDEO_EXTENSIONS = new Set(['.mp4', '.mkv', '.avi', '.mov', '.webm', '.m4v', '.mpg', '.mpeg', '.ts', '.wmv', '.nut']);
@@ -37,6 +37,7 @@ const isImage = (file: string) => IMAGE_EXTENSIONS.has(extname(file).toLowerCase
  * `*_Annotation.*`, are ground truth, not frames); otherwise its videos are replayed one after another.
  */
 export function listInputs(source: string): ReplayInputs {
+  if (toVideoInput(source).kind === 'network') return { layout: 'video', inputs: [{ path: source, name: source, kind: 'video' }] };
   if (!existsSync(source)) throw new SourceError('SOURCE_NOT_FOUND', `${source} does not exist`, source, '');
   if (!statSync(source).isDirectory()) {
     return { layout: isImage(source) ? 'images' : 'video', inputs: [{ path: source, name: basename(source), kind: isImage(source) ? 'image' : 'video' }] };
@@ -49,14 +50,26 @@ export function listInputs(source: string): ReplayInputs {
   return { layout: 'videos', inputs: videos.map((file) => ({ path: join(source, file), name: file, kind: 'video' })) };
 }
 
-/** Frames in a video file, counted by ffmpeg without decoding (stream copy); `undefined` when it cannot tell. */
-export function countFrames(video: string): Promise<number | undefined> {
+/** How long counting a file's frames may take before the progress bar does without a total. */
+const COUNT_TIMEOUT_MS = 30_000;
+
+/**
+ * Frames in a video file, counted by ffmpeg without decoding (stream copy); `undefined` when it cannot tell, for a
+ * live source (a URL or a device: no count, nothing started), or when counting takes over `timeoutMs`.
+ */
+export function countFrames(video: string, timeoutMs = COUNT_TIMEOUT_MS): Promise<number | undefined> {
+  if (toVideoInput(video).kind !== 'file') return Promise.resolve(undefined);
   return new Promise((resolve) => {
-    const ffmpeg = spawn(resolveFfmpeg().path, ['-hide_banner', '-nostdin', '-i', video, '-map', '0:v:0', '-c', 'copy', '-f', 'null', '-'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const ffmpeg = spawnFfmpeg(resolveFfmpeg().path, ['-hide_banner', '-nostdin', '-i', `file:${video}`, '-map', '0:v:0', '-c', 'copy', '-f', 'null', '-'], ['ignore', 'ignore', 'pipe']);
     let stderr = '';
-    ffmpeg.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4096)));
+    const timeout = setTimeout(() => {
+      void stopFfmpeg(ffmpeg);
+      resolve(undefined);
+    }, timeoutMs);
+    ffmpeg.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4096)));
     ffmpeg.on('error', () => resolve(undefined));
     ffmpeg.on('close', (code) => {
+      clearTimeout(timeout);
       const frames = [...stderr.matchAll(/frame=\s*(\d+)/g)].at(-1)?.[1];
       resolve(code === 0 && frames ? Number(frames) : undefined);
     });

@@ -111,6 +111,17 @@ export function createDrawSource(options: DrawSourceOptions): (frameIndex: numbe
   };
 }
 
+/**
+ * Bytes one frame's sampling holds at once, roughly: its draws, both heads' outputs and the m x n logit samples of
+ * the `measures` graph, doubled for ONNX Runtime's intermediates. Checked before anything is allocated.
+ */
+export function sampleMemoryBytes({ m, n, k }: SampleCounts, dims: DrawDimensions): number {
+  const draws = m * dims.weightCount + m * n * (dims.rank + dims.pixels) + k * dims.maskCount;
+  const headOutputs = (m * (dims.rank + 2) + k) * dims.pixels;
+  const logitSamples = m * n * dims.pixels;
+  return 2 * Float32Array.BYTES_PER_ELEMENT * (draws + headOutputs + logitSamples);
+}
+
 /** The draw sizes a model package fixes. */
 export function drawDimensions(manifest: Pick<ModelManifest, 'laplace' | 'dropout' | 'input' | 'graphs'>): DrawDimensions {
   return {

@@ -179,9 +179,12 @@ export function isErrorLine(line: string): boolean {
 }
 
 const SOURCE_MISSING =
-  /No such file or directory|Connection refused|Server returned 4\d\d|Could not resolve|Name or service not known|No route to host|Network is unreachable|Connection timed out|Cannot open video device|No such device/i;
+  /No such file or directory|Connection refused|Server returned 4\d\d|Could not resolve|Name or service not known|No route to host|Network is unreachable|Connection timed out|Cannot open video device|No such device|bind failed|Address already in use/i;
 
-/** Whether ffmpeg's output says the source could not be reached at all (as opposed to reached and undecodable). */
+/**
+ * Whether ffmpeg's output says the source could not be reached at all (as opposed to reached and undecodable). A
+ * port still bound by another process (an ffmpeg that has not exited yet) counts: it can free up.
+ */
 export function saysSourceMissing(stderr: string): boolean {
   return SOURCE_MISSING.test(stderr);
 }

@@ -5,6 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { LfusionError, ModelError, ShapeError, type LfusionErrorCode } from './errors.js';
 import type { ModelPackage } from './model-package.js';
+import { createNativeState, guardUntilExit, stopWhenIdle } from './native-guard.js';
 import type { InferenceWorkerData, InferenceWorkerReply, InferenceWorkerRequest, SerializedError, TensorData } from './types/inference.js';
 import type { ExecutionProvider, GraphSpec } from './types/model.js';
 
@@ -45,10 +46,12 @@ interface Task {
   reject: (error: Error) => void;
 }
 
-interface Slot {
-  worker: Worker;
+interface Slot extends StartedWorker {
   task?: Task;
 }
+
+/** What every worker of a pool is started with; each also gets its own native state. */
+type PoolWorkerData = Omit<InferenceWorkerData, 'nativeState'>;
 
 function deserialize(error: SerializedError): LfusionError {
   return new LfusionError(error.code as LfusionErrorCode, error.message, error.details);
@@ -84,7 +87,7 @@ export class InferencePool {
 
   private constructor(
     private readonly pkg: ModelPackage,
-    private readonly workerData: InferenceWorkerData,
+    private readonly workerData: PoolWorkerData,
     executionProvider: ExecutionProvider,
   ) {
     this.executionProvider = executionProvider;
@@ -99,7 +102,7 @@ export class InferencePool {
     if (!Number.isInteger(workers) || workers < 1) throw new LfusionError('INVALID_OPTION', `workers must be an integer >= 1, got ${workers}`);
     const names = options.graphs ?? Object.keys(pkg.manifest.graphs);
     const graphs: Record<string, GraphSpec> = Object.fromEntries(names.map((name) => [name, pkg.graph(name)]));
-    const data: InferenceWorkerData = {
+    const data: PoolWorkerData = {
       packagePath: pkg.path,
       graphs,
       executionProvider: options.executionProvider ?? 'cpu',
@@ -109,14 +112,14 @@ export class InferencePool {
     const started = await Promise.allSettled(Array.from({ length: workers }, () => startWorker(data)));
     const failure = started.find((result) => result.status === 'rejected');
     if (failure) {
-      await Promise.all(started.map((result) => (result.status === 'fulfilled' ? result.value.worker.terminate() : undefined)));
+      await Promise.all(started.map((result) => (result.status === 'fulfilled' ? stopWorker(result.value) : undefined)));
       throw (failure as PromiseRejectedResult).reason;
     }
     const ready = started.map((result) => (result as PromiseFulfilledResult<StartedWorker>).value);
     const warning = ready.find((worker) => worker.warning)?.warning;
     if (warning) (options.onWarning ?? console.warn)(`lfusion: ${warning}`);
     const pool = new InferencePool(pkg, data, ready[0]!.executionProvider);
-    for (const { worker } of ready) pool.adopt(worker);
+    for (const worker of ready) pool.adopt(worker);
     return pool;
   }
 
@@ -153,10 +156,10 @@ export class InferencePool {
         this.notifyIfIdle();
       });
       await Promise.all(
-        this.slots.map(({ worker }) => {
-          const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-          worker.postMessage({ type: 'close' } satisfies InferenceWorkerRequest);
-          const timeout = setTimeout(() => void worker.terminate(), 5000);
+        this.slots.map((slot) => {
+          const exited = new Promise<void>((resolve) => slot.worker.once('exit', () => resolve()));
+          slot.worker.postMessage({ type: 'close' } satisfies InferenceWorkerRequest);
+          const timeout = setTimeout(() => void stopWorker(slot), 5000);
           return exited.finally(() => clearTimeout(timeout));
         }),
       );
@@ -168,7 +171,10 @@ export class InferencePool {
     if (this.onIdle && (this.pending === 0 || this.broken)) this.onIdle();
   }
 
-  /** @internal The live worker threads (tests use it to simulate a crash). */
+  /**
+   * @internal The live worker threads (tests use it to simulate a crash). Terminating one that is inside
+   * ONNX Runtime aborts the process: see native-guard.ts.
+   */
   workerThreads(): readonly Worker[] {
     return this.slots.map((slot) => slot.worker);
   }
@@ -191,8 +197,9 @@ export class InferencePool {
     }
   }
 
-  private adopt(worker: Worker): void {
-    const slot: Slot = { worker };
+  private adopt(started: StartedWorker): void {
+    const slot: Slot = { ...started };
+    const { worker } = slot;
     this.slots.push(slot);
     worker.on('message', (reply: InferenceWorkerReply) => this.onReply(slot, reply));
     worker.on('error', (error) => this.onWorkerDeath(slot, `worker error: ${error.message}`));
@@ -224,7 +231,7 @@ export class InferencePool {
     }
     startWorker(this.workerData).then(
       // While closing, the replacement still drains the queue; with nothing queued it is not needed.
-      ({ worker }) => (this.closing && this.queue.length === 0 ? void worker.terminate() : this.adopt(worker)),
+      (started) => (this.closing && this.queue.length === 0 ? void stopWorker(started) : this.adopt(started)),
       (error: Error) => {
         this.broken = new LfusionError('WORKER_FAILED', `inference worker could not be restarted: ${error.message}`, {}, { cause: error });
         for (const task of this.queue.splice(0)) task.reject(this.broken);
@@ -254,8 +261,16 @@ export class InferencePool {
 
 interface StartedWorker {
   worker: Worker;
+  /** Shared with the worker: whether it is inside ONNX Runtime. */
+  nativeState: Int32Array;
   executionProvider: ExecutionProvider;
   warning?: string;
+}
+
+/** Ends a worker without ever tearing it down inside a native call: waits for that call, then stops it. */
+async function stopWorker({ worker, nativeState }: Pick<StartedWorker, 'worker' | 'nativeState'>): Promise<void> {
+  await stopWhenIdle(nativeState);
+  await worker.terminate();
 }
 
 const fromSource = import.meta.url.endsWith('.ts');
@@ -271,9 +286,11 @@ function spawnWorker(workerData: InferenceWorkerData): Worker {
   return new Worker(`import(${tsx}).then(({ register }) => { register(); return import(${JSON.stringify(workerUrl.href)}); });`, { eval: true, workerData });
 }
 
-function startWorker(data: InferenceWorkerData): Promise<StartedWorker> {
+function startWorker(data: PoolWorkerData): Promise<StartedWorker> {
   return new Promise((resolve, reject) => {
-    const worker = spawnWorker(data);
+    const nativeState = createNativeState();
+    const worker = spawnWorker({ ...data, nativeState });
+    worker.once('exit', guardUntilExit(nativeState));
     // Remove only our own listeners: Worker keeps internal ones that message delivery depends on.
     const settle = () => {
       worker.off('message', onMessage);
@@ -282,13 +299,13 @@ function startWorker(data: InferenceWorkerData): Promise<StartedWorker> {
     };
     const fail = (error: Error) => {
       settle();
-      void worker.terminate();
+      void stopWorker({ worker, nativeState });
       reject(error);
     };
     const onMessage = (reply: InferenceWorkerReply) => {
       if (reply.type === 'ready') {
         settle();
-        resolve({ worker, executionProvider: reply.executionProvider, ...(reply.warning ? { warning: reply.warning } : {}) });
+        resolve({ worker, nativeState, executionProvider: reply.executionProvider, ...(reply.warning ? { warning: reply.warning } : {}) });
       } else if (reply.type === 'init-failed') {
         fail(reply.error.code === 'MODEL_INVALID' ? new ModelError(reply.error.message, data.packagePath, reply.error.details) : deserialize(reply.error));
       } else {

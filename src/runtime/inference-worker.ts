@@ -8,6 +8,7 @@ import * as ort from 'onnxruntime-node';
 import { LfusionError, ModelError } from './errors.js';
 import { transferableBuffer } from './inference-pool.js';
 import { checkGraphIo, type SessionValue } from './model-package.js';
+import { whileBusy } from './native-guard.js';
 import type { InferenceWorkerData, InferenceWorkerReply, InferenceWorkerRequest, SerializedError, TensorData } from './types/inference.js';
 import type { ExecutionProvider } from './types/model.js';
 
@@ -94,20 +95,29 @@ function reply(message: InferenceWorkerReply, transfer: ArrayBuffer[] = []): voi
   port!.postMessage(message, transfer);
 }
 
+/** Ends this thread from its own JS (never from inside a native call). */
+function exitWorker(): never {
+  port!.close();
+  process.exit(0);
+}
+
 let opened: Awaited<ReturnType<typeof openSessions>>;
 try {
-  opened = await openSessions();
+  const started = await whileBusy(config.nativeState, openSessions);
+  if (!started) exitWorker();
+  opened = started.value;
 } catch (error) {
   reply({ type: 'init-failed', error: serialize(error, 'MODEL_INVALID') });
-  port.close();
-  process.exit(0);
+  exitWorker();
 }
 const { sessions } = opened;
 reply({ type: 'ready', executionProvider: opened.provider, ...(opened.warning ? { warning: opened.warning } : {}) });
 
 port.on('message', async (request: InferenceWorkerRequest) => {
   if (request.type === 'close') {
-    for (const session of sessions.values()) await session.release();
+    await whileBusy(config.nativeState, async () => {
+      for (const session of sessions.values()) await session.release();
+    });
     port.close();
     return;
   }
@@ -117,8 +127,9 @@ port.on('message', async (request: InferenceWorkerRequest) => {
     return;
   }
   try {
-    const outputs = await run(session, request.feeds);
-    reply({ type: 'result', id: request.id, outputs }, transferables(outputs));
+    const ran = await whileBusy(config.nativeState, () => run(session, request.feeds));
+    if (!ran) throw new LfusionError('WORKER_FAILED', 'the inference worker is stopping');
+    reply({ type: 'result', id: request.id, outputs: ran.value }, transferables(ran.value));
   } catch (error) {
     reply({ type: 'failed', id: request.id, error: serialize(error, 'INFERENCE_FAILED') });
   }

@@ -89,7 +89,8 @@ class ManifestReader {
   constructor(private readonly root: string) {}
 
   fail(field: string, expectation: string, value: unknown): never {
-    const got = value === undefined ? 'it is missing' : `got ${JSON.stringify(value)}`;
+    // JSON.stringify writes Infinity (a manifest's 1e999) as null: numbers are shown as they are.
+    const got = value === undefined ? 'it is missing' : `got ${typeof value === 'number' ? String(value) : JSON.stringify(value)}`;
     throw new ModelError(`${MANIFEST_FILE}: field "${field}" must be ${expectation}, ${got}`, this.root, { field });
   }
 
@@ -261,6 +262,10 @@ function headSettings(read: ManifestReader, section: Record<string, unknown>, pr
     },
   };
   if (settings.dropout.rate >= 1) read.fail(field('dropout.rate'), 'a probability in [0, 1)', settings.dropout.rate);
+  for (const key of ['m', 'n', 'k'] as const) {
+    const max = settings.sampling[`max${key.toUpperCase()}` as 'maxM' | 'maxN' | 'maxK'];
+    if (settings.sampling[key] > max) read.fail(field(`sampling.${key}`), `at most sampling.max${key.toUpperCase()} (${max})`, settings.sampling[key]);
+  }
   if (!/^(mean|quantile:(0(\.\d+)?|1(\.0+)?))$/.test(settings.ood.aggregation)) read.fail(field('ood.aggregation'), '"mean" or "quantile:<p>" with p in [0, 1]', settings.ood.aggregation);
   return settings;
 }

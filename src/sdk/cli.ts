@@ -6,7 +6,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { LfusionError } from '../runtime/errors.js';
+import { LfusionError, SourceError } from '../runtime/errors.js';
 import { parseCommandLine, USAGE, usageError } from './cli/args.js';
 import { replay } from './cli/replay.js';
 import { serve } from './cli/serve.js';
@@ -14,14 +14,18 @@ import { serve } from './cli/serve.js';
 export async function main(argv: string[]): Promise<number> {
   const parsed = parseCommandLine(argv);
   const [command, source, ...extra] = parsed.positionals;
-  if (parsed.values.help || !command) {
+  if (parsed.values.help) {
     process.stdout.write(`${USAGE}\n`);
-    return command ? 0 : 2;
+    return 0;
   }
+  if (!command) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  if (command !== 'serve' && command !== 'replay') throw usageError(`unknown command "${command}" (commands: serve, replay)`);
   if (!source || extra.length > 0) throw usageError(`${command} takes exactly one source`);
-  if (command === 'serve') await serve(source, parsed.values);
-  else if (command === 'replay') return replay(source, parsed.values);
-  else throw usageError(`unknown command "${command}"`);
+  if (command === 'replay') return replay(source, parsed.values);
+  await serve(source, parsed.values);
   return 0;
 }
 
@@ -39,6 +43,9 @@ if (isMainModule()) {
     (error: unknown) => {
       const code = error instanceof LfusionError ? ` [${error.code}]` : '';
       process.stderr.write(`lfusion: ${error instanceof Error ? error.message : String(error)}${code}\n`);
+      // ffmpeg's own reason ("moov atom not found", "matches no streams") is in its last error lines.
+      const reasons = error instanceof SourceError ? error.stderrTail.split('\n').filter((line) => /\[(error|fatal)\]/.test(line)).slice(-3) : [];
+      for (const line of reasons) process.stderr.write(`  ffmpeg: ${line.trim()}\n`);
       process.exit(1);
     },
   );

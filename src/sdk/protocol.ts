@@ -102,7 +102,7 @@ export function parseClientMessage(text: string): ClientMessage {
   }
   const candidate = message as Partial<ClientMessage> | null;
   if (typeof candidate !== 'object' || candidate === null || candidate.type !== 'subscribe') {
-    throw protocolError(`unknown message type ${JSON.stringify(candidate?.type)}; expected "subscribe"`);
+    throw protocolError(`unknown message type ${JSON.stringify(candidate?.type)?.slice(0, 64)}; expected "subscribe"`);
   }
   if (!Array.isArray(candidate.streams) || !candidate.streams.every((name) => typeof name === 'string')) {
     throw protocolError('"subscribe" needs "streams": an array of stream names');

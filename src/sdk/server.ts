@@ -1,15 +1,19 @@
 /**
  * Delivery: an HTTP server with a WebSocket endpoint that fans results out to subscribers
  * (docs/protocol.md), and the overlay viewer page. Publishing never waits for a client: a client whose
- * socket backs up loses frames and stats, alone; alerts and source events are always queued for it.
+ * socket backs up loses frames and stats, alone; alerts and source events are always queued for it; a
+ * reply to it waits (the latest one only) until it catches up; a client that reads nothing for
+ * `idleReaderTimeoutMs` is dropped. Who may connect: src/sdk/access.ts.
  */
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Subscription } from 'rxjs';
 import { WebSocket, WebSocketServer } from 'ws';
 import { LfusionError } from '../runtime/errors.js';
+import { checkAccessOptions, refusal, type AccessPolicy } from './access.js';
 import type { Pipeline } from './pipeline-options.js';
 import { encodeFrameMessage, encodeTextMessage, parseClientMessage, PROTOCOL_VERSION } from './protocol.js';
 import type { SourceEvent } from '../runtime/types/frames.js';
@@ -37,7 +41,24 @@ export interface ResultServerOptions {
   viewer?: boolean;
   /** Extra HTTP routes: return true when the request was handled. */
   onRequest?: (request: IncomingMessage, response: ServerResponse) => boolean;
+  /**
+   * Access token (at least 16 characters) every client must present: `?token=` in the WebSocket URL, or an
+   * `Authorization: Bearer` header. Compared in constant time. Required for a `host` other than loopback.
+   */
+  token?: string;
+  /** Browser origins allowed besides the server's own. Default none: same-origin pages and non-browser clients. */
+  allowedOrigins?: readonly string[];
+  /** Serve `https`/`wss` with this PEM certificate chain and private key. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Largest client message, in bytes; a larger one closes the connection with code 1009. Default 64 KiB. */
+  maxMessageBytes?: number;
+  /** A client that has data waiting and reads none of it for this long is disconnected. Default 30000 ms. */
+  idleReaderTimeoutMs?: number;
 }
+
+/** The options a running server keeps. */
+type ServerSettings = Required<Pick<ResultServerOptions, 'model' | 'defaultStreams' | 'maxBufferedBytes' | 'alertHistory' | 'idleReaderTimeoutMs'>> &
+  AccessPolicy & { streams: string[] };
 
 /** The parts of a {@link Pipeline} that {@link ResultServer.deliver} publishes. */
 export type Deliverable = Pick<Pipeline, 'results$' | 'alerts$' | 'sourceEvents$' | 'stats'>;
@@ -57,7 +78,26 @@ export interface ClientStats {
   bufferedAmount: number;
 }
 
-type Client = Omit<ClientStats, 'bufferedAmount'> & { socket: WebSocket };
+/** A text message before the server numbers it (replies are numbered when they are actually sent). */
+type Unnumbered<M> = M extends unknown ? Omit<M, 'seq'> : never;
+type Reply = Unnumbered<TextMessage>;
+
+type Client = Omit<ClientStats, 'bufferedAmount'> & {
+  socket: WebSocket;
+  /** The latest reply not yet sent because the client was backed up; older ones are superseded. */
+  pendingReply?: Reply;
+  /** Bytes handed to the socket; minus `bufferedAmount`, what the client has taken. */
+  sentBytes: number;
+  /** The most the client has taken, and when that last grew. */
+  takenBytes: number;
+  lastRead: number;
+};
+
+/** Unknown stream names quoted back in an error reply, and characters kept of each: replies stay small. */
+const QUOTED_NAMES = 8;
+const QUOTED_NAME_LENGTH = 64;
+/** Characters kept of an error reply's message (a parse error may quote the client's text). */
+const MAX_REPLY_MESSAGE = 512;
 
 export const WEBSOCKET_PATH = '/ws';
 export const VIEWER_PATH = '/viewer/';
@@ -109,42 +149,67 @@ export class ResultServer {
   private seq = 0;
   private nextClientId = 0;
   private closing?: Promise<void>;
+  private readonly clientCheck: NodeJS.Timeout;
 
   private constructor(
     readonly httpServer: Server,
     private readonly wss: WebSocketServer,
-    private readonly options: Required<Omit<ResultServerOptions, 'onRequest' | 'host' | 'port' | 'viewer'>>,
+    private readonly options: ServerSettings,
     address: AddressInfo,
+    secure: boolean,
   ) {
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    this.url = `ws://${host}:${address.port}${WEBSOCKET_PATH}`;
-    this.viewerUrl = `http://${host}:${address.port}${VIEWER_PATH}`;
+    this.url = `${secure ? 'wss' : 'ws'}://${host}:${address.port}${WEBSOCKET_PATH}`;
+    const token = options.token === undefined ? '' : `?token=${encodeURIComponent(options.token)}`;
+    this.viewerUrl = `${secure ? 'https' : 'http'}://${host}:${address.port}${VIEWER_PATH}${token}`;
     wss.on('connection', (socket, request) => this.accept(socket, request));
     // Errors of the HTTP server after start (e.g. out of file descriptors) must not crash the pipeline.
     wss.on('error', () => {});
+    this.clientCheck = setInterval(() => this.checkClients(), Math.min(1000, Math.max(50, options.idleReaderTimeoutMs / 4)));
+    this.clientCheck.unref();
   }
 
-  /** Starts listening; resolves once the port is bound. */
+  /**
+   * Starts listening; resolves once the port is bound.
+   * @throws LfusionError `INVALID_OPTION` for a port in use, a short token, or a host other than loopback without a token.
+   */
   static listen(options: ResultServerOptions): Promise<ResultServer> {
     const streams = [...options.streams];
-    const settings = {
+    const host = options.host ?? '127.0.0.1';
+    const settings: ServerSettings = {
       model: options.model,
       streams,
       defaultStreams: [...(options.defaultStreams ?? ['mask', 'fused'].filter((name) => streams.includes(name)))],
       maxBufferedBytes: options.maxBufferedBytes ?? 1024 * 1024,
       alertHistory: options.alertHistory ?? 100,
+      idleReaderTimeoutMs: options.idleReaderTimeoutMs ?? 30_000,
+      ...(options.token === undefined ? {} : { token: options.token }),
+      allowedOrigins: [...(options.allowedOrigins ?? [])],
     };
+    try {
+      checkAccessOptions(host, settings);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const viewer = options.viewer ?? true;
-    const httpServer = createServer((request, response) => {
+    const secure = options.tls !== undefined;
+    const handle = (request: IncomingMessage, response: ServerResponse) => {
       if (options.onRequest?.(request, response)) return;
       const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+      // The viewer's files hold no data: they load without a token, and the page passes its own to the socket.
       if (request.method === 'GET' && viewer && path in VIEWER_FILES) {
         serveViewerFile(path, response);
         return;
       }
       if (request.method === 'GET' && viewer && (path === '/' || path === '/viewer') && request.headers.accept?.includes('text/html')) {
-        response.writeHead(302, { location: VIEWER_PATH });
+        response.writeHead(302, { location: `${VIEWER_PATH}${new URL(request.url ?? '/', 'http://localhost').search}` });
         response.end();
+        return;
+      }
+      const refused = refusal(request, settings, secure);
+      if (refused) {
+        response.writeHead(refused.status, { 'content-type': 'text/plain' });
+        response.end(`${refused.reason}\n`);
         return;
       }
       if (request.method === 'GET' && (path === '/' || path === '/info')) {
@@ -154,15 +219,30 @@ export class ResultServer {
       }
       response.writeHead(404, { 'content-type': 'text/plain' });
       response.end('not found\n');
-    });
+    };
+    let httpServer: Server;
+    try {
+      httpServer = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }, handle) : createServer(handle);
+    } catch (error) {
+      return Promise.reject(new LfusionError('INVALID_OPTION', `cannot use the TLS certificate and key: ${(error as Error).message}`, {}, { cause: error }));
+    }
     return new Promise((resolve, reject) => {
-      const onError = (error: Error) => reject(new LfusionError('INVALID_OPTION', `cannot listen on ${options.host ?? '127.0.0.1'}:${options.port ?? 8080}: ${error.message}`, {}, { cause: error }));
+      const onError = (error: Error) => reject(new LfusionError('INVALID_OPTION', `cannot listen on ${host}:${options.port ?? 8080}: ${error.message}`, {}, { cause: error }));
       httpServer.once('error', onError);
-      httpServer.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => {
+      httpServer.listen(options.port ?? 8080, host, () => {
         httpServer.off('error', onError);
         // Attached once listening: ws re-emits the HTTP server's errors, and a failed listen is reported above.
-        const wss = new WebSocketServer({ server: httpServer, path: WEBSOCKET_PATH, maxPayload: 64 * 1024 });
-        resolve(new ResultServer(httpServer, wss, settings, httpServer.address() as AddressInfo));
+        const wss = new WebSocketServer({
+          server: httpServer,
+          path: WEBSOCKET_PATH,
+          maxPayload: options.maxMessageBytes ?? 64 * 1024,
+          verifyClient: ({ req }, done) => {
+            const refused = refusal(req, settings, secure);
+            if (refused) done(false, refused.status, refused.reason);
+            else done(true);
+          },
+        });
+        resolve(new ResultServer(httpServer, wss, settings, httpServer.address() as AddressInfo, secure));
       });
     });
   }
@@ -172,6 +252,7 @@ export class ResultServer {
     const seq = ++this.seq;
     const encoded = new Map<string, Buffer>();
     for (const client of this.clients) {
+      this.sendPendingReply(client);
       const streams = result.planes.map((plane) => plane.name).filter((name) => client.streams.includes(name));
       if (streams.length === 0 || client.socket.readyState !== WebSocket.OPEN) continue;
       if (client.socket.bufferedAmount > this.options.maxBufferedBytes) {
@@ -184,7 +265,7 @@ export class ResultServer {
         message = encodeFrameMessage(result, seq, new Set(streams));
         encoded.set(key, message);
       }
-      client.socket.send(message);
+      this.transmit(client, message);
       client.framesSent += 1;
     }
   }
@@ -193,7 +274,7 @@ export class ResultServer {
   publishStats(stats: PipelineStats): void {
     const text = encodeTextMessage({ type: 'stats', seq: ++this.seq, stats });
     for (const client of this.clients) {
-      if (client.socket.readyState === WebSocket.OPEN && client.socket.bufferedAmount <= this.options.maxBufferedBytes) client.socket.send(text);
+      if (client.socket.readyState === WebSocket.OPEN && client.socket.bufferedAmount <= this.options.maxBufferedBytes) this.transmit(client, text);
     }
   }
 
@@ -203,7 +284,7 @@ export class ResultServer {
     const text = encodeTextMessage({ type: 'alert', seq, alert });
     this.alerts.push({ seq, text });
     if (this.alerts.length > this.options.alertHistory) this.alerts.shift();
-    for (const client of this.clients) if (client.socket.readyState === WebSocket.OPEN) client.socket.send(text);
+    for (const client of this.clients) if (client.socket.readyState === WebSocket.OPEN) this.transmit(client, text);
   }
 
   /**
@@ -213,7 +294,7 @@ export class ResultServer {
   publishSource(event: SourceEvent): void {
     this.lastSourceEvent = event;
     const text = encodeTextMessage({ type: 'source', seq: ++this.seq, event });
-    for (const client of this.clients) if (client.socket.readyState === WebSocket.OPEN) client.socket.send(text);
+    for (const client of this.clients) if (client.socket.readyState === WebSocket.OPEN) this.transmit(client, text);
   }
 
   /**
@@ -255,6 +336,7 @@ export class ResultServer {
 
   /** Closes every client (code 1001, going away) and stops listening. */
   close(): Promise<void> {
+    clearInterval(this.clientCheck);
     this.closing ??= new Promise((resolve) => {
       for (const client of this.clients) client.socket.close(1001, 'server closing');
       const forceAfter = setTimeout(() => {
@@ -271,8 +353,40 @@ export class ResultServer {
     return this.closing;
   }
 
-  private send(client: Client, message: TextMessage): void {
-    if (client.socket.readyState === WebSocket.OPEN) client.socket.send(encodeTextMessage(message));
+  private transmit(client: Client, data: string | Buffer): void {
+    client.sentBytes += typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+    client.socket.send(data);
+  }
+
+  /** Sends a reply now, or, while the client is over its buffer limit, keeps it (the latest only) for later. */
+  private reply(client: Client, message: Reply): void {
+    client.pendingReply = message;
+    this.sendPendingReply(client);
+  }
+
+  private sendPendingReply(client: Client): void {
+    if (!client.pendingReply || client.socket.readyState !== WebSocket.OPEN || client.socket.bufferedAmount > this.options.maxBufferedBytes) return;
+    const message = { ...client.pendingReply, seq: ++this.seq } as TextMessage;
+    client.pendingReply = undefined;
+    this.transmit(client, encodeTextMessage(message));
+  }
+
+  /** Sends waiting replies; disconnects clients that have taken none of their waiting data for `idleReaderTimeoutMs`. */
+  private checkClients(): void {
+    const now = Date.now();
+    for (const client of this.clients) {
+      this.sendPendingReply(client);
+      const { bufferedAmount } = client.socket;
+      const taken = client.sentBytes - bufferedAmount;
+      if (bufferedAmount === 0 || taken > client.takenBytes) {
+        client.takenBytes = Math.max(client.takenBytes, taken);
+        client.lastRead = now;
+      } else if (now - client.lastRead > this.options.idleReaderTimeoutMs) {
+        // It reads nothing, so a close handshake could not reach it either.
+        client.socket.terminate();
+        this.clients.delete(client);
+      }
+    }
   }
 
   /** Splits requested streams into known ones and unknown ones. */
@@ -282,29 +396,27 @@ export class ResultServer {
   }
 
   private reportUnknown(client: Client, unknown: string[]): void {
-    this.send(client, {
-      type: 'error',
-      seq: ++this.seq,
-      code: 'PROTOCOL_ERROR',
-      message: `unknown stream(s) ${unknown.join(', ')}; available: ${this.options.streams.join(', ')}`,
-    });
+    const quoted = unknown.slice(0, QUOTED_NAMES).map((name) => (name.length > QUOTED_NAME_LENGTH ? `${name.slice(0, QUOTED_NAME_LENGTH)}...` : name));
+    const more = unknown.length > QUOTED_NAMES ? ` and ${unknown.length - QUOTED_NAMES} more` : '';
+    this.reply(client, { type: 'error', code: 'PROTOCOL_ERROR', message: `unknown stream(s) ${quoted.join(', ')}${more}; available: ${this.options.streams.join(', ')}` });
   }
 
   private accept(socket: WebSocket, request: IncomingMessage): void {
     const query = new URL(request.url ?? '/', 'http://localhost').searchParams;
     const requested = query.get('streams');
     const { known, unknown } = requested === null ? { known: [...this.options.defaultStreams], unknown: [] } : this.validStreams(requested.split(','));
-    const client: Client = { id: this.nextClientId++, socket, streams: known, framesSent: 0, framesDropped: 0 };
+    const client: Client = { id: this.nextClientId++, socket, streams: known, framesSent: 0, framesDropped: 0, sentBytes: 0, takenBytes: 0, lastRead: Date.now() };
     this.clients.add(client);
     socket.on('close', () => this.clients.delete(client));
     socket.on('error', () => this.clients.delete(client));
     socket.on('message', (data, isBinary) => this.onClientMessage(client, isBinary ? null : data.toString()));
 
-    const since = Number(query.get('since'));
-    if (query.has('since') && Number.isInteger(since)) {
-      for (const alert of this.alerts) if (alert.seq > since) socket.send(alert.text);
+    const since = query.get('since');
+    const validSince = since === null || /^\d+$/.test(since);
+    if (since !== null && validSince) {
+      for (const alert of this.alerts) if (alert.seq > Number(since)) this.transmit(client, alert.text);
     }
-    this.send(client, {
+    this.transmit(client, encodeTextMessage({
       type: 'hello',
       seq: ++this.seq,
       protocol: PROTOCOL_VERSION,
@@ -313,7 +425,8 @@ export class ResultServer {
       subscribed: [...client.streams],
       time: Date.now(),
       ...(this.lastSourceEvent ? { source: this.lastSourceEvent } : {}),
-    });
+    }));
+    if (!validSince) this.reply(client, { type: 'error', code: 'PROTOCOL_ERROR', message: `since must be a whole number >= 0 (the last seq seen), got ${JSON.stringify(since.slice(0, QUOTED_NAME_LENGTH))}` });
     if (unknown.length > 0) this.reportUnknown(client, unknown);
   }
 
@@ -327,10 +440,10 @@ export class ResultServer {
         return;
       }
       client.streams = known;
-      this.send(client, { type: 'subscribed', seq: ++this.seq, streams: [...known] });
+      this.reply(client, { type: 'subscribed', streams: [...known] });
     } catch (error) {
       const code = error instanceof LfusionError ? error.code : 'PROTOCOL_ERROR';
-      this.send(client, { type: 'error', seq: ++this.seq, code, message: (error as Error).message });
+      this.reply(client, { type: 'error', code, message: (error as Error).message.slice(0, MAX_REPLY_MESSAGE) });
     }
   }
 }

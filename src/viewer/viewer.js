@@ -41,11 +41,15 @@ const layers = { contour: $('show-contour'), heat: $('show-heat') };
 // ------------------------------------------------------------------------------------------------
 
 function websocketUrl() {
-  const given = new URLSearchParams(location.search).get('ws');
+  const page = new URLSearchParams(location.search);
+  const given = page.get('ws');
   const base = given ?? `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+  // The access token the server printed with the viewer's URL (docs/integration.md, "Security").
+  const token = page.get('token');
+  const query = token === null ? '' : `token=${encodeURIComponent(token)}&`;
   // since=0 on the first connection too: the server re-sends the alerts it holds, so an alert raised before the
   // page opened is shown.
-  return `${base}${base.includes('?') ? '&' : '?'}since=${state.lastSeq}`;
+  return `${base}${base.includes('?') ? '&' : '?'}${query}since=${state.lastSeq}`;
 }
 
 let failures = 0;

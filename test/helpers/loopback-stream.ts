@@ -19,6 +19,11 @@ export function startStreamer(video: string, url: string): ChildProcess {
   return spawn(resolveFfmpeg().path, ['-hide_banner', '-loglevel', 'error', '-nostdin', '-re', '-i', video, '-c', 'copy', '-f', 'mpegts', '-listen', '1', url], { stdio: 'ignore' });
 }
 
+/** ffmpeg sending `video` in a loop, paced in real time, as MPEG-TS over UDP to `url` (`udp://127.0.0.1:<port>`). */
+export function startUdpFeeder(video: string, url: string): ChildProcess {
+  return spawn(resolveFfmpeg().path, ['-hide_banner', '-loglevel', 'error', '-nostdin', '-re', '-stream_loop', '-1', '-i', video, '-c', 'copy', '-f', 'mpegts', `${url}?pkt_size=1316`], { stdio: 'ignore' });
+}
+
 /** Kills the streamer at once (SIGKILL: no clean end of stream, as when a cable is pulled). */
 export async function stopStreamer(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;

@@ -22,8 +22,8 @@ export class RecordingClient {
     });
   }
 
-  static connect(url: string): Promise<RecordingClient> {
-    const socket = new WebSocket(url);
+  static connect(url: string, options?: ConstructorParameters<typeof WebSocket>[2]): Promise<RecordingClient> {
+    const socket = new WebSocket(url, options);
     const client = new RecordingClient(socket);
     return new Promise((resolve, reject) => {
       socket.once('open', () => resolve(client));

@@ -8,7 +8,8 @@ import { reconnecting } from '../../src/operators/reconnecting.js';
 import { SourceError } from '../../src/runtime/errors.js';
 import { isSourceEvent, type SourceEvent, type SourceLostEvent } from '../../src/runtime/source-events.js';
 import type { Frame } from '../../src/runtime/types/frames.js';
-import { freePort, startStreamer, stopStreamer } from '../helpers/loopback-stream.js';
+import { runningFfmpegCount } from '../../src/runtime/ffmpeg-process.js';
+import { freePort, startStreamer, startUdpFeeder, stopStreamer } from '../helpers/loopback-stream.js';
 
 const SAMPLE = join(resolve(import.meta.dirname, '../..'), 'assets/sample.mp4');
 const URL_ = 'udp://127.0.0.1:1';
@@ -203,6 +204,39 @@ test('real stream on loopback: killed, restarted, and the frames keep coming wit
   assert.is(restored.firstIndex, (items[restoredAt + 1] as Frame).index);
   assert.is(losses[0]?.lastIndex, restored.firstIndex - 1, 'no frame lost or repeated at the seam');
   assert.ok(frames().filter((f) => f.index >= restored.firstIndex).length >= 10, 'frames after restoration');
+});
+
+test('udp on loopback: the feeder goes quiet, comes back, and the frames keep coming; no ffmpeg left behind', async () => {
+  // The receiver's ffmpeg, blocked on a silent UDP input, may outlive SIGTERM and keep the port bound: the next
+  // connection must wait for it to exit, and a port still bound is a retryable error, not DECODE_FAILED.
+  const url = `udp://127.0.0.1:${await freePort()}`;
+  const items: (Frame | SourceEvent)[] = [];
+  let ended: string | undefined;
+  let feeder = startUdpFeeder(SAMPLE, url);
+  const subscription = reconnecting(() => fromVideo(url, { width: 80, stallTimeoutMs: 800, openTimeoutMs: 1500 }), {
+    backoff: { initialMs: 100, factor: 2, maxMs: 400 },
+  }).subscribe({
+    next: (item) => items.push(isSourceEvent(item) ? item : { ...item, data: new Uint8Array(0) }),
+    error: (error: Error) => (ended = `error ${error.message}`),
+    complete: () => (ended = 'complete'),
+  });
+  const frames = (): Frame[] => items.filter((item): item is Frame => !isSourceEvent(item));
+  try {
+    await until(() => frames().length >= 10, 10_000);
+    await stopStreamer(feeder);
+    await until(() => items.some((item) => isSourceEvent(item) && item.type === 'source-lost') || ended !== undefined, 5000);
+    await new Promise((r) => setTimeout(r, 2500)); // quiet for several attempts
+    const framesBefore = frames().length;
+    feeder = startUdpFeeder(SAMPLE, url);
+    await until(() => frames().length >= framesBefore + 10 || ended !== undefined, 15_000);
+  } finally {
+    subscription.unsubscribe();
+    await stopStreamer(feeder);
+  }
+  assert.is(ended, undefined, 'the stream neither errored nor completed');
+  assert.ok(items.some((item) => isSourceEvent(item) && item.type === 'source-restored'), 'restored');
+  assert.equal(frames().map((f) => f.index), frames().map((_, i) => i), 'indices continuous across the outage');
+  await until(() => runningFfmpegCount() === 0, 5000);
 });
 
 test.run();

@@ -55,6 +55,25 @@ function sameUpToRoundOff(a: Float32Array, b: Float32Array): void {
   }
 }
 
+test('sample counts above the manifest maxima or the memory estimate are INVALID_OPTION before any run', () => {
+  calls.length = 0;
+  const invalid = (manifest: typeof pkg.manifest, options: Parameters<typeof sampleHeads>[2]): LfusionError => {
+    try {
+      sampleHeads(counting, manifest, options);
+    } catch (error) {
+      assert.instance(error, LfusionError);
+      assert.is((error as LfusionError).code, 'INVALID_OPTION');
+      return error as LfusionError;
+    }
+    return assert.unreachable('accepted') as never;
+  };
+  assert.match(invalid(pkg.manifest, { m: 5 }).message, /sample count m = 5 exceeds the model package's maximum of 4 \(sampling\.maxM\)/);
+  assert.match(invalid(pkg.manifest, { k: 1e9 }).message, /sample count k = 1000000000 exceeds .* maximum of 4/);
+  const unbounded = { ...pkg.manifest, sampling: { ...pkg.manifest.sampling, maxM: 1e12, maxN: 1e12, maxK: 1e12 } };
+  assert.match(invalid(unbounded, { m: 1e9 }).message, /\(m, n, k\) = \(1000000000, 2, 2\) need about \d+\.\d GiB per frame, more than half this machine's memory/);
+  assert.equal(calls, [], 'nothing ran');
+});
+
 test('one laplace_head and one dropout_head run per frame, whatever m and k', async () => {
   calls.length = 0;
   const [samples] = await run([encodedFrame(0)], { m: 4, n: 3, k: 3 });

@@ -53,10 +53,22 @@ test('malformed fields are rejected with the field named', async () => {
   assert.match((await loadEdited((m) => (m.formatVersion = 2))).message, /field "formatVersion" must be one of 1, got 2/);
   assert.match((await loadEdited((m) => delete m.input.normalization.std)).message, /"input\.normalization\.std" .* it is missing/);
   assert.match((await loadEdited((m) => (m.sampling.m = 0))).message, /"sampling\.m" must be a finite integer > 0/);
+  assert.match((await loadEdited((m) => (m.sampling.k = m.sampling.maxK + 1))).message, /"sampling\.k" must be at most sampling\.maxK \(4\), got 5/);
   assert.match((await loadEdited((m) => delete m.graphs.laplace_head)).message, /"graphs\.laplace_head"/);
   assert.match((await loadEdited((m) => (m.graphs.encoder.file = '../outside.onnx'))).message, /"graphs\.encoder\.file" must be a path inside the package/);
   assert.match((await loadEdited((m) => (m.ood.aggregation = 'median'))).message, /"ood\.aggregation"/);
   assert.match((await loadEdited((m) => (m.graphs.encoder.inputs.image = ['batch', 1, -224, 224]))).message, /"graphs\.encoder\.inputs\.image\[2\]"/);
+});
+
+test('an out-of-range number is reported as written, not as null', async () => {
+  const dir = await tinyPackageCopy();
+  try {
+    const file = join(dir, 'manifest.json');
+    await writeFile(file, (await readFile(file, 'utf8')).replace(/"threshold": ?0\.5/, '"threshold": 1e999'));
+    assert.match((await rejection(loadModelPackage(dir))).message, /"ood\.threshold" must be a finite number, got Infinity/);
+  } finally {
+    await removeDir(dir);
+  }
 });
 
 test('a clip section is validated like the root heads, and needs the clip graphs', async () => {

@@ -44,6 +44,7 @@ test('replay of a truncated file writes a result for every frame decoded, then f
   assert.is(run.status, 1);
   const decoded = Number(/after (\d+) frames \[DECODE_FAILED\]/.exec(run.stderr)?.[1]);
   assert.ok(decoded > 0, run.stderr);
+  assert.match(run.stderr, /\n  ffmpeg: .*\[error\]/, 'ffmpeg\'s own reason is shown');
   const lines = (await readFile(join(dir, 'out/results.jsonl'), 'utf8')).trim().split('\n');
   assert.is(lines.length, decoded);
   await rm(dir, { recursive: true, force: true });
@@ -65,6 +66,25 @@ test('bad usage is a clear error with exit code 1', () => {
   const badCount = runCli(['serve', SAMPLE, '--uncertainty', '--k', '0']);
   assert.is(badCount.status, 1);
   assert.match(badCount.stderr, /--k must be a whole number >= 1/);
+  const help = runCli(['--help']);
+  assert.is(help.status, 0);
+  assert.match(help.stdout, /^usage:/);
+  const unknown = runCli(['frobnicate', 'x']);
+  assert.is(unknown.status, 1);
+  assert.match(unknown.stderr, /unknown command "frobnicate" \(commands: serve, replay\)/);
+  const missingServed = runCli(['serve', '/nonexistent.mp4', '--model', TINY_PACKAGE]);
+  assert.is(missingServed.status, 1);
+  assert.match(missingServed.stderr, /\/nonexistent\.mp4 does not exist \[SOURCE_NOT_FOUND\]/);
+  assert.is(missingServed.stdout, '', 'no URL printed before the failure');
+  const exposed = runCli(['serve', SAMPLE, '--host', '0.0.0.0', '--model', TINY_PACKAGE]);
+  assert.is(exposed.status, 1);
+  assert.match(exposed.stderr, /refusing to serve ultrasound images on 0\.0\.0\.0 without an access token/);
+  assert.is(exposed.stdout, '', 'no URL printed');
+  const shortToken = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'serve', SAMPLE, '--host', '0.0.0.0'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, LFUSION_TOKEN: 'short' } });
+  assert.match(shortToken.stderr, /access token must be at least 16 characters/);
+  const aboveMaximum = runCli(['replay', SAMPLE, '--out', join(tmpdir(), 'unused'), '--uncertainty', '--m', '1e9']);
+  assert.is(aboveMaximum.status, 1);
+  assert.match(aboveMaximum.stderr, /sample count m = 1000000000 exceeds the model package's maximum of 50 \(sampling\.maxM\) \[INVALID_OPTION\]/);
 });
 
 test('serve prints the WebSocket URL, streams results, and stops cleanly on Ctrl-C', async () => {

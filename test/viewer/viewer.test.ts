@@ -330,4 +330,25 @@ test('the viewer draws the biometry ellipse and calipers and shows HC with its i
   }
 });
 
+test('with an access token, the viewer opened at the printed URL passes the token; without it, it is refused', async () => {
+  if (!present) return;
+  const token = 'viewer-test-token-0123456789';
+  const server = await ResultServer.listen({ port: 0, model: { name: 'm', classes: ['background', 'fetal-head'], input: { width: 224, height: 224 } }, streams: ['image', 'mask', 'fused'], token });
+  const upgrades: string[] = [];
+  server.httpServer.on('upgrade', (request: IncomingMessage) => upgrades.push(request.url ?? ''));
+  const withToken = await launchViewer(server.viewerUrl);
+  const withoutToken = await launchViewer(server.viewerUrl.replace(/\?token=.*$/, ''));
+  try {
+    await until('the viewer with the token to connect', () => viewerState(withToken.page), (s) => s.connects >= 1);
+    assert.ok(upgrades.includes(`/ws?token=${token}&since=0`), `upgrade URLs: ${upgrades.join(' ')}`);
+    await until('the viewer without the token to be refused', async () => upgrades.filter((url) => !url.includes('token=')).length, (refused) => refused >= 1);
+    assert.is((await viewerState(withoutToken.page)).connects, 0, 'no hello without the token');
+    assert.is(server.clientStats().length, 1);
+  } finally {
+    await withToken.close();
+    await withoutToken.close();
+    await server.close();
+  }
+});
+
 test.run();

@@ -32,6 +32,8 @@ export interface InferenceWorkerData {
   executionProvider: ExecutionProvider;
   /** ONNX Runtime intra-op threads per session; `undefined` lets the runtime choose. */
   threads?: number;
+  /** Shared with the main thread: whether the worker is inside ONNX Runtime (see native-guard.ts). */
+  nativeState: Int32Array;
   /** Whether idle intra-op threads spin-wait for work (ONNX Runtime's default) instead of sleeping. */
   spinWait?: boolean;
 }

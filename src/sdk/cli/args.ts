@@ -10,15 +10,18 @@ import type { PathName, PipelineOptions } from '../pipeline-options.js';
 
 export const USAGE = `usage:
   lfusion serve <source> [--port 8080] [--host 127.0.0.1] [--model <dir>] [--once]
-                [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 0] [--biometry [--pixel-spacing mm | x,y]]]
+                [--token <secret> (or LFUSION_TOKEN)] [--allow-origin <origin>]... [--tls-cert <pem> --tls-key <pem>]
+                [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 18] [--biometry [--pixel-spacing mm | x,y]]]
                 [--paths frame|clip|frame,clip [--clip-stride 8] [--clip-align]]
                 [--region auto|x,y,w,h | --no-region] [--no-reconnect] [--provider cpu|cuda|webgpu]
                 [--input-format mjpeg --video-size 1920x1080 --framerate 30]   (V4L2 devices)
       Runs the pipeline live on a file (paced at its frame rate, looped unless --once), a URL or a
       V4L2 device, and serves results at the printed WebSocket URL (docs/protocol.md) and the overlay
-      viewer at http://<host>:<port>/viewer/.
+      viewer at http://<host>:<port>/viewer/. A host other than 127.0.0.1 needs a token (16+ characters) that
+      clients send as ?token= or "Authorization: Bearer"; browsers from other sites need --allow-origin;
+      --tls-cert/--tls-key serve https and wss (docs/integration.md, "Security").
   lfusion replay <video | folder of videos | folder of images> --report <dir> [--model <dir>] [--provider ...]
-                [--m 10 --n 4 --k 10 --seed 0] [--frames a:b | --max-frames N] [--pixel-spacing mm | x,y]
+                [--m 10 --n 4 --k 10 --seed 18] [--frames a:b | --max-frames N] [--pixel-spacing mm | x,y]
                 [--ground-truth <HC18 folder or CSV>] [--mask-video <file>] [--thumbnails 8] [--mask ellipse|pixels]
       QA report (docs/qa-replay.md): runs the uncertainty chain on every frame and writes <dir>/report.html
       (offline), frames.csv, frames.jsonl, alerts.jsonl, labels/*.png (source resolution) and run.json.
@@ -71,6 +74,10 @@ const OPTIONS = {
   'input-format': { type: 'string' },
   'video-size': { type: 'string' },
   framerate: { type: 'string' },
+  token: { type: 'string' },
+  'allow-origin': { type: 'string', multiple: true },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 

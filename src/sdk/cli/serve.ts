@@ -3,9 +3,12 @@
  * Ctrl-C or the end of the source. Files are paced at their frame rate and looped unless `--once`;
  * V4L2 devices take the capture flags (`--input-format`, `--video-size`, `--framerate`).
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { SourceError } from '../../runtime/errors.js';
 import { toVideoInput, type V4l2Options } from '../../runtime/ffmpeg.js';
+import { checkAccessOptions } from '../access.js';
 import { createPipeline } from '../pipeline.js';
-import { modelInfo, ResultServer } from '../server.js';
+import { modelInfo, ResultServer, type ResultServerOptions } from '../server.js';
 import { pipelineOptions, usageError, type CliValues } from './args.js';
 import { once, untilSignalled } from './shutdown.js';
 
@@ -19,11 +22,36 @@ function v4l2Options(values: CliValues): V4l2Options | undefined {
   return { ...(inputFormat ? { inputFormat } : {}), ...(videoSize ? { videoSize } : {}), ...(frameRate ? { frameRate } : {}) };
 }
 
+/** `--token` (or `LFUSION_TOKEN`), `--allow-origin`, `--tls-cert`/`--tls-key`, checked against `--host` before anything starts. */
+function accessOptions(values: CliValues, host: string): Pick<ResultServerOptions, 'token' | 'allowedOrigins' | 'tls'> {
+  const token = values.token ?? (process.env.LFUSION_TOKEN || undefined);
+  const allowedOrigins = values['allow-origin'] ?? [];
+  checkAccessOptions(host, { ...(token === undefined ? {} : { token }), allowedOrigins });
+  const { 'tls-cert': certFile, 'tls-key': keyFile } = values;
+  if ((certFile === undefined) !== (keyFile === undefined)) throw usageError('--tls-cert and --tls-key go together');
+  const read = (file: string, flag: string) => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw usageError(`${flag}: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  };
+  return {
+    ...(token === undefined ? {} : { token }),
+    allowedOrigins,
+    ...(certFile && keyFile ? { tls: { cert: read(certFile, '--tls-cert'), key: read(keyFile, '--tls-key') } } : {}),
+  };
+}
+
 export async function serve(source: string, values: CliValues): Promise<void> {
   const port = values.port === undefined ? 8080 : Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw usageError(`--port must be 0..65535, got ${values.port}`);
+  const host = values.host ?? '127.0.0.1';
+  const access = accessOptions(values, host);
   const v4l2 = v4l2Options(values);
   const isFile = toVideoInput(source, v4l2).kind === 'file';
+  // The pipeline opens its source only when results are subscribed: check a file before printing any URL.
+  if (isFile && !existsSync(source)) throw new SourceError('SOURCE_NOT_FOUND', `${source} does not exist`, source);
   const pipeline = await createPipeline({
     ...pipelineOptions(source, values),
     live: true,
@@ -33,7 +61,8 @@ export async function serve(source: string, values: CliValues): Promise<void> {
   const { manifest } = pipeline.model;
   const server = await ResultServer.listen({
     port,
-    ...(values.host ? { host: values.host } : {}),
+    host,
+    ...access,
     model: modelInfo(manifest),
     streams: pipeline.streams,
   }).catch(async (error: unknown) => {
