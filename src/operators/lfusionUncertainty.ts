@@ -2,9 +2,11 @@
  * The whole L-FUSION uncertainty chain as one operator: encoded frames in, frame results out.
  */
 import { concatMap, map, of, type OperatorFunction } from 'rxjs';
+import { decideOod } from './decideOod.js';
 import { fuseUncertainty, type FuseOptions } from './fuseUncertainty.js';
 import { checkMapName, measureUncertainty, selectMap } from './measureUncertainty.js';
 import { sampleHeads, type SampleOptions } from './sampleHeads.js';
+import { scoreFeatureDensity } from './scoreFeatureDensity.js';
 import { scoreOod, type OodOptions } from './scoreOod.js';
 import { LfusionError } from '../runtime/errors.js';
 import { defaultRange, maskPlane, quantizePlane, type QuantizeRange } from '../runtime/quantize.js';
@@ -49,7 +51,8 @@ export function toFrameResult(
 
 /**
  * L-FUSION on every encoded frame: posterior samples of both heads, per-path measures, the fused map, the
- * OOD score and the quantised planes. Frames are processed one at a time, in order, so at most one frame's
+ * OOD score, the fused OOD decision (`decideOod`: feature density when the package has it, uncertainty,
+ * segmentation and acquisition evidence) and the quantised planes. Frames are processed one at a time, in order, so at most one frame's
  * samples are in memory; put it behind the pipeline's frame-dropping queue. Drop-in for `segmentFrames`.
  * For alerts, share the results and pipe them into `raiseAlerts` before any lossy delivery.
  *
@@ -74,7 +77,14 @@ export function lfusionUncertainty(pool: GraphRunner, manifest: ModelManifest, o
   const measure = measureUncertainty(pool, manifest);
   const fuse = fuseUncertainty(manifest, options.fusion);
   const score = scoreOod(manifest, options.ood);
+  const density: OperatorFunction<EncodedFrame, EncodedFrame & { density?: number }> = manifest.density?.statistics ? scoreFeatureDensity(manifest) : map((encoded) => encoded);
+  const decide = decideOod(manifest);
   return concatMap((encoded) =>
-    of(encoded).pipe(sample, measure, fuse, score, map((scored) => toFrameResult(scored, manifest.input, planes, options.ranges))),
+    of(encoded).pipe(
+      density,
+      concatMap((withDensity) => of(withDensity).pipe(sample, measure, fuse, score, map((scored) => ({ ...scored, image: withDensity.image, density: withDensity.density })))),
+      decide,
+      map((scored) => toFrameResult(scored, manifest.input, planes, options.ranges)),
+    ),
   );
 }

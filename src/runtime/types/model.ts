@@ -40,6 +40,46 @@ export interface ModelManifest {
   metrics: Record<string, unknown>;
   /** The clip (3D) heads, when the package has them (graphs `clip_laplace_head`, `clip_dropout_head`, `clip_measures`). */
   clip?: ClipManifest;
+  /** Feature-density statistics of the encoder's features (the `wrong-anatomy` evidence), when the package has them. */
+  density?: DensityManifest;
+  /** The fused OOD decision's evidence and thresholds, when the package has them (docs/model-format.md). */
+  oodDecision?: OodDecisionManifest;
+}
+
+/**
+ * `manifest.density`: a Gaussian of the encoder's pooled features fitted on the training scans.
+ * `score = (v - mean)^T precision (v - mean)` for the pooled vector `v` of a frame's `features [F, g, g]`.
+ */
+export interface DensityManifest {
+  /** Raw float32 little-endian: `mean [dimension]`, then `precision [dimension, dimension]` row-major. */
+  file: string;
+  sha256: string;
+  dtype: 'float32';
+  dimension: number;
+  /** `mean`: per-channel token mean (dimension = F); `mean_std`: the means, then the per-channel token stds (2F). */
+  pooling: 'mean' | 'mean_std';
+  /** Filled by `loadModelPackage` from `file` (not in manifest.json). */
+  statistics?: DensityStatistics;
+}
+
+/** The contents of the density statistics file, widened to float64. */
+export interface DensityStatistics {
+  mean: Float64Array;
+  /** Row-major `[dimension, dimension]`. */
+  precision: Float64Array;
+}
+
+/** The evidence a fused OOD decision can cite (docs/uncertainty.md). */
+export type OodReasonName = 'wrong-anatomy' | 'no-head' | 'acquisition' | 'uncertain-shape';
+
+/**
+ * `manifest.oodDecision`: one threshold per evidence score, chosen on validation in-distribution scans so that
+ * the decision (any score strictly above its threshold) raises at most `falseAlarmRate` of them.
+ */
+export interface OodDecisionManifest {
+  falseAlarmRate: number;
+  /** Evidence score name (`density`, `uncertainty`, `head-area-low`, ...) -> its reason and threshold. */
+  thresholds: Record<string, { reason: OodReasonName; threshold: number }>;
 }
 
 /** The settings of one set of L-FUSION heads: the 2D ones at the manifest's root, the clip ones in `clip`. */
