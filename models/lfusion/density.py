@@ -8,8 +8,9 @@ dimension and the blocks summed, so no block dominates by size. The SDK computes
 from the encoder output it already has (``scoreFeatureDensity``), from the statistics file this
 module writes into the model package:
 
-``density.bin``: float32 little-endian, ``mean [D]`` then ``precision [D, D]`` row-major (the
-per-block scaling folded in), D = pooled dimension. ``score = (v - mean)^T precision (v - mean)``.
+``density.bin``: float32 little-endian, ``mean [D]`` then the precision's diagonal blocks ``[d, d]``
+row-major (the per-block scaling folded in), both in block order: block b holds the token means of its
+channels, then (``mean_std``) their stds. D = pooled dimension, ``score = (v - mean)^T precision (v - mean)``.
 
 Pure functions (pooling, shrinkage, fitting, scoring, AUROC) are tested in tests/test_density.py;
 the CLI fits on the training split, compares poolings on validation sets and writes the package
@@ -112,16 +113,35 @@ def as_stored(density: Density) -> Density:
     return Density(density.mean.astype(np.float32).astype(np.float64), density.precision.astype(np.float32).astype(np.float64), density.shrinkage)
 
 
-def write_statistics(density: Density, path: Path) -> None:
-    stored = np.concatenate([density.mean.astype("<f4"), density.precision.astype("<f4").ravel()])
-    path.write_bytes(stored.tobytes())
+def write_statistics(density: Density, groups: List[np.ndarray], path: Path) -> None:
+    """float32: the mean and the precision's diagonal blocks, each group's indices in turn (block order)."""
+    order = np.concatenate(groups)
+    blocks = [density.precision[np.ix_(g, g)].astype("<f4").ravel() for g in groups]
+    path.write_bytes(np.concatenate([density.mean[order].astype("<f4"), *blocks]).tobytes())
 
 
-def read_statistics(path: Path, dimension: int) -> Density:
+def read_statistics(path: Path, groups: List[np.ndarray]) -> Density:
+    """The inverse of ``write_statistics``: mean and block-diagonal precision in the pooled vector's order."""
+    dimension = sum(len(g) for g in groups)
     values = np.frombuffer(path.read_bytes(), dtype="<f4").astype(np.float64)
-    if values.size != dimension + dimension * dimension:
-        raise ValueError(f"{path}: {values.size} float32 values, expected {dimension} + {dimension}^2")
-    return Density(values[:dimension], values[dimension:].reshape(dimension, dimension), [])
+    expected = dimension + sum(len(g) ** 2 for g in groups)
+    if values.size != expected:
+        raise ValueError(f"{path}: {values.size} float32 values, expected {expected}")
+    order = np.concatenate(groups)
+    mean = np.zeros(dimension)
+    mean[order] = values[:dimension]
+    precision = np.zeros((dimension, dimension))
+    offset = dimension
+    for g in groups:
+        precision[np.ix_(g, g)] = values[offset : offset + len(g) ** 2].reshape(len(g), len(g))
+        offset += len(g) ** 2
+    return Density(mean, precision, [])
+
+
+def precision_groups(channels: int, blocks: int, config: DensityConfig) -> List[np.ndarray]:
+    """The diagonal blocks of the precision: one per encoder block, or the whole vector."""
+    groups = block_slices(channels, blocks, config.pooling)
+    return groups if config.per_block else [np.concatenate(groups) if config.pooling == "mean" else np.arange(sum(len(g) for g in groups))]
 
 
 # --- Data: the sets the score is fitted and validated on ----------------------------------------
@@ -186,6 +206,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--shrinkage", type=float, default=None, help="fixed shrinkage weight (default: Ledoit-Wolf)")
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reuse-pooled", action="store_true", help="refit from build/density/pooled.npz of an earlier run (same encoder) instead of encoding again")
     parser.add_argument("--write-sets", type=Path, default=None, help="only write the val, test and OOD test sets as raw uint8 for models/tools/ood_scores.ts")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -197,13 +218,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     # Original training scans only (no augmented copies): the density of what a scanner shows.
     hc18 = args.hc18 if (args.hc18 / "training_set").is_dir() else None
-    sets = evaluation_sets(prepared, args.seed, hc18, args.ood_dev, ("val", "test"))
     if args.write_sets is not None:
+        sets = evaluation_sets(prepared, args.seed, hc18, args.ood_dev, ("val", "test"))
         write_sets({name: images for name, images in sets.items() if name != "train" and not name.startswith("ood-val-")}, args.write_sets)
         return
     # Pooled once per set (the means are the first half of mean_std): the encoder is the slow part.
-    both = {name: pool(encoder_features(encoder, images), "mean_std") for name, images in sets.items()}
-    np.savez(args.out / "pooled.npz", **both)
+    cache = args.out / "pooled.npz"
+    if args.reuse_pooled and cache.exists():
+        with np.load(cache) as stored_pooled:
+            both = {name: stored_pooled[name] for name in stored_pooled.files}
+    else:
+        sets = evaluation_sets(prepared, args.seed, hc18, args.ood_dev, ("val", "test"))
+        both = {name: pool(encoder_features(encoder, images), "mean_std") for name, images in sets.items()}
+        np.savez(cache, **both)
     channels = cfg.feature_channels
 
     comparison = {}
@@ -211,26 +238,28 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         for per_block in (True, False):
             candidate = DensityConfig(pooling=pooling, per_block=per_block, shrinkage=args.shrinkage)
             pooled = {name: p if pooling == "mean_std" else p[:, :channels] for name, p in both.items()}
-            fitted = fit_density(pooled["train"], block_slices(cfg.feature_channels, len(cfg.feature_blocks), pooling), candidate)
+            fitted = fit_density(pooled["train"], block_slices(channels, len(cfg.feature_blocks), pooling), candidate)
             scores = {name: density_score(p, fitted.mean, fitted.precision) for name, p in pooled.items()}
             comparison[f"{pooling}{'/per-block' if per_block else '/whole'}"] = {
                 name: round(auroc(scores["val"], scores[name]), 4) for name in scores if name.startswith("ood-val-") or name.startswith("ood-dev-")
             }
 
     pooled = {name: p if config.pooling == "mean_std" else p[:, :channels] for name, p in both.items()}
-    density = fit_density(pooled["train"], block_slices(cfg.feature_channels, len(cfg.feature_blocks), config.pooling), config)
+    density = fit_density(pooled["train"], block_slices(channels, len(cfg.feature_blocks), config.pooling), config)
+    groups = precision_groups(channels, len(cfg.feature_blocks), config)
     stored = as_stored(density)
     scores = {name: density_score(p, stored.mean, stored.precision) for name, p in pooled.items()}
     np.savez(args.out / "scores.npz", **scores)
 
     statistics = args.package / STATISTICS_FILE
-    write_statistics(density, statistics)
+    write_statistics(density, groups, statistics)
     section = {
         "file": STATISTICS_FILE,
         "sha256": sha256_of(statistics),
         "dtype": "float32",
         "dimension": int(density.mean.size),
-        "layout": "mean [dimension], then precision [dimension, dimension] row-major; score = (v - mean)^T precision (v - mean)",
+        "layout": "mean [dimension], then the precision's diagonal blocks [dimension / precisionBlocks]^2 row-major, in block order",
+        "precisionBlocks": len(groups),
         "features": "encoder.features",
         "pooling": config.pooling,
         "perBlock": config.per_block,

@@ -66,12 +66,16 @@ def test_per_block_precision_is_block_diagonal_and_divided_by_block_size():
     np.testing.assert_allclose(fitted.precision[np.ix_(blocks[1], blocks[1])], alone / 4)
 
 
-def test_statistics_file_round_trips_as_float32(tmp_path):
+def test_statistics_file_holds_the_diagonal_blocks_in_block_order(tmp_path):
     rng = np.random.default_rng(4)
-    fitted = fit_density(rng.normal(size=(100, 3)), [np.arange(3)], DensityConfig(per_block=False))
-    write_statistics(fitted, tmp_path / "density.bin")
-    assert (tmp_path / "density.bin").stat().st_size == 4 * (3 + 9)
-    back = read_statistics(tmp_path / "density.bin", 3)
-    np.testing.assert_allclose(back.precision, fitted.precision, rtol=1e-6)
+    groups = block_slices(4, 2, "mean_std")  # [0, 1, 4, 5], [2, 3, 6, 7]
+    fitted = fit_density(rng.normal(size=(300, 8)), groups, DensityConfig(pooling="mean_std", per_block=True))
+    write_statistics(fitted, groups, tmp_path / "density.bin")
+    assert (tmp_path / "density.bin").stat().st_size == 4 * (8 + 2 * 16)
+    stored = np.fromfile(tmp_path / "density.bin", dtype="<f4")
+    np.testing.assert_allclose(stored[:4], fitted.mean[[0, 1, 4, 5]], rtol=1e-6)
+    back = read_statistics(tmp_path / "density.bin", groups)
+    np.testing.assert_allclose(back.precision, fitted.precision, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(back.mean, fitted.mean, rtol=1e-6)
     with pytest.raises(ValueError):
-        read_statistics(tmp_path / "density.bin", 4)
+        read_statistics(tmp_path / "density.bin", [np.arange(8)])

@@ -13,18 +13,21 @@ export interface DensityScoredFrame extends EncodedFrame {
 
 /**
  * Squared Mahalanobis distance of the pooled features `[F, tokens]` (float64 throughout): the per-channel token
- * mean (and, for `mean_std`, the population std) minus the training mean, through the stored precision matrix,
- * as `density_score` in models/lfusion/density.py.
+ * mean (and, for `mean_std`, the population std) minus the training mean, through the stored block-diagonal
+ * precision, as `density_score` in models/lfusion/density.py. The pooled vector is built in block order
+ * (docs/model-format.md), so each block is one contiguous quadratic form.
  *
  * @example
  * const score = featureDensity(encoded.features, pkg.manifest.density!);
  */
 export function featureDensity(features: Float32Array, density: DensityManifest, scratch = new Float64Array(density.dimension)): number {
-  const { statistics, dimension, pooling } = density;
+  const { statistics, dimension, pooling, precisionBlocks } = density;
   if (!statistics) throw new LfusionError('INVALID_OPTION', 'density statistics are not loaded: load the package with loadModelPackage', { file: density.file });
   const channels = pooling === 'mean' ? dimension : dimension / 2;
   const tokens = features.length / channels;
   if (!Number.isInteger(tokens) || tokens < 1) throw new ShapeError(`encoder features of ${features.length} values do not split into ${channels} channels`, [channels, 'tokens'], [features.length]);
+  const perBlock = channels / precisionBlocks;
+  const size = dimension / precisionBlocks;
   const centred = scratch;
   for (let c = 0; c < channels; c++) {
     let sum = 0;
@@ -35,15 +38,21 @@ export function featureDensity(features: Float32Array, density: DensityManifest,
       squares += value * value;
     }
     const mean = sum / tokens;
-    centred[c] = mean - statistics.mean[c]!;
-    if (pooling === 'mean_std') centred[channels + c] = Math.sqrt(Math.max(squares / tokens - mean * mean, 0)) - statistics.mean[channels + c]!;
+    const block = Math.floor(c / perBlock);
+    const at = block * size + (c - block * perBlock);
+    centred[at] = mean - statistics.mean[at]!;
+    if (pooling === 'mean_std') centred[at + perBlock] = Math.sqrt(Math.max(squares / tokens - mean * mean, 0)) - statistics.mean[at + perBlock]!;
   }
   const { precision } = statistics;
   let score = 0;
-  for (let i = 0; i < dimension; i++) {
-    let row = 0;
-    for (let j = 0, offset = i * dimension; j < dimension; j++) row += precision[offset + j]! * centred[j]!;
-    score += centred[i]! * row;
+  for (let block = 0; block < precisionBlocks; block++) {
+    const first = block * size;
+    const matrix = block * size * size;
+    for (let i = 0; i < size; i++) {
+      let row = 0;
+      for (let j = 0, offset = matrix + i * size; j < size; j++) row += precision[offset + j]! * centred[first + j]!;
+      score += centred[first + i]! * row;
+    }
   }
   return score;
 }

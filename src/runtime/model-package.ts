@@ -72,16 +72,17 @@ async function readManifestJson(root: string): Promise<unknown> {
 async function readDensityStatistics(root: string, density: DensityManifest): Promise<DensityStatistics> {
   const bytes = await readFile(join(root, density.file));
   const d = density.dimension;
-  const expected = 4 * (d + d * d);
+  const block = d / density.precisionBlocks;
+  const values = new Float64Array(d + d * block);
+  const expected = 4 * values.length;
   if (bytes.length !== expected) {
-    throw new ModelError(`density statistics "${density.file}" has ${bytes.length} bytes, expected ${expected} (float32 mean [${d}] and precision [${d}, ${d}])`, root, {
+    throw new ModelError(`density statistics "${density.file}" has ${bytes.length} bytes, expected ${expected} (float32 mean [${d}] and ${density.precisionBlocks} precision blocks [${block}, ${block}])`, root, {
       file: density.file,
       field: 'density.dimension',
       expected,
       actual: bytes.length,
     });
   }
-  const values = new Float64Array(d + d * d);
   for (let i = 0; i < values.length; i++) values[i] = bytes.readFloatLE(4 * i);
   if (!values.every(Number.isFinite)) throw new ModelError(`density statistics "${density.file}" hold non-finite values`, root, { file: density.file });
   return { mean: values.subarray(0, d), precision: values.subarray(d) };
@@ -236,13 +237,18 @@ export function validateManifest(json: unknown, packagePath: string): ModelManif
 
 function densitySection(read: ManifestReader, value: unknown): DensityManifest {
   const density = read.object(value, 'density');
-  return {
+  const section: DensityManifest = {
     file: read.relativeFile(density.file, 'density.file'),
     sha256: read.sha256(density.sha256, 'density.sha256'),
     dtype: read.literal(density.dtype, 'density.dtype', ['float32']),
     dimension: read.number(density.dimension, 'density.dimension', { integer: true, positive: true }),
     pooling: read.literal(density.pooling, 'density.pooling', ['mean', 'mean_std']),
+    precisionBlocks: read.number(density.precisionBlocks, 'density.precisionBlocks', { integer: true, positive: true }),
   };
+  if (section.dimension % (section.pooling === 'mean' ? 1 : 2) !== 0 || (section.dimension / (section.pooling === 'mean' ? 1 : 2)) % section.precisionBlocks !== 0) {
+    read.fail('density.precisionBlocks', `a divisor of the ${section.pooling === 'mean' ? 'dimension' : 'channel count (dimension / 2)'}`, section.precisionBlocks);
+  }
+  return section;
 }
 
 export const OOD_REASONS: readonly OodReasonName[] = ['wrong-anatomy', 'no-head', 'acquisition', 'uncertain-shape'];

@@ -11,8 +11,8 @@ import { SHIPPED_PACKAGE, shippedPackagePresent } from '../helpers/shipped-packa
 /** Two channels of four tokens: channel 0 = [1, 2, 3, 4] (mean 2.5, std sqrt(1.25)), channel 1 = [0, 0, 2, 2] (mean 1, std 1). */
 const FEATURES = Float32Array.from([1, 2, 3, 4, 0, 0, 2, 2]);
 
-function densityOf(pooling: 'mean' | 'mean_std', mean: number[], precision: number[]): DensityManifest {
-  return { file: 'density.bin', sha256: '0'.repeat(64), dtype: 'float32', dimension: mean.length, pooling, statistics: { mean: Float64Array.from(mean), precision: Float64Array.from(precision) } };
+function densityOf(pooling: 'mean' | 'mean_std', mean: number[], precision: number[], precisionBlocks = 1): DensityManifest {
+  return { file: 'density.bin', sha256: '0'.repeat(64), dtype: 'float32', dimension: mean.length, pooling, precisionBlocks, statistics: { mean: Float64Array.from(mean), precision: Float64Array.from(precision) } };
 }
 
 test('mean pooling: the squared Mahalanobis distance of the per-channel token means', () => {
@@ -24,6 +24,13 @@ test('mean_std pooling appends the per-channel population std (numpy std)', () =
   const identity = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
   const score = featureDensity(FEATURES, densityOf('mean_std', [2.5, 1, 0, 0], identity));
   assert.ok(Math.abs(score - (1.25 + 1)) < 1e-12, `got ${score}`);
+});
+
+test('block-diagonal precision: each block holds its channels\' means then stds, one quadratic form per block', () => {
+  // Blocks: [mean0, std0] = [2.5, sqrt(1.25)] with diag(1, 2); [mean1, std1] = [1, 1] with diag(3, 4).
+  const score = featureDensity(FEATURES, densityOf('mean_std', [0, 0, 0, 0], [1, 0, 0, 2, 3, 0, 0, 4], 2));
+  assert.ok(Math.abs(score - (6.25 + 2 * 1.25 + 3 + 4)) < 1e-12, `got ${score}`);
+  assert.is(featureDensity(FEATURES, densityOf('mean_std', [2.5, Math.sqrt(1.25), 1, 1], [1, 0, 0, 2, 3, 0, 0, 4], 2)), 0);
 });
 
 test('features that do not split into the channels are a ShapeError; missing statistics an INVALID_OPTION', () => {

@@ -51,13 +51,21 @@ export interface ModelManifest {
  * `score = (v - mean)^T precision (v - mean)` for the pooled vector `v` of a frame's `features [F, g, g]`.
  */
 export interface DensityManifest {
-  /** Raw float32 little-endian: `mean [dimension]`, then `precision [dimension, dimension]` row-major. */
+  /**
+   * Raw float32 little-endian: `mean [dimension]`, then the precision's `precisionBlocks` diagonal blocks
+   * `[d, d]` row-major (`d = dimension / precisionBlocks`), in block order (see `pooling`).
+   */
   file: string;
   sha256: string;
   dtype: 'float32';
   dimension: number;
-  /** `mean`: per-channel token mean (dimension = F); `mean_std`: the means, then the per-channel token stds (2F). */
+  /**
+   * `mean`: per-channel token mean (dimension = F); `mean_std`: also the per-channel token std (2F). In block order:
+   * the F channels split into `precisionBlocks` equal groups; group b's means, then (`mean_std`) its stds.
+   */
   pooling: 'mean' | 'mean_std';
+  /** Diagonal blocks of the precision (1: a full matrix). */
+  precisionBlocks: number;
   /** Filled by `loadModelPackage` from `file` (not in manifest.json). */
   statistics?: DensityStatistics;
 }
@@ -65,7 +73,7 @@ export interface DensityManifest {
 /** The contents of the density statistics file, widened to float64. */
 export interface DensityStatistics {
   mean: Float64Array;
-  /** Row-major `[dimension, dimension]`. */
+  /** The diagonal blocks, each row-major `[d, d]`, one after the other. */
   precision: Float64Array;
 }
 
