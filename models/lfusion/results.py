@@ -55,6 +55,9 @@ PAPER_TABLE3 = {  # HC18 (OOD: elastic deformations of the skull); individual, i
 }
 # Everything in docs/results.md from this line on is written by hand (the reading of the numbers) and kept.
 READING_MARKER = "<!-- reading: written by hand, kept by lfusion.results -->"
+# The fused OOD decision's section, written by lfusion.ood_decision (its own build step) and kept here.
+OOD_DECISION_BEGIN = "<!-- ood-decision: written by lfusion.ood_decision -->"
+OOD_DECISION_END = "<!-- /ood-decision -->"
 PAPER_TRAINING_CLAIM = "training time drops by up to 40% (section 3, stated with the fetal-heart results)"
 
 
@@ -376,6 +379,12 @@ def kept_reading(previous: str) -> str:
     return "" if start < 0 else "\n" + previous[start:]
 
 
+def kept_ood_decision(previous: str) -> str:
+    """The fused OOD decision's section of an existing results.md, kept on regeneration."""
+    start, end = previous.find(OOD_DECISION_BEGIN), previous.find(OOD_DECISION_END)
+    return "" if start < 0 or end < 0 else "\n" + previous[start : end + len(OOD_DECISION_END)] + "\n"
+
+
 def json_safe(value):
     """NaN and infinities -> None (JSON has neither), recursively."""
     if isinstance(value, dict):
@@ -407,7 +416,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         numbers["clip_alignment"] = {name: {k: v for k, v in found.items() if k != "perClip"} for name, found in alignment.items()}
     figures = write_figures(args.records, args.docs / "figures")
     out = args.docs / "results.md"
-    text = markdown(records, numbers, [str(f) for f in figures]) + kept_reading(out.read_text() if out.exists() else "")
+    previous = out.read_text() if out.exists() else ""
+    text = markdown(records, numbers, [str(f) for f in figures]) + kept_ood_decision(previous) + kept_reading(previous)
     out.write_text(text)
     (args.docs / "results.json").write_text(json.dumps(json_safe(numbers), indent=1, allow_nan=False) + "\n")
     print(json.dumps({"records": list(records), "figures": [str(f) for f in figures]}))

@@ -3,15 +3,18 @@
  * The clip heads run through the 2D operators (`clipModel` gives them the clip view of the package).
  */
 import { concatMap, map, of, type OperatorFunction } from 'rxjs';
+import { firedReasons } from './decideOod.js';
 import { fuseUncertainty } from './fuseUncertainty.js';
 import { checkMapName, measureUncertainty, selectMap } from './measureUncertainty.js';
 import { sampleHeads } from './sampleHeads.js';
+import { featureDensity } from './scoreFeatureDensity.js';
 import { scoreOod } from './scoreOod.js';
 import { clipModel } from '../runtime/clip-model.js';
 import { LfusionError, ShapeError } from '../runtime/errors.js';
 import type { ClipWindow, EncodedFrame } from '../runtime/types/frames.js';
 import type { GraphRunner } from '../runtime/types/inference.js';
 import type { ModelManifest } from '../runtime/types/model.js';
+import type { ClipOodScore } from '../runtime/types/results.js';
 import type { ClipWindowMaps } from '../runtime/types/uncertainty.js';
 import type { UncertaintyOptions } from './lfusionUncertainty.js';
 
@@ -46,7 +49,9 @@ export function stackWindow(window: ClipWindow, frames: number): EncodedFrame {
  * L-FUSION on each window with the package's clip heads: m weight samples of the 3D Laplacian head (n logit
  * samples each) and k passes of the 3D Dropout head, one run of each for the whole window; the per-path
  * measures, the fused map and the window's OOD score, all with the clip settings of the manifest (`clip`)
- * unless `options` overrides them. Per-frame maps come out `outputSize x outputSize`; merge overlapping windows
+ * unless `options` overrides them. With a package that has a fused OOD decision (`density`, `oodDecision`) the
+ * window's `ood.above` is the decision: its median frame density above the 2D density threshold
+ * (`wrong-anatomy`) or its clip score above the clip threshold (`uncertain-shape`), with `evidence` and `reasons`. Per-frame maps come out `outputSize x outputSize`; merge overlapping windows
  * with `mergeClipFrames`.
  *
  * @param pool runs the package's graphs (the SDK's inference pool).
@@ -73,6 +78,24 @@ export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifes
   const measure = measureUncertainty(runner, view);
   const fuse = fuseUncertainty(view, options.fusion);
   const score = scoreOod(view, options.ood);
+  // The fused decision per window, with the package's density statistics and 2D density threshold: the window's
+  // median frame density (`wrong-anatomy`) or the clip score above the clip threshold (`uncertain-shape`). The
+  // segmentation and acquisition thresholds were chosen on 2D masks, so they are not applied to clip masks.
+  const densityThreshold = manifest.oodDecision?.thresholds.density;
+  const density = manifest.density?.statistics && densityThreshold ? manifest.density : undefined;
+  const frameDensity = new WeakMap<EncodedFrame, number>(); // a frame is in several windows: scored once
+  const decideWindow = (ood: ClipOodScore, encoded: readonly EncodedFrame[]): ClipOodScore => {
+    if (!density || !densityThreshold) return ood;
+    const scores = encoded.map((frame) => {
+      if (!frameDensity.has(frame)) frameDensity.set(frame, featureDensity(frame.features, density));
+      return frameDensity.get(frame)!;
+    });
+    const sorted = scores.sort((a, b) => a - b);
+    const median = sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+    const evidence = { density: median, uncertainty: ood.score };
+    const reasons = firedReasons(evidence, { falseAlarmRate: manifest.oodDecision!.falseAlarmRate, thresholds: { density: densityThreshold, uncertainty: { reason: 'uncertain-shape', threshold: ood.threshold } } });
+    return { ...ood, above: reasons.length > 0, evidence, reasons };
+  };
   // Views into the window's maps: mergeClipFrames copies what it keeps.
   const perFrame = (values: Float32Array, count: number) => Array.from({ length: count }, (_, t) => values.subarray(t * size * size, (t + 1) * size * size));
   return concatMap((window) =>
@@ -86,7 +109,7 @@ export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifes
         const maps: Record<string, Float32Array[]> = { mean_prob: perFrame(scored.meanProb, count), fused: perFrame(scored.fused, count) };
         for (const name of planes) maps[name] = perFrame(selectMap(scored.maps, name), count);
         const span = { first: window.frames[0]!.index, last: window.frames[count - 1]!.index };
-        return { start: window.start, frames: window.frames, size, maps, ood: { ...scored.ood, window: span }, timings: scored.timings };
+        return { start: window.start, frames: window.frames, size, maps, ood: decideWindow({ ...scored.ood, window: span }, window.features), timings: scored.timings };
       }),
     ),
   );

@@ -2,10 +2,12 @@
  * The whole L-FUSION uncertainty chain as one operator: encoded frames in, frame results out.
  */
 import { concatMap, map, of, type OperatorFunction } from 'rxjs';
+import { decideOod } from './decideOod.js';
 import { fuseUncertainty, type FuseOptions } from './fuseUncertainty.js';
 import { measureBiometry, withOod, type BiometryOptions } from './measureBiometry.js';
 import { checkMapName, measureUncertainty, selectMap } from './measureUncertainty.js';
 import { sampleHeads, type SampleOptions } from './sampleHeads.js';
+import { scoreFeatureDensity } from './scoreFeatureDensity.js';
 import { scoreOod, type OodOptions } from './scoreOod.js';
 import { LfusionError } from '../runtime/errors.js';
 import { defaultRange, maskPlane, quantizePlane, type QuantizeRange } from '../runtime/quantize.js';
@@ -14,7 +16,7 @@ import type { GraphRunner } from '../runtime/types/inference.js';
 import type { Biometry } from '../runtime/types/biometry.js';
 import type { ModelManifest } from '../runtime/types/model.js';
 import type { FrameResult } from '../runtime/types/results.js';
-import type { ScoredFrame } from '../runtime/types/uncertainty.js';
+import type { HeadSamples, ScoredFrame } from '../runtime/types/uncertainty.js';
 
 export interface UncertaintyOptions extends SampleOptions {
   /** The auxiliary map of the fused map (default manifest `fusion.auxiliary`). */
@@ -55,7 +57,8 @@ export function toFrameResult(
 
 /**
  * L-FUSION on every encoded frame: posterior samples of both heads, per-path measures, the fused map, the
- * OOD score and the quantised planes. Frames are processed one at a time, in order, so at most one frame's
+ * OOD score, the fused OOD decision (`decideOod`: feature density when the package has it, uncertainty,
+ * segmentation and acquisition evidence) and the quantised planes. Frames are processed one at a time, in order, so at most one frame's
  * samples are in memory; put it behind the pipeline's frame-dropping queue. Drop-in for `segmentFrames`.
  * For alerts, share the results and pipe them into `raiseAlerts` before any lossy delivery.
  *
@@ -80,16 +83,29 @@ export function lfusionUncertainty(pool: GraphRunner, manifest: ModelManifest, o
   const measure = measureUncertainty(pool, manifest);
   const fuse = fuseUncertainty(manifest, options.fusion);
   const score = scoreOod(manifest, options.ood);
+  const density: OperatorFunction<EncodedFrame, EncodedFrame & { density?: number }> = manifest.density?.statistics ? scoreFeatureDensity(manifest) : map((encoded) => encoded);
+  const decide = decideOod(manifest);
   const biometry = options.biometry ? measureBiometry(manifest, options.biometry === true ? {} : options.biometry) : undefined;
-  if (!biometry) {
-    return concatMap((encoded) => of(encoded).pipe(sample, measure, fuse, score, map((scored) => toFrameResult(scored, manifest.input, planes, options.ranges))));
-  }
   // Biometry reads the per-sample head outputs before the measures graph releases them.
+  const sampleAll: OperatorFunction<EncodedFrame, HeadSamples & { biometry?: Biometry }> = biometry ? (encoded$) => encoded$.pipe(sample, biometry) : sample;
   return concatMap((encoded) =>
     of(encoded).pipe(
-      sample,
-      biometry,
-      concatMap((samples) => of(samples).pipe(measure, fuse, score, map((scored) => toFrameResult(scored, manifest.input, planes, options.ranges, samples.biometry)))),
+      density,
+      concatMap((withDensity) =>
+        of(withDensity).pipe(
+          sampleAll,
+          concatMap((samples) =>
+            of(samples).pipe(
+              measure,
+              fuse,
+              score,
+              map((scored) => ({ ...scored, image: withDensity.image, density: withDensity.density })),
+              decide,
+              map((decided) => toFrameResult(decided, manifest.input, planes, options.ranges, samples.biometry)),
+            ),
+          ),
+        ),
+      ),
     ),
   );
 }

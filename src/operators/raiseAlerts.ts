@@ -4,7 +4,7 @@
 import { Observable, asyncScheduler, type OperatorFunction, type SchedulerLike } from 'rxjs';
 import { LfusionError } from '../runtime/errors.js';
 import type { ModelManifest } from '../runtime/types/model.js';
-import type { Alert, OodScore } from '../runtime/types/results.js';
+import type { Alert, OodReason, OodScore } from '../runtime/types/results.js';
 
 export interface AlertOptions {
   /** Consecutive frames above threshold before an alert is raised; default manifest `ood.raiseAfter`. */
@@ -28,7 +28,9 @@ export interface ScoredFrameLike {
  * scored frames, and the matching `cleared` once it has then stayed at or below for `clearAfter` frames.
  * Single short spikes and dips do not toggle the alert. It emits alerts only, so subscribe to it apart from
  * any lossy (keep-latest) delivery of frame results: alerts are rare and must never be dropped.
- * A source that completes while an alert is raised completes without a `cleared`.
+ * A source that completes while an alert is raised completes without a `cleared`. With the fused decision
+ * (frames carrying `ood.reasons`) an alert lists every piece of evidence that fired during its episode, with
+ * its highest score.
  *
  * @example
  * const results$ = encoded$.pipe(lfusionUncertainty(pool, manifest), share());
@@ -46,7 +48,7 @@ export function raiseAlerts<T extends ScoredFrameLike>(manifest: Pick<ModelManif
     new Observable<Alert>((subscriber) => {
       let nextId = 1;
       /** The current run of frames above threshold (before raising) or the raised episode. */
-      let episode: { id: number; startFrame: number; endFrame: number; peakScore: number; peakFrame: number; map: string; threshold: number } | undefined;
+      let episode: { id: number; startFrame: number; endFrame: number; peakScore: number; peakFrame: number; map: string; threshold: number; reasons?: OodReason[] } | undefined;
       let raised = false;
       let aboveRun = 0;
       let belowRun = 0;
@@ -63,6 +65,7 @@ export function raiseAlerts<T extends ScoredFrameLike>(manifest: Pick<ModelManif
               episode = { id: nextId, startFrame: frame.index, endFrame: frame.index, peakScore: ood.score, peakFrame: frame.index, map: ood.map, threshold: ood.threshold };
             }
             episode.endFrame = frame.index;
+            if (ood.reasons) episode.reasons = mergeReasons(episode.reasons ?? [], ood.reasons);
             if (ood.score > episode.peakScore) {
               episode.peakScore = ood.score;
               episode.peakFrame = frame.index;
@@ -91,4 +94,14 @@ export function raiseAlerts<T extends ScoredFrameLike>(manifest: Pick<ModelManif
         complete: () => subscriber.complete(),
       });
     });
+}
+
+/** The reasons of an episode so far plus a frame's: one entry per evidence, its highest score kept. */
+function mergeReasons(episode: OodReason[], frame: OodReason[]): OodReason[] {
+  const merged = new Map(episode.map((reason) => [reason.evidence, reason]));
+  for (const reason of frame) {
+    const seen = merged.get(reason.evidence);
+    if (!seen || reason.score > seen.score) merged.set(reason.evidence, reason);
+  }
+  return [...merged.values()];
 }

@@ -22,6 +22,10 @@ export interface FrameRecord {
   oodScore: number | null;
   oodThreshold: number | null;
   oodAbove: boolean | null;
+  /** With a fused OOD decision: what fired, `reason:evidence` joined by `;` (empty when nothing did). */
+  oodReasons: string | null;
+  /** Feature-density score (squared Mahalanobis distance of the encoder features); null without density statistics. */
+  density: number | null;
   /** Mean of the fused uncertainty map over the frame. */
   meanUncertainty: number | null;
   /** Fraction of the frame labelled head. */
@@ -62,7 +66,7 @@ export interface FrameRecord {
 
 /** CSV column order: the record's keys in declaration order. */
 export const CSV_COLUMNS: readonly (keyof FrameRecord)[] = [
-  'seq', 'source', 'index', 'pts', 'width', 'height', 'oodScore', 'oodThreshold', 'oodAbove', 'meanUncertainty', 'headFraction',
+  'seq', 'source', 'index', 'pts', 'width', 'height', 'oodScore', 'oodThreshold', 'oodAbove', 'oodReasons', 'density', 'meanUncertainty', 'headFraction',
   'spacingXMm', 'spacingYMm', 'hcMm', 'dice', 'hausdorffMm', 'hcTrueMm', 'hcAbsErrorMm',
   'biometryStatus', 'biometryUnit', 'hcFit', 'hcLow', 'hcHigh', 'bpd', 'ofd', 'gaWeeks', 'hcSignedErrorMm', 'hcCovered',
   'pixelsDice', 'pixelsHausdorffMm', 'pixelsHcMm', 'ellipseDice', 'ellipseHausdorffMm', 'labelMap', 'processingMs',

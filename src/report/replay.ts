@@ -280,6 +280,8 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
       oodScore: result.ood?.score ?? null,
       oodThreshold: result.ood?.threshold ?? null,
       oodAbove: result.ood?.above ?? null,
+      oodReasons: result.ood?.reasons?.map((r) => `${r.reason}:${r.evidence}`).join(';') ?? null,
+      density: result.ood?.evidence?.density ?? null,
       meanUncertainty: finiteOrNull(mean(fused.data)),
       headFraction: head / labels.data.length,
       spacingXMm: spacing?.x ?? null,

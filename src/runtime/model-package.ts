@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ModelError } from './errors.js';
-import type { Dimension, GraphSpec, HeadSettings, ModelManifest } from './types/model.js';
+import type { DensityManifest, DensityStatistics, Dimension, GraphSpec, HeadSettings, ModelManifest, OodDecisionManifest, OodReasonName } from './types/model.js';
 
 /** The model package shipped with the SDK. */
 export const DEFAULT_MODEL_PATH = fileURLToPath(new URL('../../models/packages/lfusion-hc18', import.meta.url));
@@ -41,8 +41,10 @@ export async function loadModelPackage(packagePath: string): Promise<ModelPackag
   const checks = [
     ...Object.entries(manifest.graphs).map(([name, spec]) => verifyChecksum(root, spec.file, spec.sha256, `graphs.${name}.sha256`)),
     ...Object.entries(manifest.files).map(([file, sha]) => verifyChecksum(root, file, sha, `files["${file}"]`)),
+    ...(manifest.density ? [verifyChecksum(root, manifest.density.file, manifest.density.sha256, 'density.sha256')] : []),
   ];
   await Promise.all(checks);
+  if (manifest.density) manifest.density.statistics = await readDensityStatistics(root, manifest.density);
   const graph = (name: string): GraphSpec => {
     const spec = manifest.graphs[name];
     if (!spec) throw new ModelError(`model package has no graph "${name}" (it has: ${Object.keys(manifest.graphs).join(', ')})`, root, { graph: name });
@@ -64,6 +66,26 @@ async function readManifestJson(root: string): Promise<unknown> {
   } catch (cause) {
     throw new ModelError(`${MANIFEST_FILE} is not valid JSON: ${(cause as Error).message}`, root, { file: MANIFEST_FILE });
   }
+}
+
+/** The density file as float64 `mean` and `precision`; its size must match `dimension`. */
+async function readDensityStatistics(root: string, density: DensityManifest): Promise<DensityStatistics> {
+  const bytes = await readFile(join(root, density.file));
+  const d = density.dimension;
+  const block = d / density.precisionBlocks;
+  const values = new Float64Array(d + d * block);
+  const expected = 4 * values.length;
+  if (bytes.length !== expected) {
+    throw new ModelError(`density statistics "${density.file}" has ${bytes.length} bytes, expected ${expected} (float32 mean [${d}] and ${density.precisionBlocks} precision blocks [${block}, ${block}])`, root, {
+      file: density.file,
+      field: 'density.dimension',
+      expected,
+      actual: bytes.length,
+    });
+  }
+  for (let i = 0; i < values.length; i++) values[i] = bytes.readFloatLE(4 * i);
+  if (!values.every(Number.isFinite)) throw new ModelError(`density statistics "${density.file}" hold non-finite values`, root, { file: density.file });
+  return { mean: values.subarray(0, d), precision: values.subarray(d) };
 }
 
 async function sha256OfFile(file: string): Promise<string> {
@@ -216,7 +238,42 @@ export function validateManifest(json: unknown, packagePath: string): ModelManif
       calibration: read.object(biometry.calibration, 'biometry.calibration'),
     };
   }
+  if (m.density !== undefined) manifest.density = densitySection(read, m.density);
+  if (m.oodDecision !== undefined) manifest.oodDecision = oodDecisionSection(read, m.oodDecision);
   return manifest;
+}
+
+function densitySection(read: ManifestReader, value: unknown): DensityManifest {
+  const density = read.object(value, 'density');
+  const section: DensityManifest = {
+    file: read.relativeFile(density.file, 'density.file'),
+    sha256: read.sha256(density.sha256, 'density.sha256'),
+    dtype: read.literal(density.dtype, 'density.dtype', ['float32']),
+    dimension: read.number(density.dimension, 'density.dimension', { integer: true, positive: true }),
+    pooling: read.literal(density.pooling, 'density.pooling', ['mean', 'mean_std']),
+    precisionBlocks: read.number(density.precisionBlocks, 'density.precisionBlocks', { integer: true, positive: true }),
+  };
+  if (section.dimension % (section.pooling === 'mean' ? 1 : 2) !== 0 || (section.dimension / (section.pooling === 'mean' ? 1 : 2)) % section.precisionBlocks !== 0) {
+    read.fail('density.precisionBlocks', `a divisor of the ${section.pooling === 'mean' ? 'dimension' : 'channel count (dimension / 2)'}`, section.precisionBlocks);
+  }
+  return section;
+}
+
+export const OOD_REASONS: readonly OodReasonName[] = ['wrong-anatomy', 'no-head', 'acquisition', 'uncertain-shape'];
+
+function oodDecisionSection(read: ManifestReader, value: unknown): OodDecisionManifest {
+  const decision = read.object(value, 'oodDecision');
+  const thresholds = read.object(decision.thresholds, 'oodDecision.thresholds');
+  return {
+    falseAlarmRate: read.number(decision.falseAlarmRate, 'oodDecision.falseAlarmRate', { min: 0 }),
+    thresholds: Object.fromEntries(
+      Object.entries(thresholds).map(([score, entry]) => {
+        const field = `oodDecision.thresholds.${score}`;
+        const spec = read.object(entry, field);
+        return [score, { reason: read.literal(spec.reason, `${field}.reason`, OOD_REASONS), threshold: read.number(spec.threshold, `${field}.threshold`) }];
+      }),
+    ),
+  };
 }
 
 /** The graphs of the clip path, required with a manifest `clip` section. */

@@ -356,7 +356,14 @@ function showOod(ood) {
     return;
   }
   pill.dataset.state = ood.above ? 'near' : 'in';
-  pill.textContent = `OOD score ${formatValue(ood.score)} ${ood.above ? '>' : '<='} ${formatValue(ood.threshold)}`;
+  pill.textContent = ood.reasons
+    ? `OOD score ${formatValue(ood.score)}: ${ood.reasons.length > 0 ? describeReasons(ood.reasons) : 'no evidence fired'}`
+    : `OOD score ${formatValue(ood.score)} ${ood.above ? '>' : '<='} ${formatValue(ood.threshold)}`;
+}
+
+/** The fused decision's reasons, e.g. `wrong-anatomy (density 412 > 96.3), no-head (head-area-low ...)`. */
+function describeReasons(reasons) {
+  return reasons.map((r) => `${r.reason} (${r.evidence} ${formatValue(r.score)} > ${formatValue(r.threshold)})`).join(', ');
 }
 
 function showAlerts() {
@@ -371,7 +378,9 @@ function showAlerts() {
   const latest = active.at(-1);
   $('ood').dataset.state = 'alert';
   $('ood').textContent = 'OOD ALERT';
-  $('alert-detail').textContent = `since frame ${latest.startFrame}, peak ${formatValue(latest.peakScore)} (threshold ${formatValue(latest.threshold)}, ${latest.map})`;
+  $('alert-detail').textContent = latest.reasons?.length
+    ? `${describeReasons(latest.reasons)}, since frame ${latest.startFrame}`
+    : `since frame ${latest.startFrame}, peak ${formatValue(latest.peakScore)} (threshold ${formatValue(latest.threshold)}, ${latest.map})`;
 }
 
 function showSource(event) {

@@ -133,6 +133,28 @@ test('a clip graph without an images input gets no images feed', async () => {
   assert.equal(Object.keys(calls[0]!.feeds).sort(), ['features', 'posterior_scale', 'weight_noise']);
 });
 
+test('with a fused OOD decision, a window fires wrong-anatomy on its median frame density, uncertain-shape on its clip score', async () => {
+  const manifest = clipManifest();
+  // Mean pooling, identity precision scaled by 1e-6: frame i's features are all 100 + i, its density 8e-6 (100 + i)^2.
+  manifest.density = { file: 'density.bin', sha256: sha, dtype: 'float32', dimension: F, pooling: 'mean', precisionBlocks: 1, statistics: { mean: new Float64Array(F), precision: Float64Array.from({ length: F * F }, (_, i) => (i % (F + 1) === 0 ? 1e-6 : 0)) } };
+  const decision = (densityThreshold: number) => ({ falseAlarmRate: 0.025, thresholds: { density: { reason: 'wrong-anatomy' as const, threshold: densityThreshold } } });
+  const median = (8e-6 * (111 ** 2 + 112 ** 2)) / 2; // frames 10..13 have features 110..113
+  const windowOod = async (densityThreshold: number, clipThreshold: number) => {
+    manifest.oodDecision = decision(densityThreshold);
+    const [result] = await lastValueFrom(of(clipWindow(0, T)).pipe(lfusionClipUncertainty(fakeRunner().runner, manifest, { ood: { threshold: clipThreshold } }), toArray()));
+    return result!.ood;
+  };
+  const anatomy = await windowOod(0.05, 0.9);
+  assert.ok(Math.abs(anatomy.evidence!.density! - median) < 1e-9);
+  assert.equal(anatomy.reasons!.map((r) => r.reason), ['wrong-anatomy']);
+  assert.is(anatomy.above, true);
+  const both = await windowOod(0.05, 0.3);
+  assert.equal(both.reasons!.map((r) => `${r.reason}:${r.evidence}`), ['wrong-anatomy:density', 'uncertain-shape:uncertainty']);
+  const none = await windowOod(1, 0.9);
+  assert.equal(none.reasons, []);
+  assert.is(none.above, false, 'the clip score 0.5 is under 0.9 and the density under 1');
+});
+
 test('bad options fail at set-up', () => {
   const { runner } = fakeRunner();
   assert.throws(() => lfusionClipUncertainty(runner, clipManifest(), { planes: ['fused'] }), (e: unknown) => (e as LfusionError).code === 'INVALID_OPTION');

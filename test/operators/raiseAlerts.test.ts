@@ -49,6 +49,19 @@ test('options override the manifest (and name the path); episodes get new ids; f
   });
 });
 
+test('an alert of the fused decision lists each evidence that fired in its episode, with its highest score', () => {
+  const scheduler = newScheduler();
+  scheduler.run(({ cold, expectObservable }) => {
+    const reason = (evidence: string, score: number) => ({ reason: evidence === 'density' ? 'wrong-anatomy' : 'no-head', evidence, score, threshold: 10 }) as const;
+    const frame = (index: number, reasons: ReturnType<typeof reason>[]): ScoredFrameLike => ({ frame: { index }, ood: { score: 0.1, threshold: THRESHOLD, map: 'fused', above: reasons.length > 0, reasons } });
+    const frames = { a: frame(0, [reason('density', 12)]), b: frame(1, [reason('density', 30), reason('head-area-low', 11)]), c: frame(2, [reason('density', 20)]) };
+    const episode = { path: 'frame', id: 1, startFrame: 0, endFrame: 2, map: 'fused', threshold: THRESHOLD, peakScore: 0.1, peakFrame: 0 };
+    expectObservable(cold('abc|', frames).pipe(raiseAlerts(manifest))).toBe('--r|', {
+      r: { kind: 'raised', ...episode, reasons: [reason('density', 30), reason('head-area-low', 11)], time: 2 },
+    });
+  });
+});
+
 test('bad hysteresis counts are INVALID_OPTION errors', () => {
   assert.throws(() => raiseAlerts(manifest, { raiseAfter: 0 }), (e: LfusionError) => e.code === 'INVALID_OPTION');
   assert.throws(() => raiseAlerts(manifest, { clearAfter: 1.5 }), (e: LfusionError) => e.code === 'INVALID_OPTION');

@@ -132,4 +132,43 @@ test('a graph file that is not ONNX is rejected when the sessions open, naming t
   await removeDir(dir);
 });
 
+
+/** A tiny package copy with a 2-dimensional density section over `bytes` (their sha256 in the manifest). */
+async function withDensity(bytes: Buffer, dimension = 2): Promise<string> {
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const dir = await tinyPackageCopy((m) => (m.density = { file: 'density.bin', sha256, dtype: 'float32', dimension, pooling: 'mean', precisionBlocks: 1 }));
+  await writeFile(join(dir, 'density.bin'), bytes);
+  return dir;
+}
+
+const DENSITY = Buffer.from(Float32Array.from([0.5, 2, 2, 1, 1, 3]).buffer);
+
+test('density statistics are read at load: mean, then the precision matrix', async () => {
+  const dir = await withDensity(DENSITY);
+  try {
+    const { statistics } = (await loadModelPackage(dir)).manifest.density!;
+    assert.equal(Array.from(statistics!.mean), [0.5, 2]);
+    assert.equal(Array.from(statistics!.precision), [2, 1, 1, 3]);
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+test('a corrupt, truncated or missing density statistics file is a ModelError at load', async () => {
+  const corrupt = await withDensity(DENSITY);
+  await appendFile(join(corrupt, 'density.bin'), Buffer.from([0]));
+  assert.match((await rejection(loadModelPackage(corrupt))).message, /checksum mismatch for "density\.bin": manifest density\.sha256/);
+  await removeDir(corrupt);
+  const truncated = await withDensity(DENSITY.subarray(0, 20));
+  assert.match((await rejection(loadModelPackage(truncated))).message, /"density\.bin" has 20 bytes, expected 24 \(float32 mean \[2\] and 1 precision blocks/);
+  await removeDir(truncated);
+  const notFinite = await withDensity(Buffer.from(Float32Array.from([0.5, NaN, 2, 1, 1, 3]).buffer));
+  assert.match((await rejection(loadModelPackage(notFinite))).message, /non-finite/);
+  await removeDir(notFinite);
+  assert.match((await loadEdited((m) => (m.density = { file: 'density.bin', sha256: '0'.repeat(64), dtype: 'float32', dimension: 2, pooling: 'mean', precisionBlocks: 1 }))).message, /cannot read package file "density\.bin"/);
+  assert.match((await loadEdited((m) => (m.density = { file: 'density.bin', sha256: '0'.repeat(64), dtype: 'float64', dimension: 2, pooling: 'mean', precisionBlocks: 1 }))).message, /"density\.dtype"/);
+  assert.match((await loadEdited((m) => (m.density = { file: 'density.bin', sha256: '0'.repeat(64), dtype: 'float32', dimension: 6, pooling: 'mean_std', precisionBlocks: 2 }))).message, /"density\.precisionBlocks" must be a divisor/);
+  assert.match((await loadEdited((m) => (m.oodDecision = { falseAlarmRate: 0.025, thresholds: { density: { reason: 'anatomy', threshold: 1 } } }))).message, /"oodDecision\.thresholds\.density\.reason"/);
+});
+
 test.run();

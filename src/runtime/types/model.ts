@@ -42,6 +42,10 @@ export interface ModelManifest {
   clip?: ClipManifest;
   /** Head biometry calibration (written by `make -C models biometry`); absent: raw posterior intervals. */
   biometry?: BiometryManifest;
+  /** Feature-density statistics of the encoder's features (the `wrong-anatomy` evidence), when the package has them. */
+  density?: DensityManifest;
+  /** The fused OOD decision's evidence and thresholds, when the package has them (docs/model-format.md). */
+  oodDecision?: OodDecisionManifest;
 }
 
 /** `manifest.biometry`: the scale of the raw 95% posterior HC intervals that covers 95% of validation scans (split conformal). */
@@ -49,6 +53,50 @@ export interface BiometryManifest {
   intervalScale: number;
   /** How it was calibrated: split, scans, raw and calibrated coverage. */
   calibration: Record<string, unknown>;
+}
+
+/**
+ * `manifest.density`: a Gaussian of the encoder's pooled features fitted on the training scans.
+ * `score = (v - mean)^T precision (v - mean)` for the pooled vector `v` of a frame's `features [F, g, g]`.
+ */
+export interface DensityManifest {
+  /**
+   * Raw float32 little-endian: `mean [dimension]`, then the precision's `precisionBlocks` diagonal blocks
+   * `[d, d]` row-major (`d = dimension / precisionBlocks`), in block order (see `pooling`).
+   */
+  file: string;
+  sha256: string;
+  dtype: 'float32';
+  dimension: number;
+  /**
+   * `mean`: per-channel token mean (dimension = F); `mean_std`: also the per-channel token std (2F). In block order:
+   * the F channels split into `precisionBlocks` equal groups; group b's means, then (`mean_std`) its stds.
+   */
+  pooling: 'mean' | 'mean_std';
+  /** Diagonal blocks of the precision (1: a full matrix). */
+  precisionBlocks: number;
+  /** Filled by `loadModelPackage` from `file` (not in manifest.json). */
+  statistics?: DensityStatistics;
+}
+
+/** The contents of the density statistics file, widened to float64. */
+export interface DensityStatistics {
+  mean: Float64Array;
+  /** The diagonal blocks, each row-major `[d, d]`, one after the other. */
+  precision: Float64Array;
+}
+
+/** The evidence a fused OOD decision can cite (docs/uncertainty.md). */
+export type OodReasonName = 'wrong-anatomy' | 'no-head' | 'acquisition' | 'uncertain-shape';
+
+/**
+ * `manifest.oodDecision`: one threshold per evidence score, chosen on validation in-distribution scans so that
+ * the decision (any score strictly above its threshold) raises at most `falseAlarmRate` of them.
+ */
+export interface OodDecisionManifest {
+  falseAlarmRate: number;
+  /** Evidence score name (`density`, `uncertainty`, `head-area-low`, ...) -> its reason and threshold. */
+  thresholds: Record<string, { reason: OodReasonName; threshold: number }>;
 }
 
 /** The settings of one set of L-FUSION heads: the 2D ones at the manifest's root, the clip ones in `clip`. */

@@ -3,6 +3,7 @@
  */
 import type { Biometry } from './biometry.js';
 import type { Frame, ScreenRegion, ScreenSize, StageTimings } from './frames.js';
+import type { OodReasonName } from './model.js';
 
 /**
  * A named 2-D map carried to subscribers, quantised to uint8:
@@ -23,7 +24,21 @@ export interface OodScore {
   threshold: number;
   /** The map the score aggregates, e.g. `fused` or `laplace.mutual_information`. */
   map: string;
+  /** With a fused decision (manifest `oodDecision`): true when any evidence fired, else `score > threshold`. */
   above: boolean;
+  /** Every evidence score of the fused decision (`density`, `uncertainty`, `head-area-low`, ...), fired or not. */
+  evidence?: Record<string, number>;
+  /** The evidence that fired, each with its reason, score and threshold; empty when none did. */
+  reasons?: OodReason[];
+}
+
+/** One piece of evidence that made the fused OOD decision fire. */
+export interface OodReason {
+  reason: OodReasonName;
+  /** The evidence score's name, e.g. `density` (for `wrong-anatomy`) or `head-area-low` (for `no-head`). */
+  evidence: string;
+  score: number;
+  threshold: number;
 }
 
 /** The clip path's OOD score of the window a frame's clip result came from (frame indices `first..last`). */
@@ -72,6 +87,8 @@ export interface Alert {
   peakFrame: number;
   map: string;
   threshold: number;
+  /** With a fused decision: the evidence that fired during the episode, the highest score of each. */
+  reasons?: OodReason[];
   /** Wall-clock time (ms epoch) the alert was emitted. */
   time: number;
 }
