@@ -1,9 +1,8 @@
 /**
  * WebSocket messages (docs/protocol.md). `seq` is one counter per server.
  */
-import type { Biometry } from '../runtime/types/biometry.js';
-import type { Frame, ScreenRegion, ScreenSize, SourceEvent, StageTimings } from '../runtime/types/frames.js';
-import type { Alert, ClipOodScore, FrameResult, OodScore, PipelineStats } from '../runtime/types/results.js';
+import type { SourceEvent } from '../runtime/types/frames.js';
+import type { Alert, FrameResult, PipelineStats } from '../runtime/types/results.js';
 
 /** Where a plane's bytes lie in the body of a binary frame message. */
 export interface PlaneDescriptor {
@@ -17,22 +16,16 @@ export interface PlaneDescriptor {
   length: number;
 }
 
-/** JSON header of a binary frame message. */
-export interface FrameHeader {
+/**
+ * JSON header of a binary frame message: the {@link FrameResult} with its planes described (their bytes follow in
+ * the body) and `path` always present.
+ */
+export interface FrameHeader extends Omit<FrameResult, 'planes' | 'path'> {
   type: 'frame';
   seq: number;
-  frame: Omit<Frame, 'data'>;
   /** Which path's result: `frame` (2D) or `clip` (a frame's clip result, its own message, after the frame's 2D one). */
   path: 'frame' | 'clip';
   planes: PlaneDescriptor[];
-  ood?: OodScore;
-  clipOod?: ClipOodScore;
-  /** Head biometry of the frame (docs/protocol.md), with the uncertainty chain and `biometry` on. */
-  biometry?: Biometry;
-  timings: StageTimings;
-  /** As in {@link FrameResult}: where the processed crop lies on the source screen. */
-  region?: ScreenRegion;
-  screen?: ScreenSize;
 }
 
 /** Model facts a client needs, sent in `hello`. */
