@@ -1,6 +1,7 @@
 /**
  * Encoder frames per second in the inference pool (worker thread) and on the main thread, and how long
- * the main thread's event loop is held up meanwhile (what the worker pool is for).
+ * the main thread's event loop is held up meanwhile (what the worker pool is for); and the pool with ONNX
+ * Runtime's intra-op threads spinning (`spinWait: true`) against sleeping (the default), in alternation.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -37,22 +38,29 @@ const bench: BenchModule = {
     const model = await loadModelPackage(modelPath);
     const notes = { model: model.manifest.name, frames: FRAMES };
     const pool = await InferencePool.open(model, { graphs: ['encoder'] });
+    const spinningPool = await InferencePool.open(model, { graphs: ['encoder'], spinWait: true });
     const session = await ort.InferenceSession.create(model.graphPath('encoder'));
     const dims = [1, 1, 224, 224];
     const inPool = () => pool.run('encoder', { image: { data: image(), dims } }).then(() => undefined);
+    const inSpinningPool = () => spinningPool.run('encoder', { image: { data: image(), dims } }).then(() => undefined);
     const onMain = () => session.run({ image: new ort.Tensor('float32', image(), dims) }).then(() => undefined);
     await inPool();
+    await inSpinningPool();
     await onMain(); // warm-up
     const pooled = [];
+    const spinning = [];
     const main = [];
     for (let r = 0; r < REPEATS; r++) {
       pooled.push(await measure(inPool));
+      spinning.push(await measure(inSpinningPool));
       main.push(await measure(onMain));
     }
     await pool.close();
+    await spinningPool.close();
     await session.release();
     return [
       { name: 'pool frames/s', unit: 'fps', samples: pooled.map((m) => m.fps), notes },
+      { name: 'pool frames/s, spinWait on', unit: 'fps', samples: spinning.map((m) => m.fps), notes },
       { name: 'main-thread frames/s', unit: 'fps', samples: main.map((m) => m.fps), notes },
       { name: 'pool: event-loop delay max', unit: 'ms', samples: pooled.map((m) => m.loopDelayMax), notes },
       { name: 'main-thread: event-loop delay max', unit: 'ms', samples: main.map((m) => m.loopDelayMax), notes },
