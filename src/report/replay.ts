@@ -89,6 +89,8 @@ export interface ReplayReportOptions {
   signal?: AbortSignal;
   /** Show a progress bar on stderr. Default true. */
   progress?: boolean;
+  /** Called after each frame's record is written: frames done, and the frames expected when known (`lfusion worker` reports it as job progress). */
+  onFrame?: (framesDone: number, framesExpected: number | undefined) => void;
   /**
    * The label maps written and scored: `ellipse` (default: the head biometry's posterior-median ellipse, filled;
    * it scores better on HC18, docs/results.md) or `pixels` (the mean probability thresholded at 0.5).
@@ -302,6 +304,7 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
     alertsIn.next({ ...result, frame: { ...result.frame, index: seq } });
     keepMostUncertain(candidates, { record: entry, frame, labels, fused, ...(truthMask ? { truth: truthMask } : {}) }, thumbnailCount, THUMBNAIL_WINDOW);
     progress?.tick();
+    options.onFrame?.(records.length, total);
   };
 
   /** Decoded frames of one input, `selection` applied, decoding at most a few frames ahead of `processed`. */
