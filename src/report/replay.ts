@@ -51,7 +51,7 @@ import type { Alert, FrameResult, Plane } from '../runtime/types/results.js';
 import { lfusionUncertainty } from '../operators/lfusionUncertainty.js';
 import { rasteriseEllipse } from '../operators/measureBiometry/ellipse.js';
 import { loadHc18Annotations, outlineToMask, readGreyImage, thresholdMask, type Hc18Annotations } from './ground-truth.js';
-import { renderReport, summarise, type ReportThumbnail } from './html.js';
+import { loadPlotLibrary, renderReport, summarise, type ReportThumbnail } from './html.js';
 import { dice, hausdorffMm, headCircumferenceMm, type Mask, type Spacing } from './metrics.js';
 import { keepMostUncertain, labelMapAt, renderThumbnail, type FloatMap } from './overlay.js';
 import { encodePng } from './png.js';
@@ -407,7 +407,6 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
   const finished = new Date();
   const status = incomplete ? (partial ? 'stopped' : 'failed') : errors.length ? 'finished with errors' : 'complete';
   await writeRun({ status, partial: incomplete, finished: finished.toISOString(), framesProcessed: records.length, framesExpected: total ?? null, errors, summary });
-  const uplot = createRequire(import.meta.url);
   await writeFileAtomic(
     join(out, 'report.html'),
     renderReport({
@@ -418,10 +417,7 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
       summary,
       thumbnails,
       thumbnailWindow: THUMBNAIL_WINDOW,
-      plotLibrary: {
-        js: await readFile(uplot.resolve('uplot/dist/uPlot.iife.min.js'), 'utf8'),
-        css: await readFile(uplot.resolve('uplot/dist/uPlot.min.css'), 'utf8'),
-      },
+      plotLibrary: await loadPlotLibrary(),
     }),
   );
   return { frames: records.length, partial: incomplete, errors, reportPath: join(out, 'report.html') };

@@ -13,6 +13,7 @@ import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promise
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { COMPLETED_MARKER } from '../../report/fleet.js';
 import { replayReport } from '../../report/replay.js';
 import { LfusionError, type LfusionErrorCode } from '../../runtime/errors.js';
 import { failedSources, replayReportOptions } from '../cli/replay.js';
@@ -20,8 +21,6 @@ import type { CliValues } from '../cli/args.js';
 import { assertRedisReachable, connectionOptions, DEFAULT_QUEUE_NAME, redacted } from './connection.js';
 import { assertReplayJob, type ReplayJobData, type ReplayJobProgress, type ReplayJobResult } from './jobs.js';
 
-/** The file whose presence in a report folder says a queue job completed it (its content: {@link ReplayJobResult}). */
-export const COMPLETED_MARKER = 'completed.json';
 /** Under the report root: attempts in progress (renamed into place when done) and the partial reports of failed attempts. */
 export const STAGING_DIR = '.staging';
 export const FAILED_DIR = '.failed';
