@@ -287,7 +287,13 @@ window.lfusionFleet = { plots: plots.length, recordings: ${rows.length} };
 `;
 }
 
-/** Reads the root and writes the fleet page (default `<root>/index.html`), replaced whole. */
+/**
+ * Reads the root and writes the fleet page (default `<root>/index.html`), replaced whole.
+ *
+ * @example
+ * const { path, recordings } = await writeFleetReport({ root: '/mnt/qa', failed: (await queueStatus(queue)).failed });
+ * console.log(`${recordings} recordings: open ${path}`);
+ */
 export async function writeFleetReport(options: { root: string; out?: string; failed?: FleetFailure[] }): Promise<{ path: string; recordings: number; frames: number }> {
   const path = resolve(options.out ?? join(options.root, 'index.html'));
   const { rows, pool } = await readFleet(options.root, dirname(path));

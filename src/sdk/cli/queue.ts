@@ -3,10 +3,10 @@
  * content hash), the queue's state, and the aggregated offline page over every completed recording.
  */
 import { resolve } from 'node:path';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { writeFleetReport } from '../../report/fleet.js';
-import { assertRedisReachable, connectionOptions, DEFAULT_QUEUE_NAME, redisUrl } from '../queue/connection.js';
-import { DEFAULT_RETRY, enqueueRecordings, listRecordings, queueStatus, REPORT_FLAGS, type QueueStatus, type ReplayJobData, type ReplayJobResult, type ReportFlags } from '../queue/jobs.js';
+import { redisUrl } from '../queue/connection.js';
+import { DEFAULT_RETRY, enqueueRecordings, listRecordings, openReplayQueue, queueStatus, REPORT_FLAGS, type QueueStatus, type ReplayJobData, type ReplayJobResult, type ReportFlags } from '../queue/jobs.js';
 import { integerOption, onlyFlags, usageError, type CliValues } from './args.js';
 import { replayReportOptions } from './replay.js';
 
@@ -14,12 +14,9 @@ import { replayReportOptions } from './replay.js';
 const DEFAULT_REPORT_ROOT = 'qa-reports';
 const CONNECTION_FLAGS = ['redis', 'queue'];
 
-/** The queue at `--redis`/`LFUSION_REDIS_URL`, after a bounded first contact; closed by `use`'s end. */
+/** The queue at `--redis`/`LFUSION_REDIS_URL`, closed when `use` ends. */
 async function withQueue<T>(values: CliValues, use: (queue: Queue<ReplayJobData, ReplayJobResult>) => Promise<T>): Promise<T> {
-  const url = redisUrl(values.redis);
-  await assertRedisReachable(url);
-  const queue = new Queue<ReplayJobData, ReplayJobResult>(values.queue ?? DEFAULT_QUEUE_NAME, { connection: connectionOptions(url, false) });
-  queue.on('error', () => {}); // a lost connection fails the command's own call, which reports it
+  const queue = await openReplayQueue(redisUrl(values.redis), values.queue);
   try {
     return await use(queue);
   } finally {

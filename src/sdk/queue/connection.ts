@@ -11,7 +11,13 @@ export const DEFAULT_QUEUE_NAME = 'lfusion-replay';
 export const CONNECT_TIMEOUT_MS = 5_000;
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
 
-/** `--redis <url>`, else `LFUSION_REDIS_URL`, else a local Redis without a password. */
+/**
+ * `--redis <url>`, else `LFUSION_REDIS_URL`, else a local Redis without a password.
+ *
+ * @example
+ * const worker = await startReplayWorker({ redis: redisUrl(undefined) }); // LFUSION_REDIS_URL=redis://:secret@queue-host:6379
+ * @throws LfusionError `INVALID_OPTION` for a URL that is not redis:// or rediss://.
+ */
 export function redisUrl(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   const url = flag ?? env.LFUSION_REDIS_URL ?? DEFAULT_URL;
   let parsed: URL;

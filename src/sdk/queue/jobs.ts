@@ -8,9 +8,10 @@ import { createReadStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { basename, extname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Job, JobsOptions, Queue } from 'bullmq';
+import { Queue, type Job, type JobsOptions } from 'bullmq';
 import { isRecordingFile } from '../../report/sources.js';
 import { LfusionError, SourceError } from '../../runtime/errors.js';
+import { assertRedisReachable, connectionOptions, DEFAULT_QUEUE_NAME } from './connection.js';
 
 /** The `replay --report` flags a job carries (as given on the command line; paths made absolute). */
 export const REPORT_FLAGS = ['model', 'provider', 'm', 'n', 'k', 'seed', 'frames', 'max-frames', 'pixel-spacing', 'ground-truth', 'thumbnails', 'mask'] as const;
@@ -63,6 +64,26 @@ export interface RetryOptions {
 
 export const DEFAULT_RETRY: Required<RetryOptions> = { attempts: 3, backoffMs: 30_000 };
 
+/**
+ * The replay queue on the Redis at `url`, after a bounded first contact. For one-shot use (adding, status): a lost
+ * connection fails the call instead of waiting. Close it when done.
+ *
+ * @example
+ * const queue = await openReplayQueue(process.env.LFUSION_REDIS_URL!);
+ * try {
+ *   await enqueueRecordings(queue, await listRecordings(['/mnt/scans/2026-11-30']), { reportRoot: '/mnt/qa', flags: { seed: '18' } });
+ * } finally {
+ *   await queue.close();
+ * }
+ * @throws LfusionError `QUEUE_UNAVAILABLE` when Redis does not answer within 5 s or refuses the password.
+ */
+export async function openReplayQueue(url: string, name = DEFAULT_QUEUE_NAME): Promise<Queue<ReplayJobData, ReplayJobResult>> {
+  await assertRedisReachable(url);
+  const queue = new Queue<ReplayJobData, ReplayJobResult>(name, { connection: connectionOptions(url, false) });
+  queue.on('error', () => {}); // a lost connection fails the caller's own call, which reports it
+  return queue;
+}
+
 /** SHA-256 of a file's bytes, hex. */
 export async function contentHash(path: string): Promise<string> {
   const hash = createHash('sha256');
@@ -79,6 +100,10 @@ export function reportDirName(recording: string, sha256: string): string {
 /**
  * The recordings under `paths`: a file is one recording; a folder gives every video and image below it (HC18
  * outline annotations and dot-folders left out), in name order.
+ *
+ * @example
+ * const recordings = await listRecordings(['/mnt/scans/2026-11-30', '/mnt/scans/extra.mp4']);
+ * @throws SourceError `SOURCE_NOT_FOUND` for a path that does not exist, or when nothing replayable is found.
  */
 export async function listRecordings(paths: readonly string[]): Promise<string[]> {
   const found: string[] = [];
@@ -110,7 +135,14 @@ export interface EnqueuedRecording {
   state: string;
 }
 
-/** Adds one job per recording; a recording whose hash is already a job (in any state) is left as it is. */
+/**
+ * Adds one job per recording; a recording whose hash is already a job (in any state) is left as it is. `flags` are
+ * `replay --report`'s (validated by the caller: `lfusion queue add` checks them before adding).
+ *
+ * @example
+ * const results = await enqueueRecordings(queue, ['/mnt/scans/a.mp4'], { reportRoot: '/mnt/qa', flags: { m: '10', seed: '18' }, attempts: 3 });
+ * console.log(results.filter((r) => r.added).length, 'added');
+ */
 export async function enqueueRecordings(
   queue: Queue<ReplayJobData, ReplayJobResult>,
   recordings: readonly string[],
@@ -149,7 +181,13 @@ export interface QueueStatus {
   failed: { jobId: string; recording: string; reason: string; attempts: number; finishedOn: string | null }[];
 }
 
-/** Counts by state, the active jobs with their progress, and the failed jobs with their reasons (at most `limit` of each). */
+/**
+ * Counts by state, the active jobs with their progress, and the failed jobs with their reasons (at most `limit` of each).
+ *
+ * @example
+ * const { counts, failed } = await queueStatus(queue);
+ * for (const job of failed) console.log(job.recording, job.reason);
+ */
 export async function queueStatus(queue: Queue<ReplayJobData, ReplayJobResult>, limit = 100): Promise<QueueStatus> {
   const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'paused', 'prioritized');
   const [active, failed] = await Promise.all([queue.getActive(0, limit - 1), queue.getFailed(0, limit - 1)]);
