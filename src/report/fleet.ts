@@ -6,7 +6,7 @@
  * covers reports written by any number of machines.
  */
 import { createReadStream } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Alert } from '../runtime/types/results.js';
@@ -298,6 +298,7 @@ export async function writeFleetReport(options: { root: string; out?: string; fa
   const path = resolve(options.out ?? join(options.root, 'index.html'));
   const { rows, pool } = await readFleet(options.root, dirname(path));
   const title = `L-FUSION fleet replay: ${rows.length} recordings`;
+  await mkdir(dirname(path), { recursive: true });
   await writeFileAtomic(path, renderFleetReport({ title, rows, pool, ...(options.failed ? { failed: options.failed } : {}), plotLibrary: await loadPlotLibrary() }));
   return { path, recordings: rows.length, frames: rows.reduce((sum, row) => sum + row.summary.frames, 0) };
 }
