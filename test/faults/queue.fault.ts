@@ -4,22 +4,17 @@
  * has its job taken over and the report written once; Redis killed and restarted mid-run loses no job.
  * In the fault suite (`npm run test:faults`) because it starts several worker processes and takes a minute or two.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { main } from '../../src/sdk/cli.js';
 import { reportDirName, type ReplayJobProgress } from '../../src/sdk/queue/jobs.js';
-import { makeRecording, testQueue, untilCounts } from '../helpers/queue.js';
+import { makeRecording, testQueue, untilCounts, WorkerProcess } from '../helpers/queue.js';
 import { redisServerPresent, startRedis, type TestRedis } from '../helpers/redis-server.js';
 import { SHIPPED_PACKAGE, shippedPackagePresent } from '../helpers/shipped-package.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const CLI = join(ROOT, 'src/sdk/cli.ts');
 const FAST = ['--m', '1', '--n', '1', '--k', '1', '--model', SHIPPED_PACKAGE];
 const available = redisServerPresent('queue fault tests with a real Redis') && shippedPackagePresent('queue fault tests (jobs run replay --report)');
 const figure = (what: string, value: string) => console.log(`  fault figure: ${what}: ${value}`);
@@ -29,54 +24,12 @@ let redis: TestRedis;
 let dir: string;
 let queues = 0;
 const workers: WorkerProcess[] = [];
-
-/** `lfusion worker` in its own process, Redis URL in the environment (as on a real machine); its stdout lines kept. */
-class WorkerProcess {
-  readonly child: ChildProcess;
-  readonly lines: string[] = [];
-  private stderr = '';
-
-  constructor(queue: string, extra: string[] = []) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', CLI, 'worker', '--queue', queue, ...extra], { cwd: ROOT, env: { ...process.env, LFUSION_REDIS_URL: redis.url }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let partial = '';
-    this.child.stdout!.on('data', (chunk: Buffer) => {
-      const text = partial + chunk.toString();
-      const lines = text.split('\n');
-      partial = lines.pop()!;
-      this.lines.push(...lines);
-    });
-    this.child.stderr!.on('data', (chunk: Buffer) => (this.stderr = (this.stderr + chunk.toString()).slice(-4000)));
-    workers.push(this);
-  }
-
-  get name(): string {
-    return `${hostname()}:${this.child.pid}`;
-  }
-
-  completed(): string[] {
-    return this.lines.filter((line) => line.startsWith('completed ')).map((line) => line.split(' ')[1]!);
-  }
-
-  /** Ctrl-C: finishes its running job, then exits. */
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = once(this.child, 'exit');
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 60_000);
-    await exited;
-    clearTimeout(timer);
-  }
-
-  async kill9(): Promise<void> {
-    const exited = once(this.child, 'exit');
-    this.child.kill('SIGKILL');
-    await exited;
-  }
-
-  toString(): string {
-    return `${this.name}\n${this.lines.join('\n')}\n${this.stderr}`;
-  }
-}
+/** A worker process of this test's Redis, stopped after each test. */
+const startWorker = (queue: string, extra: string[] = []) => {
+  const worker = new WorkerProcess(redis.url, queue, extra);
+  workers.push(worker);
+  return worker;
+};
 
 test.before(async () => {
   if (!available) return;
@@ -115,7 +68,7 @@ if (available) {
     const client = testQueue(redis.url, queue);
     try {
       const started = Date.now();
-      const pool = [new WorkerProcess(queue), new WorkerProcess(queue), new WorkerProcess(queue)];
+      const pool = [startWorker(queue), startWorker(queue), startWorker(queue)];
       await untilCounts(client, (c) => c.completed === 30, 300_000);
       const seconds = (Date.now() - started) / 1000;
       figure('30 one-frame recordings, 3 workers (worker start-up included)', `${seconds.toFixed(1)} s, ${pool.map((w) => w.completed().length).join(' + ')} jobs`);
@@ -134,7 +87,7 @@ if (available) {
     await enqueue(queue, root, [recording]);
     const client = testQueue(redis.url, queue);
     try {
-      const doomed = new WorkerProcess(queue, ['--lock-duration', '3']);
+      const doomed = startWorker(queue, ['--lock-duration', '3']);
       let progress: ReplayJobProgress | undefined;
       const deadline = Date.now() + 120_000;
       while (!progress || progress.frames < 2) {
@@ -146,7 +99,7 @@ if (available) {
       await doomed.kill9();
       figure('killed a worker mid-job at', `${progress.frames}/${progress.total} frames`);
       const killedAt = Date.now();
-      const heir = new WorkerProcess(queue, ['--lock-duration', '3']);
+      const heir = startWorker(queue, ['--lock-duration', '3']);
       await untilCounts(client, (c) => c.completed === 1, 180_000);
       figure('takeover and completion after the kill', `${((Date.now() - killedAt) / 1000).toFixed(1)} s`);
       const [job] = await client.getCompleted();
@@ -168,7 +121,7 @@ if (available) {
     await enqueue(queue, root, recordings);
     const client = testQueue(redis.url, queue);
     try {
-      const pool = [new WorkerProcess(queue), new WorkerProcess(queue)];
+      const pool = [startWorker(queue), startWorker(queue)];
       await untilCounts(client, (c) => (c.completed ?? 0) >= 1, 180_000);
       await redis.restart(2000);
       figure('Redis killed (SIGKILL) and restarted after', '2 s');
