@@ -124,12 +124,13 @@ if (available) {
     }
   });
 
-  test('a corrupt recording fails at once with its reason; a missing one is retried with backoff, then fails', async () => {
+  test('a corrupt recording fails at once with its reason; a missing one is retried with backoff, then fails, and completes after queue retry', async () => {
     const queue = queueName();
     const root = join(dir, 'root-fail');
     const corrupt = makeCorruptRecording(dir);
     const vanishing = makeRecording(join(dir, 'vanishing.mp4'), 200);
     await main(['queue', 'add', corrupt, vanishing, '--redis', redis.url, '--queue', queue, '--report-root', root, '--attempts', '2', '--backoff', '1', ...FAST]);
+    const vanishingDir = reportDirName(vanishing, await contentHash(vanishing));
     unlinkSync(vanishing); // shared storage lost the file after it was queued
     const client = testQueue(redis.url, queue);
     try {
@@ -144,6 +145,11 @@ if (available) {
       assert.ok(Date.now() - started >= 1000, 'the retry waited for its backoff');
       assert.ok(existsSync(join(root, '.failed', reportDirName(corrupt, await contentHash(corrupt)), 'run.json')), 'the failed attempt keeps its partial report');
       assert.equal(readdirSync(root).filter((entry) => !entry.startsWith('.')), [], 'no report folder for a failed job');
+      // The storage is back: `queue retry` puts both failed jobs back; the recording completes, the corrupt one fails again.
+      makeRecording(vanishing, 200);
+      await main(['queue', 'retry', '--redis', redis.url, '--queue', queue]);
+      await withWorker(queue, () => untilCounts(client, (c) => c.completed === 1 && c.failed === 1 && c.waiting === 0 && c.active === 0, 120_000));
+      assert.equal(readdirSync(root).filter((entry) => !entry.startsWith('.')), [vanishingDir]);
     } finally {
       await client.close();
     }

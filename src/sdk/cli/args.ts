@@ -49,6 +49,8 @@ export const USAGE = `usage:
       recording already queued (same bytes, any state) is left as it is. Workers write <report-root>/<name>-<hash>/.
   lfusion queue status [--json]
       Jobs waiting, active (with progress), delayed (retry backoff), completed and failed (with reasons).
+  lfusion queue retry
+      Failed jobs back on the queue (after fixing what failed them), with their attempts afresh.
   lfusion queue report [--report-root qa-reports] [--out <report-root>/index.html]
       One offline page over every completed recording under the root (and the failed jobs, when Redis answers).
   lfusion worker [--concurrency 1] [--lock-duration 30]

@@ -1,6 +1,6 @@
 /**
- * `lfusion queue add | status | report`: recordings onto the Redis job queue (one job each, deduplicated by
- * content hash), the queue's state, and the aggregated offline page over every completed recording.
+ * `lfusion queue add | status | retry | report`: recordings onto the Redis job queue (one job each, deduplicated by
+ * content hash), the queue's state, failed jobs back on the queue, and the aggregated offline page over every completed recording.
  */
 import { resolve } from 'node:path';
 import type { Queue } from 'bullmq';
@@ -77,12 +77,25 @@ async function report(values: CliValues): Promise<number> {
   return 0;
 }
 
-/** `lfusion queue <add | status | report> ...`. */
+/** Failed jobs back to waiting, their attempts counted afresh (after fixing what failed them: storage, a worker's install). */
+async function retry(values: CliValues): Promise<number> {
+  onlyFlags('queue retry', values, CONNECTION_FLAGS);
+  const failed = await withQueue(values, async (queue) => {
+    const count = await queue.getFailedCount();
+    await queue.retryJobs({ state: 'failed' });
+    return count;
+  });
+  process.stderr.write(`lfusion: ${failed} failed job(s) back on the queue\n`);
+  return 0;
+}
+
+/** `lfusion queue <add | status | retry | report> ...`. */
 export async function queueCommand(args: string[], values: CliValues): Promise<number> {
   const [sub, ...rest] = args;
   if (sub === 'add') return add(rest, values);
   if (rest.length > 0) throw usageError(`queue ${sub ?? ''} takes no positional arguments`);
   if (sub === 'status') return status(values);
+  if (sub === 'retry') return retry(values);
   if (sub === 'report') return report(values);
-  throw usageError(`queue needs add, status or report, got ${sub ?? 'nothing'}`);
+  throw usageError(`queue needs add, status, retry or report, got ${sub ?? 'nothing'}`);
 }
