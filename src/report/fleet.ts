@@ -11,7 +11,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Alert } from '../runtime/types/results.js';
 import { writeFileAtomic } from './atomic-write.js';
-import { escapeHtml, fmt, loadPlotLibrary, REPORT_CSS, scriptJson, type ReportSummary } from './html.js';
+import { escapeHtml, fmt, loadPlotLibrary, pageHead, scriptJson, type ReportSummary } from './html.js';
 import type { FrameRecord } from './records.js';
 
 /** The file whose presence in a report folder says a queue job completed it. */
@@ -195,7 +195,7 @@ export function renderFleetReport(input: FleetReportInput): string {
   const tableRow = (row: FleetRow) => {
     const s = row.summary;
     const cells = [
-      `<a href="${escapeHtml(encodeURI(`${row.dir}/report.html`))}">${escapeHtml(row.recording)}</a>`,
+      `<a href="${escapeHtml(`${row.dir}/report.html`.split('/').map(encodeURIComponent).join('/'))}">${escapeHtml(row.recording)}</a>`,
       escapeHtml(row.status),
       String(s.frames),
       s.alertEpisodes ? `<b class="bad">${s.alertEpisodes}</b>` : '0',
@@ -221,20 +221,11 @@ export function renderFleetReport(input: FleetReportInput): string {
     hcSigned: histogram(pool.hcSignedErrorMm),
     dice: histogram(pool.dice),
   };
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>${escapeHtml(input.title)}</title>
-<style>${input.plotLibrary.css}</style>
-<style>
-${REPORT_CSS}
-#recordings td:first-child { color: var(--text); }
+  const css = `#recordings td:first-child { color: var(--text); }
 #recordings th { text-align: left; color: var(--muted); font-weight: normal; padding-right: 14px; }
 a { color: #7fb3ff; }
-</style>
-</head>
-<body>
+`;
+  return `${pageHead(input.title, input.plotLibrary.css, css)}
 <header><h1>${escapeHtml(input.title)}</h1></header>
 <main>
 <h2>Summary</h2>

@@ -119,7 +119,7 @@ export async function loadPlotLibrary(): Promise<{ js: string; css: string }> {
 }
 
 /** The report pages' look (the replay report and the fleet page). */
-export const REPORT_CSS = `:root { color-scheme: dark; --bg: #101214; --panel: #1b1e22; --text: #d8dde3; --muted: #8a949e; --bad: #c0392b; }
+const REPORT_CSS = `:root { color-scheme: dark; --bg: #101214; --panel: #1b1e22; --text: #d8dde3; --muted: #8a949e; --bad: #c0392b; }
 body { margin: 0; background: var(--bg); color: var(--text); font: 14px/1.4 system-ui, sans-serif; }
 header { padding: 10px 16px; background: var(--panel); }
 h1 { font-size: 18px; margin: 0; }
@@ -138,6 +138,21 @@ figcaption { font-size: 12px; color: var(--muted); margin-top: 4px; }
 .legend-note { color: var(--muted); font-size: 12px; }
 pre { background: var(--panel); padding: 8px; overflow: auto; font-size: 12px; }
 .uplot, .u-legend { color: var(--text); }`;
+
+/** A report page's start, up to its `<body>`: the title, the plot library's style, the shared look and `css`. */
+export function pageHead(title: string, plotCss: string, css = ''): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>${escapeHtml(title)}</title>
+<style>${plotCss}</style>
+<style>
+${REPORT_CSS}
+${css}</style>
+</head>
+<body>`;
+}
 
 function summaryRows(input: ReportInput): [string, string][] {
   const { summary, run } = input;
@@ -193,17 +208,7 @@ export function renderReport(input: ReportInput): string {
     .join('\n');
   const errors = input.run.errors.map((e) => `<li><b>${escapeHtml(e.source)}</b> [${escapeHtml(e.code)}] ${escapeHtml(e.message)}</li>`).join('');
   const settings = JSON.stringify(input.run, null, 2);
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>${escapeHtml(input.title)}</title>
-<style>${input.plotLibrary.css}</style>
-<style>
-${REPORT_CSS}
-</style>
-</head>
-<body>
+  return `${pageHead(input.title, input.plotLibrary.css)}
 <header><h1>${escapeHtml(input.title)}</h1></header>
 ${input.run.partial ? `<div id="partial">PARTIAL REPORT: the run ${input.run.status === 'failed' ? 'failed' : 'was stopped'} after ${records.length}${input.run.framesExpected === null ? '' : ` of ${input.run.framesExpected}`} frames; everything below covers only those.</div>` : ''}
 <main>
