@@ -64,6 +64,7 @@ if (available) {
     const started = Date.now();
     const refused = await rejectsWith(() => main(['queue', 'status', '--redis', `redis://127.0.0.1:${closed}`]), 'QUEUE_UNAVAILABLE');
     assert.match(refused.message, /ECONNREFUSED/);
+    await rejectsWith(() => main(['worker', '--redis', `redis://127.0.0.1:${closed}`]), 'QUEUE_UNAVAILABLE');
     const wrong = await rejectsWith(() => assertRedisReachable(redis.url.replace(/:[0-9a-f]+@/, ':not-the-password@')), 'QUEUE_UNAVAILABLE');
     assert.match(wrong.message, /WRONGPASS|NOAUTH|invalid/i);
     assert.not.match(wrong.message, /not-the-password/, 'the password is not in the message');
