@@ -2,6 +2,8 @@
  * The replay report page: one self-contained HTML file (uPlot and its CSS inline, thumbnails as PNG data
  * URIs), so it opens offline from disk or an e-mail attachment.
  */
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import type { Alert } from '../runtime/types/results.js';
 import type { FrameRecord } from './records.js';
 
@@ -104,10 +106,53 @@ export function summarise(records: FrameRecord[], alerts: Alert[]): ReportSummar
   };
 }
 
-const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+export const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 /** JSON safe inside a <script> element. */
-const scriptJson = (value: unknown) => JSON.stringify(value).replace(/</g, '\\u003c');
-const fmt = (value: number | null | undefined, digits = 3) => (value === null || value === undefined ? '–' : Number.isFinite(value) ? value.toFixed(digits) : String(value));
+export const scriptJson = (value: unknown) => JSON.stringify(value).replace(/</g, '\\u003c');
+export const fmt = (value: number | null | undefined, digits = 3) => (value === null || value === undefined ? '–' : Number.isFinite(value) ? value.toFixed(digits) : String(value));
+
+/** uPlot's script and style, inlined in the pages so that they open offline. */
+export async function loadPlotLibrary(): Promise<{ js: string; css: string }> {
+  const require = createRequire(import.meta.url);
+  const [js, css] = await Promise.all([readFile(require.resolve('uplot/dist/uPlot.iife.min.js'), 'utf8'), readFile(require.resolve('uplot/dist/uPlot.min.css'), 'utf8')]);
+  return { js, css };
+}
+
+/** The report pages' look (the replay report and the fleet page). */
+const REPORT_CSS = `:root { color-scheme: dark; --bg: #101214; --panel: #1b1e22; --text: #d8dde3; --muted: #8a949e; --bad: #c0392b; }
+body { margin: 0; background: var(--bg); color: var(--text); font: 14px/1.4 system-ui, sans-serif; }
+header { padding: 10px 16px; background: var(--panel); }
+h1 { font-size: 18px; margin: 0; }
+h2 { font-size: 12px; margin: 18px 0 6px; text-transform: uppercase; letter-spacing: 0.05em; color: var(--muted); }
+main { padding: 0 16px 24px; max-width: 1400px; }
+#partial { background: var(--bad); color: #fff; font-weight: 600; padding: 8px 16px; }
+table { border-collapse: collapse; }
+td { padding: 3px 14px 3px 0; border-bottom: 1px solid #2a2f35; }
+td:first-child { color: var(--muted); }
+.plot { background: var(--panel); margin-bottom: 8px; padding: 6px; }
+.gallery { display: flex; flex-wrap: wrap; gap: 10px; }
+figure { margin: 0; background: var(--panel); padding: 6px; }
+figure img { display: block; width: 320px; }
+figcaption { font-size: 12px; color: var(--muted); margin-top: 4px; }
+.bad { color: #ff6b5b; }
+.legend-note { color: var(--muted); font-size: 12px; }
+pre { background: var(--panel); padding: 8px; overflow: auto; font-size: 12px; }
+.uplot, .u-legend { color: var(--text); }`;
+
+/** A report page's start, up to its `<body>`: the title, the plot library's style, the shared look and `css`. */
+export function pageHead(title: string, plotCss: string, css = ''): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>${escapeHtml(title)}</title>
+<style>${plotCss}</style>
+<style>
+${REPORT_CSS}
+${css}</style>
+</head>
+<body>`;
+}
 
 function summaryRows(input: ReportInput): [string, string][] {
   const { summary, run } = input;
@@ -163,35 +208,7 @@ export function renderReport(input: ReportInput): string {
     .join('\n');
   const errors = input.run.errors.map((e) => `<li><b>${escapeHtml(e.source)}</b> [${escapeHtml(e.code)}] ${escapeHtml(e.message)}</li>`).join('');
   const settings = JSON.stringify(input.run, null, 2);
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>${escapeHtml(input.title)}</title>
-<style>${input.plotLibrary.css}</style>
-<style>
-:root { color-scheme: dark; --bg: #101214; --panel: #1b1e22; --text: #d8dde3; --muted: #8a949e; --bad: #c0392b; }
-body { margin: 0; background: var(--bg); color: var(--text); font: 14px/1.4 system-ui, sans-serif; }
-header { padding: 10px 16px; background: var(--panel); }
-h1 { font-size: 18px; margin: 0; }
-h2 { font-size: 12px; margin: 18px 0 6px; text-transform: uppercase; letter-spacing: 0.05em; color: var(--muted); }
-main { padding: 0 16px 24px; max-width: 1400px; }
-#partial { background: var(--bad); color: #fff; font-weight: 600; padding: 8px 16px; }
-table { border-collapse: collapse; }
-td { padding: 3px 14px 3px 0; border-bottom: 1px solid #2a2f35; }
-td:first-child { color: var(--muted); }
-.plot { background: var(--panel); margin-bottom: 8px; padding: 6px; }
-.gallery { display: flex; flex-wrap: wrap; gap: 10px; }
-figure { margin: 0; background: var(--panel); padding: 6px; }
-figure img { display: block; width: 320px; }
-figcaption { font-size: 12px; color: var(--muted); margin-top: 4px; }
-.bad { color: #ff6b5b; }
-.legend-note { color: var(--muted); font-size: 12px; }
-pre { background: var(--panel); padding: 8px; overflow: auto; font-size: 12px; }
-.uplot, .u-legend { color: var(--text); }
-</style>
-</head>
-<body>
+  return `${pageHead(input.title, input.plotLibrary.css)}
 <header><h1>${escapeHtml(input.title)}</h1></header>
 ${input.run.partial ? `<div id="partial">PARTIAL REPORT: the run ${input.run.status === 'failed' ? 'failed' : 'was stopped'} after ${records.length}${input.run.framesExpected === null ? '' : ` of ${input.run.framesExpected}`} frames; everything below covers only those.</div>` : ''}
 <main>

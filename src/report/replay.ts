@@ -51,7 +51,7 @@ import type { Alert, FrameResult, Plane } from '../runtime/types/results.js';
 import { lfusionUncertainty } from '../operators/lfusionUncertainty.js';
 import { rasteriseEllipse } from '../operators/measureBiometry/ellipse.js';
 import { loadHc18Annotations, outlineToMask, readGreyImage, thresholdMask, type Hc18Annotations } from './ground-truth.js';
-import { renderReport, summarise, type ReportThumbnail } from './html.js';
+import { loadPlotLibrary, renderReport, summarise, type ReportThumbnail } from './html.js';
 import { dice, hausdorffMm, headCircumferenceMm, type Mask, type Spacing } from './metrics.js';
 import { keepMostUncertain, labelMapAt, renderThumbnail, type FloatMap } from './overlay.js';
 import { encodePng } from './png.js';
@@ -89,6 +89,8 @@ export interface ReplayReportOptions {
   signal?: AbortSignal;
   /** Show a progress bar on stderr. Default true. */
   progress?: boolean;
+  /** Called after each frame's record is written: frames done, and the frames expected when known (`lfusion worker` reports it as job progress). */
+  onFrame?: (framesDone: number, framesExpected: number | undefined) => void;
   /**
    * The label maps written and scored: `ellipse` (default: the head biometry's posterior-median ellipse, filled;
    * it scores better on HC18, docs/results.md) or `pixels` (the mean probability thresholded at 0.5).
@@ -302,6 +304,7 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
     alertsIn.next({ ...result, frame: { ...result.frame, index: seq } });
     keepMostUncertain(candidates, { record: entry, frame, labels, fused, ...(truthMask ? { truth: truthMask } : {}) }, thumbnailCount, THUMBNAIL_WINDOW);
     progress?.tick();
+    options.onFrame?.(records.length, total);
   };
 
   /** Decoded frames of one input, `selection` applied, decoding at most a few frames ahead of `processed`. */
@@ -404,7 +407,6 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
   const finished = new Date();
   const status = incomplete ? (partial ? 'stopped' : 'failed') : errors.length ? 'finished with errors' : 'complete';
   await writeRun({ status, partial: incomplete, finished: finished.toISOString(), framesProcessed: records.length, framesExpected: total ?? null, errors, summary });
-  const uplot = createRequire(import.meta.url);
   await writeFileAtomic(
     join(out, 'report.html'),
     renderReport({
@@ -415,10 +417,7 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
       summary,
       thumbnails,
       thumbnailWindow: THUMBNAIL_WINDOW,
-      plotLibrary: {
-        js: await readFile(uplot.resolve('uplot/dist/uPlot.iife.min.js'), 'utf8'),
-        css: await readFile(uplot.resolve('uplot/dist/uPlot.min.css'), 'utf8'),
-      },
+      plotLibrary: await loadPlotLibrary(),
     }),
   );
   return { frames: records.length, partial: incomplete, errors, reportPath: join(out, 'report.html') };

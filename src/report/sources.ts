@@ -32,6 +32,9 @@ export interface ReplayInputs {
 
 const isImage = (file: string) => IMAGE_EXTENSIONS.has(extname(file).toLowerCase());
 
+/** A file a replay reads as one recording: a video, or an image that is not an HC18 outline annotation. */
+export const isRecordingFile = (file: string) => VIDEO_EXTENSIONS.has(extname(file).toLowerCase()) || (isImage(file) && !/_Annotation\.[a-z]+$/i.test(file));
+
 /**
  * Lists a replay's inputs. A folder holding images is an image folder (HC18 outline annotations,
  * `*_Annotation.*`, are ground truth, not frames); otherwise its videos are replayed one after another.

@@ -13,7 +13,9 @@ export type LfusionErrorCode =
   | 'WORKER_FAILED'
   | 'INFERENCE_FAILED'
   | 'PROTOCOL_ERROR'
-  | 'INVALID_OPTION';
+  | 'INVALID_OPTION'
+  /** The job queue's Redis cannot be reached or refuses the password (`lfusion queue`, `lfusion worker`). */
+  | 'QUEUE_UNAVAILABLE';
 
 /** Base class: `code` is stable across versions, `context` carries what a user needs to act (not named `details`: uvu reads that field as a string). */
 export class LfusionError extends Error {

@@ -2,6 +2,7 @@
 /**
  * `lfusion serve <source>`: the live pipeline behind a WebSocket server.
  * `lfusion replay <video> --out <dir>`: every frame of a recording, written as JSON lines and PNG planes.
+ * `lfusion queue add|status|report` and `lfusion worker`: replays on a Redis job queue, on many machines.
  * The commands are in cli/ (one file each, plus what they share); this file dispatches and prints errors.
  */
 import { realpathSync } from 'node:fs';
@@ -9,7 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { LfusionError, SourceError } from '../runtime/errors.js';
 import { parseCommandLine, USAGE, usageError } from './cli/args.js';
 import { replay } from './cli/replay.js';
+import { queueCommand } from './cli/queue.js';
 import { serve } from './cli/serve.js';
+import { worker } from './cli/worker.js';
 
 export async function main(argv: string[]): Promise<number> {
   const parsed = parseCommandLine(argv);
@@ -22,7 +25,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
-  if (command !== 'serve' && command !== 'replay') throw usageError(`unknown command "${command}" (commands: serve, replay)`);
+  if (command === 'queue') return queueCommand(parsed.positionals.slice(1), parsed.values);
+  if (command === 'worker') {
+    if (source !== undefined) throw usageError('worker takes no positional arguments');
+    return worker(parsed.values);
+  }
+  if (command !== 'serve' && command !== 'replay') throw usageError(`unknown command "${command}" (commands: serve, replay, queue, worker)`);
   if (!source || extra.length > 0) throw usageError(`${command} takes exactly one source`);
   if (command === 'replay') return replay(source, parsed.values);
   await serve(source, parsed.values);

@@ -111,3 +111,21 @@ export { decodeFrameMessage, encodeFrameMessage, PROTOCOL_VERSION, type DecodedF
 
 // QA replay reports (docs/qa-replay.md).
 export { replayReport, type ReplayReportOptions, type ReplayReportSummary } from '../report/replay.js';
+
+// Replays at fleet scale: a Redis job queue (BullMQ), workers on many machines, one page over the set (docs/scale-out.md).
+export { redisUrl } from './queue/connection.js';
+export {
+  enqueueRecordings,
+  listRecordings,
+  openReplayQueue,
+  queueStatus,
+  type EnqueuedRecording,
+  type QueueStatus,
+  type ReplayJobData,
+  type ReplayJobProgress,
+  type ReplayJobResult,
+  type ReportFlags,
+  type RetryOptions,
+} from './queue/jobs.js';
+export { startReplayWorker, type ReplayWorker, type ReplayWorkerOptions } from './queue/worker.js';
+export { writeFleetReport } from '../report/fleet.js';

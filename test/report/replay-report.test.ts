@@ -19,6 +19,7 @@ import { loadHc18Annotations, outlineToMask, readGreyImage, thresholdMask } from
 import { dice, hausdorffMm, headCircumferenceMm } from '../../src/report/metrics.js';
 import { encodePng } from '../../src/report/png.js';
 import { CSV_COLUMNS } from '../../src/report/records.js';
+import { inChromium } from '../helpers/chromium.js';
 import { SHIPPED_PACKAGE, shippedPackagePresent } from '../helpers/shipped-package.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -28,7 +29,6 @@ const HC18_TRAINING = join(ROOT, '../shared/data/hc18/training_set');
 /** 800x540 scans with annotations, one clipped by the border (186). */
 const HC18_SCANS = ['010_HC.png', '186_HC.png', '346_HC.png'];
 const FAST = ['--m', '2', '--n', '2', '--k', '2', '--model', SHIPPED_PACKAGE];
-const CHROMIUM = '/usr/bin/chromium';
 
 const trained = shippedPackagePresent('replay --report (the uncertainty chain needs the trained package)');
 const hc18 = existsSync(HC18_TRAINING);
@@ -94,18 +94,8 @@ async function pngSize(path: string): Promise<[number, number]> {
 
 /** Opens the report in headless Chromium; per plot, the pixels of its first series' colour; console errors. */
 async function inspectInChromium(reportHtml: string) {
-  const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
-  try {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    const errors: string[] = [];
-    const requests: string[] = [];
-    page.on('console', (message) => message.type() === 'error' && errors.push(message.text()));
-    page.on('pageerror', (error) => errors.push(error.message));
-    page.on('request', (request) => !request.url().startsWith('file:') && !request.url().startsWith('data:') && requests.push(request.url()));
-    await page.goto(`file://${reportHtml}`);
-    await page.waitForFunction(() => (window as unknown as { lfusionReport?: unknown }).lfusionReport !== undefined, undefined, { timeout: 10_000 });
-    const state = await page.evaluate(() => {
+  return inChromium(reportHtml, 'lfusionReport', (page) =>
+    page.evaluate(() => {
       const strokes: Record<string, [number, number, number]> = { 'plot-ood': [255, 179, 71], 'plot-uncertainty': [127, 179, 255], 'plot-hc': [0, 210, 106], 'plot-truth': [0, 210, 106] };
       const plots = [...document.querySelectorAll<HTMLElement>('.plot')].map((element) => {
         const canvas = element.querySelector('canvas');
@@ -122,11 +112,8 @@ async function inspectInChromium(reportHtml: string) {
       });
       const thumbnails = [...document.querySelectorAll<HTMLImageElement>('#thumbnails img')].map((img) => img.naturalWidth);
       return { plots, thumbnails, report: (window as unknown as { lfusionReport: { plots: number } }).lfusionReport, partialBanner: document.getElementById('partial')?.textContent ?? null };
-    });
-    return { ...state, errors, requests };
-  } finally {
-    await browser.close();
-  }
+    }),
+  );
 }
 
 test('a report from a stretch of the sample: files, CSV = JSON lines, label maps at source size, settings, plots in Chromium', async () => {

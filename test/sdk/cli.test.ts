@@ -71,7 +71,7 @@ test('bad usage is a clear error with exit code 1', () => {
   assert.match(help.stdout, /^usage:/);
   const unknown = runCli(['frobnicate', 'x']);
   assert.is(unknown.status, 1);
-  assert.match(unknown.stderr, /unknown command "frobnicate" \(commands: serve, replay\)/);
+  assert.match(unknown.stderr, /unknown command "frobnicate" \(commands: serve, replay, queue, worker\)/);
   const missingServed = runCli(['serve', '/nonexistent.mp4', '--model', TINY_PACKAGE]);
   assert.is(missingServed.status, 1);
   assert.match(missingServed.stderr, /\/nonexistent\.mp4 does not exist \[SOURCE_NOT_FOUND\]/);

@@ -41,7 +41,23 @@ export const USAGE = `usage:
   --paths clip (or frame,clip) adds the clip path: the package's 3D heads on 16-frame windows every
   --clip-stride frames (default 8), planes clip.mask and clip.fused (and clip.<map> for each --planes map),
   a window OOD score and clip alerts; --clip-align aligns frames to a reference before the clip heads.
-  --no-reconnect: end when a live source (device, URL) is lost instead of retrying with backoff.`;
+  --no-reconnect: end when a live source (device, URL) is lost instead of retrying with backoff.
+  lfusion queue add <files | folders>... [--report-root qa-reports] [--attempts 3 --backoff 30]
+                [replay --report's flags: --model --provider --m --n --k --seed --frames --max-frames
+                 --pixel-spacing --ground-truth --thumbnails --mask]
+      One replay job per recording (a folder: every video and image below it) on the Redis job queue; a
+      recording already queued (same bytes, any state) is left as it is. Workers write <report-root>/<name>-<hash>/.
+  lfusion queue status [--json]
+      Jobs waiting, active (with progress), delayed (retry backoff), completed and failed (with reasons).
+  lfusion queue retry
+      Failed jobs back on the queue (after fixing what failed them), with their attempts afresh.
+  lfusion queue report [--report-root qa-reports] [--out <report-root>/index.html]
+      One offline page over every completed recording under the root (and the failed jobs, when Redis answers).
+  lfusion worker [--concurrency 1] [--lock-duration 30]
+      Runs queued jobs, each exactly as replay --report; run one per machine (docs/scale-out.md). Ctrl-C
+      finishes the running jobs first; a second Ctrl-C quits at once (another worker takes the jobs over).
+  The queue commands and the worker reach Redis at --redis <redis://:password@host:6379> (or LFUSION_REDIS_URL)
+  and take --queue <name> (default lfusion-replay).`;
 
 const OPTIONS = {
   port: { type: 'string' },
@@ -78,6 +94,14 @@ const OPTIONS = {
   'allow-origin': { type: 'string', multiple: true },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
+  'report-root': { type: 'string' },
+  redis: { type: 'string' },
+  queue: { type: 'string' },
+  attempts: { type: 'string' },
+  backoff: { type: 'string' },
+  concurrency: { type: 'string' },
+  'lock-duration': { type: 'string' },
+  json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -98,12 +122,18 @@ export function usageError(message: string): LfusionError {
 }
 
 /** A whole number >= `min` from a flag, or `undefined` when the flag is absent. */
-export function integerOption(values: CliValues, name: 'm' | 'n' | 'k' | 'seed' | 'max-frames' | 'thumbnails', min: number): number | undefined {
+export function integerOption(values: CliValues, name: 'm' | 'n' | 'k' | 'seed' | 'max-frames' | 'thumbnails' | 'attempts' | 'backoff' | 'concurrency' | 'lock-duration', min: number): number | undefined {
   const text = values[name];
   if (text === undefined) return undefined;
   const value = Number(text);
   if (!Number.isInteger(value) || value < min) throw usageError(`--${name} must be a whole number >= ${min}, got ${text}`);
   return value;
+}
+
+/** Refuses flags that `command` does not read (they would otherwise be ignored silently). */
+export function onlyFlags(command: string, values: CliValues, allowed: readonly string[]): void {
+  const extra = Object.keys(values).filter((name) => name !== 'help' && !allowed.includes(name));
+  if (extra.length > 0) throw usageError(`${command} does not take ${extra.map((name) => `--${name}`).join(', ')}`);
 }
 
 /** `--m --n --k --seed`: only the flags given, so the manifest's defaults hold for the others. */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Subscription } from 'rxjs';
 import { encodePng } from '../../report/png.js';
 import { ProgressBar } from '../../report/progress.js';
-import { replayReport } from '../../report/replay.js';
+import { replayReport, type ReplayReportOptions, type ReplayReportSummary } from '../../report/replay.js';
 import { countFrames, type FrameSelection } from '../../report/sources.js';
 import { LfusionError, type LfusionErrorCode } from '../../runtime/errors.js';
 import type { FrameResult, Plane } from '../../runtime/types/results.js';
@@ -41,21 +41,22 @@ function maskOption(text: string): 'ellipse' | 'pixels' {
   return text;
 }
 
-/** `replay --report`: the QA report (src/report). Ctrl-C stops the run; the report is still written, marked partial. */
-async function replayWithReport(source: string, values: CliValues): Promise<number> {
+/**
+ * What `replay --report <dir>` runs for `source`: its flags validated and turned into the report's options.
+ * `lfusion worker` runs each queued recording through this and {@link failedSources}, so a job is exactly `replay --report`.
+ */
+export function replayReportOptions(source: string, values: CliValues): ReplayReportOptions {
   for (const flag of ['uncertainty', 'planes', 'region', 'no-region'] as const) {
     if (values[flag] !== undefined) throw usageError(`--${flag} does not apply to replay --report (the report always runs the uncertainty chain on whole frames)`);
   }
-  const provider = providerOption(values);
-  const abort = new AbortController();
   const frames = frameSelection(values);
   const spacing = pixelSpacing(values);
   const thumbnails = integerOption(values, 'thumbnails', 0);
-  const done = replayReport({
+  return {
     source,
     report: values.report!,
     ...(values.model ? { modelPath: values.model } : {}),
-    executionProvider: provider,
+    executionProvider: providerOption(values),
     ...sampleCounts(values),
     ...(thumbnails === undefined ? {} : { thumbnails }),
     ...(frames ? { frames } : {}),
@@ -63,9 +64,20 @@ async function replayWithReport(source: string, values: CliValues): Promise<numb
     ...(values['ground-truth'] ? { groundTruth: values['ground-truth'] } : {}),
     ...(values['mask-video'] ? { maskVideo: values['mask-video'] } : {}),
     ...(values.mask ? { mask: maskOption(values.mask) } : {}),
-    command: ['lfusion', ...process.argv.slice(2)],
-    signal: abort.signal,
-  });
+  };
+}
+
+/** The error `replay --report` exits with when a source failed (the report still covers the frames processed). */
+export function failedSources(summary: ReplayReportSummary): LfusionError | undefined {
+  const first = summary.errors[0];
+  if (!first) return undefined;
+  return new LfusionError(first.code as LfusionErrorCode, `${summary.errors.length} source(s) failed (${first.source}: ${first.message}); the report covers the frames that were processed`, { errors: summary.errors });
+}
+
+/** `replay --report`: the QA report (src/report). Ctrl-C stops the run; the report is still written, marked partial. */
+async function replayWithReport(source: string, values: CliValues): Promise<number> {
+  const abort = new AbortController();
+  const done = replayReport({ ...replayReportOptions(source, values), command: ['lfusion', ...process.argv.slice(2)], signal: abort.signal });
   // First Ctrl-C: stop and write the partial report; a second one exits at once.
   const onSignal = () => {
     if (abort.signal.aborted) process.exit(130);
@@ -81,7 +93,8 @@ async function replayWithReport(source: string, values: CliValues): Promise<numb
   const state = summary.partial ? 'partial report' : 'report';
   process.stderr.write(`lfusion: ${summary.frames} frames; ${state} at ${summary.reportPath}\n`);
   for (const error of summary.errors) process.stderr.write(`lfusion: ${error.source}: ${error.message} [${error.code}]\n`);
-  if (summary.errors.length > 0) throw new LfusionError(summary.errors[0]!.code as LfusionErrorCode, `${summary.errors.length} source(s) failed; the report covers the frames that were processed`);
+  const failure = failedSources(summary);
+  if (failure) throw failure;
   return abort.signal.aborted ? 130 : 0;
 }
 
