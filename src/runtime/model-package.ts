@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ModelError } from './errors.js';
-import type { DensityManifest, DensityStatistics, Dimension, GraphSpec, HeadSettings, ModelManifest, OodDecisionManifest, OodReasonName } from './types/model.js';
+import type { DensityManifest, DensityStatistics, Dimension, GraphSpec, HeadSettings, ModelManifest, OodConformalCalibration, OodDecisionManifest, OodReasonName } from './types/model.js';
 
 /** The model package shipped with the SDK. */
 export const DEFAULT_MODEL_PATH = fileURLToPath(new URL('../../models/packages/lfusion-hc18', import.meta.url));
@@ -264,8 +264,11 @@ export const OOD_REASONS: readonly OodReasonName[] = ['wrong-anatomy', 'no-head'
 function oodDecisionSection(read: ManifestReader, value: unknown): OodDecisionManifest {
   const decision = read.object(value, 'oodDecision');
   const thresholds = read.object(decision.thresholds, 'oodDecision.thresholds');
+  const falseAlarmRate = read.number(decision.falseAlarmRate, 'oodDecision.falseAlarmRate', { positive: true });
+  if (falseAlarmRate >= 1) read.fail('oodDecision.falseAlarmRate', 'below 1', falseAlarmRate);
   return {
-    falseAlarmRate: read.number(decision.falseAlarmRate, 'oodDecision.falseAlarmRate', { min: 0 }),
+    falseAlarmRate,
+    ...(decision.conformal === undefined ? {} : { conformal: conformalSection(read, decision.conformal, falseAlarmRate) }),
     thresholds: Object.fromEntries(
       Object.entries(thresholds).map(([score, entry]) => {
         const field = `oodDecision.thresholds.${score}`;
@@ -274,6 +277,24 @@ function oodDecisionSection(read: ManifestReader, value: unknown): OodDecisionMa
       }),
     ),
   };
+}
+
+/** `oodDecision.conformal`, checked to hold the decision's stated false-alarm rate. */
+function conformalSection(read: ManifestReader, value: unknown, falseAlarmRate: number): OodConformalCalibration {
+  const section = read.object(value, 'oodDecision.conformal');
+  const field = (name: string) => `oodDecision.conformal.${name}`;
+  const scans = read.number(section.calibrationScans, field('calibrationScans'), { integer: true, positive: true });
+  const rank = read.number(section.rank, field('rank'), { integer: true, positive: true });
+  const level = read.number(section.level, field('level'), { positive: true });
+  const tailSize = read.number(section.tailSize, field('tailSize'), { integer: true, positive: true });
+  const expected = read.number(section.expectedFalseAlarmRate, field('expectedFalseAlarmRate'), { min: 0 });
+  if (level >= 1) read.fail(field('level'), 'a p-value below 1', level);
+  if (tailSize >= scans) read.fail(field('tailSize'), `below calibrationScans (${scans})`, tailSize);
+  // The rank-th of n calibration scores bounds new false alarms by (n + 1 - rank) / (n + 1): it must hold the stated rate.
+  const bound = (scans + 1 - rank) / (scans + 1);
+  if (rank > scans || bound > falseAlarmRate + 1e-12) read.fail(field('rank'), `at most calibrationScans (${scans}) with (${scans} + 1 - rank) / ${scans + 1} <= falseAlarmRate ${falseAlarmRate}`, rank);
+  if (Math.abs(expected - bound) > 1e-9) read.fail(field('expectedFalseAlarmRate'), `(calibrationScans + 1 - rank) / (calibrationScans + 1) = ${bound}`, expected);
+  return { level, calibrationScans: scans, rank, tailSize, expectedFalseAlarmRate: expected };
 }
 
 /** The graphs of the clip path, required with a manifest `clip` section. */

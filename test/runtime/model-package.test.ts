@@ -171,4 +171,28 @@ test('a corrupt, truncated or missing density statistics file is a ModelError at
   assert.match((await loadEdited((m) => (m.oodDecision = { falseAlarmRate: 0.025, thresholds: { density: { reason: 'anatomy', threshold: 1 } } }))).message, /"oodDecision\.thresholds\.density\.reason"/);
 });
 
+const CONFORMAL = { level: 0.0021, calibrationScans: 116, rank: 115, tailSize: 12, expectedFalseAlarmRate: 2 / 117 };
+const withDecision = (conformal: Record<string, unknown>, falseAlarmRate = 0.025) => (m: any) =>
+  (m.oodDecision = { falseAlarmRate, conformal, thresholds: { density: { reason: 'wrong-anatomy', threshold: 3.5 } } });
+
+test('a conformal OOD decision loads, and one that cannot hold its false-alarm rate is a ModelError', async () => {
+  const dir = await tinyPackageCopy(withDecision(CONFORMAL));
+  try {
+    const { manifest } = await loadModelPackage(dir);
+    assert.equal(manifest.oodDecision!.conformal, CONFORMAL);
+    assert.equal(manifest.oodDecision!.thresholds.density, { reason: 'wrong-anatomy', threshold: 3.5 });
+  } finally {
+    await removeDir(dir);
+  }
+  // The 114th of 116 bounds new false alarms by 3/117 = 2.56%, above the stated 2.5%.
+  assert.match((await loadEdited(withDecision({ ...CONFORMAL, rank: 114, expectedFalseAlarmRate: 3 / 117 }))).message, /"oodDecision\.conformal\.rank" must be at most calibrationScans \(116\) with/);
+  assert.match((await loadEdited(withDecision({ ...CONFORMAL, calibrationScans: 30, rank: 31, tailSize: 5 }))).message, /"oodDecision\.conformal\.rank"/);
+  assert.match((await loadEdited(withDecision({ ...CONFORMAL, expectedFalseAlarmRate: 0.001 }))).message, /"oodDecision\.conformal\.expectedFalseAlarmRate"/);
+  assert.match((await loadEdited(withDecision({ ...CONFORMAL, level: 1.5 }))).message, /"oodDecision\.conformal\.level" must be a p-value below 1/);
+  assert.match((await loadEdited(withDecision({ ...CONFORMAL, tailSize: 116 }))).message, /"oodDecision\.conformal\.tailSize" must be below calibrationScans/);
+  assert.match((await loadEdited(withDecision({ ...CONFORMAL, level: undefined }))).message, /"oodDecision\.conformal\.level" .* it is missing/);
+  assert.match((await loadEdited(withDecision(CONFORMAL, 0))).message, /"oodDecision\.falseAlarmRate" must be a finite number > 0/);
+  assert.match((await loadEdited(withDecision(CONFORMAL, 1))).message, /"oodDecision\.falseAlarmRate" must be below 1/);
+});
+
 test.run();
