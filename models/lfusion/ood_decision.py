@@ -40,6 +40,11 @@ REASONS = {
 }
 
 
+# In-distribution sets (fetal heads): the calibration sets and the held-out test split.
+CALIBRATION = {"val": "validation split", "hc18-unlabelled": "HC18 unlabelled test_set"}
+IN_DISTRIBUTION = (*CALIBRATION, "test")
+
+
 def matrix(records: Sequence[Dict[str, float]], names: Sequence[str]) -> np.ndarray:
     """[N, len(names)] float64 of per-frame evidence records (NaN where a record lacks a score)."""
     return np.array([[record.get(name, np.nan) for name in names] for record in records], dtype=np.float64).reshape(len(records), len(names))
@@ -78,8 +83,8 @@ def evaluate(sets: Dict[str, np.ndarray], names: Sequence[str], models: Sequence
     return table
 
 
-def decision_section(val: np.ndarray, names: Sequence[str], false_alarm_rate: float) -> tuple:
-    """(manifest section, models, thresholds) of the conformal min-p decision calibrated on ``val`` [n, J]."""
+def decision_section(val: np.ndarray, names: Sequence[str], false_alarm_rate: float, chosen_on: str) -> tuple:
+    """(manifest section, models, thresholds) of the conformal min-p decision calibrated on the heads ``val`` [n, J]."""
     n = val.shape[0]
     tail = tail_size_for(n)
     fitted = calibrate(val, false_alarm_rate, tail)
@@ -95,7 +100,7 @@ def decision_section(val: np.ndarray, names: Sequence[str], false_alarm_rate: fl
             "tailSize": tail,
             "expectedFalseAlarmRate": expected_false_alarm_rate(n, fitted["rank"]),
         },
-        "chosenOn": f"validation split, {n} scans",
+        "chosenOn": chosen_on,
         "thresholds": {name: {"reason": REASONS[name], "threshold": float(t)} for name, t in zip(names, thresholds)},
     }
     return section, fitted["models"], thresholds
@@ -111,15 +116,16 @@ def markdown(table: Dict[str, dict], names: Sequence[str], section: dict, proven
     pct = lambda r: f"{r['rate']:.1%} ({r['count']}) [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]"  # noqa: E731
     conformal, alpha = section["conformal"], section["falseAlarmRate"]
     n, k = conformal["calibrationScans"], conformal["rank"]
-    ood = [s for s in table if s not in ("val", "test")]
+    heads = [s for s in table if s in IN_DISTRIBUTION]
+    ood = [s for s in table if s not in IN_DISTRIBUTION]
     thresholds = section["thresholds"]
     lines = [
         BEGIN,
         "## Fused OOD decision (feature density, uncertainty, segmentation, acquisition)",
         "",
-        f"One conformal test on the validation heads only (n = {n}): each evidence score's p-value against the validation",
-        f"scores (rank, exponential tail beyond the top {conformal['tailSize']}), combined by the smallest p-value; the decision fires below",
-        f"p = {conformal['level']:.3g}, the {k}-th of {n} leave-one-out validation min-p values (k = ceil((n+1)(1-{alpha:g}))): at most",
+        f"One conformal test calibrated on in-distribution heads only ({section['chosenOn']}): each evidence score's p-value",
+        f"against their scores (rank, exponential tail beyond the top {conformal['tailSize']}), combined by the smallest p-value; the decision",
+        f"fires below p = {conformal['level']:.3g}, the {k}-th of {n} leave-one-out min-p values (k = ceil((n+1)(1-{alpha:g}))): at most",
         f"{conformal['expectedFalseAlarmRate']:.1%} false alarms on new heads on average over validation sets, above {alpha:.1%} for",
         f"{chance_above(n, k, alpha):.0%} of them. Each threshold is where its score's p-value reaches that level. AUROC of the",
         f"continuous min-p against the test heads (95% DeLong interval; zero width at 1), rates with 95% Clopper-Pearson",
@@ -135,9 +141,8 @@ def markdown(table: Dict[str, dict], names: Sequence[str], section: dict, proven
     for s in ood:
         fused = table[s]["fusedAuroc"]
         lines.append(f"| {s} | {table[s]['frames']} | **{fused['auroc']:.3f}** [{fused['ci95'][0]:.3f}, {fused['ci95'][1]:.3f}] | {pct(table[s]['alarm'])} |")
-    for s in ("val", "test"):
-        if s in table:
-            lines.append(f"| {s} heads (false alarms) | {table[s]['frames']} | | {pct(table[s]['alarm'])} |")
+    for s in heads:
+        lines.append(f"| {s} heads (false alarms) | {table[s]['frames']} | | {pct(table[s]['alarm'])} |")
     lines += [
         "",
         "Single scores: AUROC against the test heads, and the alarm rate of each score at its threshold.",
@@ -147,7 +152,7 @@ def markdown(table: Dict[str, dict], names: Sequence[str], section: dict, proven
     ]
     for s in table:
         single = table[s]["single"]
-        cells = [f"{single[name]['alarmRate']:.1%}" if s in ("val", "test") else f"{fmt(single[name]['auroc'])} / {single[name]['alarmRate']:.0%}" for name in names]
+        cells = [f"{single[name]['alarmRate']:.1%}" if s in heads else f"{fmt(single[name]['auroc'])} / {single[name]['alarmRate']:.0%}" for name in names]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines += ["", END, ""]
     return "\n".join(lines)
@@ -179,13 +184,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--scores", type=Path, default=Path("build/ood-scores/scores.json"))
     parser.add_argument("--package", type=Path, default=Path("packages/lfusion-hc18"))
     parser.add_argument("--false-alarm-rate", type=float, default=0.025)
+    parser.add_argument("--calibration", nargs="+", default=list(CALIBRATION), help="in-distribution sets the decision is calibrated on (never test)")
     parser.add_argument("--out", type=Path, default=Path("build/ood-decision"))
     parser.add_argument("--docs", type=Path, default=Path("../docs"))
     args = parser.parse_args(argv)
     records = load_scores(args.scores)
-    names = [n for n in REASONS if all(n in r for r in records["val"])]
+    if "test" in args.calibration or any(name not in records for name in args.calibration):
+        raise SystemExit(f"--calibration {args.calibration}: in-distribution sets other than test, from {sorted(records)}")
+    calibration = [r for name in args.calibration for r in records[name]]
+    names = [n for n in REASONS if all(n in r for r in calibration)]
     sets = {name: matrix(rs, names) for name, rs in records.items() if rs}
-    section, models, thresholds = decision_section(sets["val"], names, args.false_alarm_rate)
+    chosen_on = " + ".join(f"{CALIBRATION.get(name, name)}, {len(records[name])} scans" for name in args.calibration)
+    section, models, thresholds = decision_section(matrix(calibration, names), names, args.false_alarm_rate, chosen_on)
     manifest_path = args.package / "manifest.json"
     manifest = with_section(json.loads(manifest_path.read_text()), section)
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")

@@ -9,7 +9,7 @@ NAMES = ["density", "uncertainty", "head-area-low"]
 def test_decision_thresholds_are_the_min_p_test_and_hold_the_rate_on_new_scans():
     rng = np.random.default_rng(0)
     val = rng.normal(size=(116, 3))
-    section, models, thresholds = decision_section(val, NAMES, 0.025)
+    section, models, thresholds = decision_section(val, NAMES, 0.025, "validation split, 116 scans")
     conformal = section["conformal"]
     assert conformal["rank"] == 115 and conformal["calibrationScans"] == 116 and conformal["tailSize"] == 12
     assert conformal["expectedFalseAlarmRate"] == 2 / 117
@@ -26,7 +26,7 @@ def test_evaluation_reports_rates_with_intervals_and_auroc_of_the_min_p():
     rng = np.random.default_rng(1)
     val, test = rng.normal(size=(116, 3)), rng.normal(size=(118, 3))
     far = rng.normal(size=(40, 3)) + np.array([10.0, 0, 0])
-    section, models, thresholds = decision_section(val, NAMES, 0.025)
+    section, models, thresholds = decision_section(val, NAMES, 0.025, "validation split, 116 scans")
     table = evaluate({"val": val, "test": test, "ood-far": far}, NAMES, models, thresholds)
     assert table["ood-far"]["alarm"]["count"] == 40 and table["ood-far"]["alarm"]["ci95"][1] == 1.0
     assert table["ood-far"]["fusedAuroc"]["auroc"] == 1.0

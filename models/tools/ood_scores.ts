@@ -32,9 +32,9 @@ const analyse = lfusionUncertainty(pool, pkg.manifest);
 const encode = encodeFrames(pool, pkg.manifest);
 const pixels = index.size * index.size;
 const scores: Record<string, Record<string, number>[]> = {};
-const rank = (name: string) => (name === 'val' ? 0 : name.startsWith('ood-') ? 1 : 2);
+const rank = (name: string) => (name === 'val' || name === 'hc18-unlabelled' ? 0 : name.startsWith('ood-') ? 1 : 2);
 try {
-  // The validation scans first (thresholds), then the OOD sets, the test scans last: each set is saved when done.
+  // The calibration scans first (thresholds), then the OOD sets, the test scans last: each set is saved when done.
   const order = Object.entries(index.sets).sort(([a], [b]) => rank(a) - rank(b));
   for (const [name, total] of order) {
     const data = await readFile(join(values.sets!, `${name}.u8`));
