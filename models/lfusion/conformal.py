@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats
@@ -89,17 +89,28 @@ def leave_one_out_min_p(val: np.ndarray, tail_size: int) -> np.ndarray:
     return out
 
 
-def conformal_rank(n: int, alpha: float) -> int:
-    """k = ceil((n + 1)(1 - alpha)): the order statistic of n calibration scores that bounds new false alarms by alpha."""
-    return int(math.ceil((n + 1) * (1 - alpha) - 1e-12))
+def conformal_rank(n: int, alpha: float, confidence: Optional[float] = None) -> int:
+    """The order statistic k of n calibration scores to fire above.
+
+    Without ``confidence``: k = ceil((n + 1)(1 - alpha)), new false alarms at most alpha on average over calibration
+    sets. With it (training-conditional, Vovk 2012): the smallest k whose realised false-alarm rate, Beta(n + 1 - k, k)
+    distributed, exceeds alpha with probability at most 1 - confidence, i.e. P(Binomial(n, alpha) <= n - k) <= 1 -
+    confidence. More than n: the calibration set is too small."""
+    marginal = int(math.ceil((n + 1) * (1 - alpha) - 1e-12))
+    if confidence is None:
+        return marginal
+    for k in range(marginal, n + 1):
+        if chance_above(n, k, alpha) <= 1 - confidence:
+            return k
+    return n + 1
 
 
-def conformal_level(calibration_min_p: np.ndarray, alpha: float) -> Tuple[float, int]:
+def conformal_level(calibration_min_p: np.ndarray, alpha: float, confidence: Optional[float] = None) -> Tuple[float, int]:
     """(level, k): fire when min-p < level, the k-th smallest of -log(min-p) as a p-value.
 
-    With k > n the calibration set is too small for alpha: the level is 0 (never fires)."""
+    With k > n the calibration set is too small for alpha (and confidence): the level is 0 (never fires)."""
     n = calibration_min_p.size
-    k = conformal_rank(n, alpha)
+    k = conformal_rank(n, alpha, confidence)
     if k > n:
         return 0.0, k
     # -log(min p) ascending: the k-th smallest surprise is the (n+1-k)-th smallest min-p.
@@ -125,8 +136,9 @@ def expected_false_alarm_rate(n: int, k: int) -> float:
 
 
 def chance_above(n: int, k: int, alpha: float) -> float:
-    """P(the realised false-alarm rate of this calibration draw exceeds alpha): it is Beta(n + 1 - k, k) distributed."""
-    return float(stats.beta.sf(alpha, n + 1 - k, k)) if k <= n else 0.0
+    """P(the realised false-alarm rate of a calibration draw exceeds alpha) at the k-th of n: Beta(n + 1 - k, k) above
+    alpha, i.e. fewer than k of n uniforms below 1 - alpha: P(Binomial(n, alpha) <= n - k)."""
+    return float(stats.binom.cdf(n - k, n, alpha)) if k <= n else 0.0
 
 
 def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> Tuple[float, float]:
@@ -156,8 +168,8 @@ def surprise(models: Sequence[TailModel], scores: np.ndarray) -> np.ndarray:
     return -np.log10(min_p(models, scores))
 
 
-def calibrate(val: np.ndarray, alpha: float, tail_size: int) -> Dict[str, object]:
-    """Everything the decision needs from the validation scans [n, J]: models, level, rank and per-evidence thresholds."""
+def calibrate(val: np.ndarray, alpha: float, tail_size: int, confidence: Optional[float] = None) -> Dict[str, object]:
+    """Everything the decision needs from the calibration scans [n, J]: models, level, rank and per-evidence thresholds."""
     models = fit_models(val, tail_size)
-    level, k = conformal_level(leave_one_out_min_p(val, tail_size), alpha)
+    level, k = conformal_level(leave_one_out_min_p(val, tail_size), alpha, confidence)
     return {"models": models, "level": level, "rank": k, "thresholds": np.array([threshold_at(m, level) for m in models])}

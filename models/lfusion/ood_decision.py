@@ -83,13 +83,14 @@ def evaluate(sets: Dict[str, np.ndarray], names: Sequence[str], models: Sequence
     return table
 
 
-def decision_section(val: np.ndarray, names: Sequence[str], false_alarm_rate: float, chosen_on: str) -> tuple:
-    """(manifest section, models, thresholds) of the conformal min-p decision calibrated on the heads ``val`` [n, J]."""
+def decision_section(val: np.ndarray, names: Sequence[str], false_alarm_rate: float, chosen_on: str, confidence: Optional[float] = None) -> tuple:
+    """(manifest section, models, thresholds) of the conformal min-p decision calibrated on the heads ``val`` [n, J]:
+    at most ``false_alarm_rate`` new false alarms on average or, with ``confidence``, with that probability."""
     n = val.shape[0]
     tail = tail_size_for(n)
-    fitted = calibrate(val, false_alarm_rate, tail)
+    fitted = calibrate(val, false_alarm_rate, tail, confidence)
     if fitted["level"] <= 0:
-        raise SystemExit(f"{n} validation scans cannot bound the false-alarm rate at {false_alarm_rate}: need at least {int(np.ceil(1 / false_alarm_rate)) - 1}")
+        raise SystemExit(f"{n} calibration scans cannot bound the false-alarm rate at {false_alarm_rate} (confidence {confidence}): more scans, or a lower confidence")
     thresholds = fitted["thresholds"]
     section = {
         "falseAlarmRate": false_alarm_rate,
@@ -99,6 +100,7 @@ def decision_section(val: np.ndarray, names: Sequence[str], false_alarm_rate: fl
             "rank": fitted["rank"],
             "tailSize": tail,
             "expectedFalseAlarmRate": expected_false_alarm_rate(n, fitted["rank"]),
+            **({} if confidence is None else {"confidence": confidence, "chanceAbove": chance_above(n, fitted["rank"], false_alarm_rate)}),
         },
         "chosenOn": chosen_on,
         "thresholds": {name: {"reason": REASONS[name], "threshold": float(t)} for name, t in zip(names, thresholds)},
@@ -116,6 +118,7 @@ def markdown(table: Dict[str, dict], names: Sequence[str], section: dict, proven
     pct = lambda r: f"{r['rate']:.1%} ({r['count']}) [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]"  # noqa: E731
     conformal, alpha = section["conformal"], section["falseAlarmRate"]
     n, k = conformal["calibrationScans"], conformal["rank"]
+    rank_rule = f"k: the smallest with that chance at most {1 - conformal['confidence']:.0%}" if "confidence" in conformal else f"k = ceil((n+1)(1-{alpha:g}))"
     heads = [s for s in table if s in IN_DISTRIBUTION]
     ood = [s for s in table if s not in IN_DISTRIBUTION]
     thresholds = section["thresholds"]
@@ -125,9 +128,9 @@ def markdown(table: Dict[str, dict], names: Sequence[str], section: dict, proven
         "",
         f"One conformal test calibrated on in-distribution heads only ({section['chosenOn']}): each evidence score's p-value",
         f"against their scores (rank, exponential tail beyond the top {conformal['tailSize']}), combined by the smallest p-value; the decision",
-        f"fires below p = {conformal['level']:.3g}, the {k}-th of {n} leave-one-out min-p values (k = ceil((n+1)(1-{alpha:g}))): at most",
-        f"{conformal['expectedFalseAlarmRate']:.1%} false alarms on new heads on average over validation sets, above {alpha:.1%} for",
-        f"{chance_above(n, k, alpha):.0%} of them. Each threshold is where its score's p-value reaches that level. AUROC of the",
+        f"fires below p = {conformal['level']:.3g}, the {k}-th of {n} leave-one-out min-p values: {conformal['expectedFalseAlarmRate']:.1%} false",
+        f"alarms on new heads on average over calibration sets, and above {alpha:.1%} for {chance_above(n, k, alpha):.0%} of them ({rank_rule}).",
+        "Each threshold is where its score's p-value reaches that level. AUROC of the",
         f"continuous min-p against the test heads (95% DeLong interval; zero width at 1), rates with 95% Clopper-Pearson",
         f"intervals (frames of one subject are not independent: the intervals of ood-dev are optimistic). {provenance}",
         "",
@@ -184,6 +187,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--scores", type=Path, default=Path("build/ood-scores/scores.json"))
     parser.add_argument("--package", type=Path, default=Path("packages/lfusion-hc18"))
     parser.add_argument("--false-alarm-rate", type=float, default=0.025)
+    parser.add_argument("--confidence", type=float, default=0.9, help="probability that the realised false-alarm rate is at most --false-alarm-rate (0: on average only)")
     parser.add_argument("--calibration", nargs="+", default=list(CALIBRATION), help="in-distribution sets the decision is calibrated on (never test)")
     parser.add_argument("--out", type=Path, default=Path("build/ood-decision"))
     parser.add_argument("--docs", type=Path, default=Path("../docs"))
@@ -195,7 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     names = [n for n in REASONS if all(n in r for r in calibration)]
     sets = {name: matrix(rs, names) for name, rs in records.items() if rs}
     chosen_on = " + ".join(f"{CALIBRATION.get(name, name)}, {len(records[name])} scans" for name in args.calibration)
-    section, models, thresholds = decision_section(matrix(calibration, names), names, args.false_alarm_rate, chosen_on)
+    section, models, thresholds = decision_section(matrix(calibration, names), names, args.false_alarm_rate, chosen_on, args.confidence or None)
     manifest_path = args.package / "manifest.json"
     manifest = with_section(json.loads(manifest_path.read_text()), section)
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")

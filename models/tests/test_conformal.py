@@ -61,6 +61,11 @@ def test_conformal_rank_accounts_for_the_calibration_size():
     assert expected_false_alarm_rate(116, 115) == pytest.approx(2 / 117)
     # The realised rate is Beta(n+1-k, k): at the maximum of n it exceeds alpha with probability (1-alpha)^n.
     assert chance_above(116, 116, 0.025) == pytest.approx(0.975**116)
+    # Training-conditional: the smallest k with P(rate > alpha) <= 10%; 116 scans need their maximum, 38 cannot.
+    assert conformal_rank(116, 0.025, confidence=0.9) == 116
+    assert conformal_rank(451, 0.025, confidence=0.9) == 445
+    assert chance_above(451, 445, 0.025) <= 0.1 < chance_above(451, 444, 0.025)
+    assert conformal_rank(38, 0.025, confidence=0.9) == 39
 
 
 def test_min_p_decision_holds_its_false_alarm_rate_on_new_scans_with_many_scores():

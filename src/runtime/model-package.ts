@@ -294,7 +294,27 @@ function conformalSection(read: ManifestReader, value: unknown, falseAlarmRate: 
   const bound = (scans + 1 - rank) / (scans + 1);
   if (rank > scans || bound > falseAlarmRate + 1e-12) read.fail(field('rank'), `at most calibrationScans (${scans}) with (${scans} + 1 - rank) / ${scans + 1} <= falseAlarmRate ${falseAlarmRate}`, rank);
   if (Math.abs(expected - bound) > 1e-9) read.fail(field('expectedFalseAlarmRate'), `(calibrationScans + 1 - rank) / (calibrationScans + 1) = ${bound}`, expected);
-  return { level, calibrationScans: scans, rank, tailSize, expectedFalseAlarmRate: expected };
+  const calibration: OodConformalCalibration = { level, calibrationScans: scans, rank, tailSize, expectedFalseAlarmRate: expected };
+  if (section.confidence === undefined) return calibration;
+  const confidence = read.number(section.confidence, field('confidence'), { positive: true });
+  if (confidence >= 1) read.fail(field('confidence'), 'below 1', confidence);
+  // The realised rate is Beta(n + 1 - rank, rank): above falseAlarmRate with probability P(Binomial(n, rate) <= n - rank).
+  const chance = binomialCdf(scans - rank, scans, falseAlarmRate);
+  const chanceAbove = read.number(section.chanceAbove, field('chanceAbove'), { min: 0 });
+  if (Math.abs(chanceAbove - chance) > 1e-9 + 1e-6 * chance) read.fail(field('chanceAbove'), `P(Binomial(calibrationScans, falseAlarmRate) <= calibrationScans - rank) = ${chance}`, chanceAbove);
+  if (chance > 1 - confidence + 1e-12) read.fail(field('rank'), `high enough that the false-alarm rate exceeds ${falseAlarmRate} with probability at most ${1 - confidence} (it is ${chance})`, rank);
+  return { ...calibration, confidence, chanceAbove };
+}
+
+/** P(X <= k) for X ~ Binomial(n, p), 0 < p < 1, summed in log space (no underflow of (1 - p)^n). */
+function binomialCdf(k: number, n: number, p: number): number {
+  let logTerm = n * Math.log1p(-p);
+  let sum = 0;
+  for (let i = 0; i <= Math.min(k, n); i++) {
+    sum += Math.exp(logTerm);
+    logTerm += Math.log((n - i) / (i + 1)) + Math.log(p / (1 - p));
+  }
+  return Math.min(sum, 1);
 }
 
 /** The graphs of the clip path, required with a manifest `clip` section. */

@@ -103,16 +103,22 @@ export interface OodDecisionManifest {
 
 /**
  * The conformal min-p calibration of the thresholds: every threshold is where its score's p-value against the
- * `calibrationScans` validation heads reaches `level`, the `rank`-th of their leave-one-out min-p values, so the
+ * `calibrationScans` in-distribution calibration heads reaches `level`, the `rank`-th of their leave-one-out min-p values, so the
  * decision fires on `(calibrationScans + 1 - rank) / (calibrationScans + 1)` of new heads on average.
  */
 export interface OodConformalCalibration {
   level: number;
   calibrationScans: number;
   rank: number;
-  /** Validation scans in each score's exponential tail. */
+  /** Calibration scans in each score's exponential tail. */
   tailSize: number;
   expectedFalseAlarmRate: number;
+  /**
+   * With a training-conditional rank: the probability that the realised false-alarm rate is at most
+   * `falseAlarmRate`; `chanceAbove` = P(Binomial(calibrationScans, falseAlarmRate) <= calibrationScans - rank), at most 1 - confidence.
+   */
+  confidence?: number;
+  chanceAbove?: number;
 }
 
 /** The settings of one set of L-FUSION heads: the 2D ones at the manifest's root, the clip ones in `clip`. */
