@@ -1,17 +1,18 @@
 """Conformal statistics of the fused OOD decision: per-evidence p-values, their min-p combination and its level.
 
-Each evidence score (oriented: higher = less like a fetal head scan) gets a p-value against the validation
-heads, its null sample of n scans: the conformal rank ``(1 + #{v >= e}) / (n + 1)`` in the body and, beyond
+Each evidence score (oriented: higher = less like a fetal head scan) gets a p-value against the calibration
+heads (in-distribution scans, no labels needed), its null sample of n scans: the conformal rank ``(1 + #{v >= e}) / (n + 1)`` in the body and, beyond
 the (m+1)-th largest validation score u, an exponential tail fitted to the top m excesses (peaks over
 threshold, mean excess beta): ``(m + 1) / (n + 1) * exp(-(e - u) / beta)``. The tail lets a score beyond
-anything seen on validation be more surprising than the validation maximum, which ranks alone cannot say.
+anything seen in calibration be more surprising than the calibration maximum, which ranks alone cannot say.
 
 The decision combines the evidence by the smallest p-value (Tippett's min-p): a frame is out of distribution
-when ``min_j p_j < level``. Its level is the split-conformal quantile of the validation heads' own min-p, each
-computed leave-one-out (against the other n-1 heads, as a new frame is against all n): with
-``k = ceil((n + 1)(1 - alpha))`` the decision fires on at most ``(n + 1 - k) / (n + 1) <= alpha`` of new
-in-distribution scans on average over validation sets (exchangeability; the leave-one-out tails make it
-approximate by O(1/n)). Because every p-value is monotone in its score, ``min_j p_j < level`` is the same as
+when ``min_j p_j < level``. Its level is the k-th of the calibration heads' own min-p (as a surprise), each
+computed leave-one-out (against the other n-1 heads, as a new frame is against all n). The decision then fires
+on ``(n + 1 - k) / (n + 1)`` of new in-distribution scans on average over calibration sets (exchangeability; the
+leave-one-out tails make it approximate by O(1/n)), at most alpha with ``k = ceil((n + 1)(1 - alpha))``; the rate
+of one calibration is Beta(n + 1 - k, k) distributed, and with a confidence k is the smallest for which it
+exceeds alpha with at most 1 - confidence probability (training-conditional conformal, Vovk 2012). Because every p-value is monotone in its score, ``min_j p_j < level`` is the same as
 every evidence against its own threshold (``p_j(threshold_j) = level``), which is what the SDK applies.
 
 Pure functions; tests in tests/test_conformal.py.

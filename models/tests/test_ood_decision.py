@@ -1,7 +1,7 @@
 import numpy as np
 
 from lfusion.conformal import min_p
-from lfusion.ood_decision import BEGIN, END, decision_section, evaluate, fires, markdown, with_section, write_section
+from lfusion.ood_decision import BEGIN, END, decision_section, evaluate, fires, held_out_alarms, markdown, with_section, write_section
 
 NAMES = ["density", "uncertainty", "head-area-low"]
 
@@ -33,7 +33,8 @@ def test_evaluation_reports_rates_with_intervals_and_auroc_of_the_min_p():
     assert table["ood-far"]["single"]["density"]["auroc"] == 1.0
     low, high = table["test"]["alarm"]["ci95"]
     assert low <= table["test"]["alarm"]["rate"] <= high and "fusedAuroc" not in table["test"]
-    text = markdown(table, NAMES, section, "provenance")
+    held_out = {"folds": 5, "heads": 234, "alarm": {"count": 3, "rate": 3 / 234, "ci95": [0.002, 0.037]}}
+    text = markdown(table, NAMES, section, held_out, "provenance")
     assert text.startswith(BEGIN) and text.rstrip().endswith(END) and "| ood-far | 40 | **1.000**" in text
 
 
@@ -54,3 +55,12 @@ def test_section_is_replaced_not_duplicated(tmp_path):
     text = doc.read_text()
     assert text.count(BEGIN) == 1 and "second" in text and "first" not in text
     assert text.index("second") < text.index(READING_MARKER) and text.endswith("hand-written\n")
+
+
+def test_held_out_alarms_calibrate_without_the_fold_they_score():
+    rng = np.random.default_rng(2)
+    heads = rng.normal(size=(300, 3))
+    heads[290:, 0] += 50.0  # the last fold's block holds 10 far scans: calibrated without them, they fire
+    alarms = held_out_alarms(heads, 5, 0.025, 0.9)
+    assert alarms[290:].all()
+    assert alarms[:240].mean() < 0.05
