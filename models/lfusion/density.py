@@ -220,6 +220,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     hc18 = args.hc18 if (args.hc18 / "training_set").is_dir() else None
     if args.write_sets is not None:
         sets = evaluation_sets(prepared, args.seed, hc18, args.ood_dev, ("val", "test"))
+        # HC18's unlabelled test_set: in-distribution scans no head was trained on, calibration for the OOD decision.
+        sets["hc18-unlabelled"] = prepared.unlabelled_images
         write_sets({name: images for name, images in sets.items() if name != "train" and not name.startswith("ood-val-")}, args.write_sets)
         return
     # Pooled once per set (the means are the first half of mean_std): the encoder is the slow part.

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ModelError } from './errors.js';
-import type { DensityManifest, DensityStatistics, Dimension, GraphSpec, HeadSettings, ModelManifest, OodDecisionManifest, OodReasonName } from './types/model.js';
+import type { DensityManifest, DensityStatistics, Dimension, GraphSpec, HeadSettings, ModelManifest, OodConformalCalibration, OodDecisionManifest, OodReasonName } from './types/model.js';
 
 /** The model package shipped with the SDK. */
 export const DEFAULT_MODEL_PATH = fileURLToPath(new URL('../../models/packages/lfusion-hc18', import.meta.url));
@@ -264,8 +264,11 @@ export const OOD_REASONS: readonly OodReasonName[] = ['wrong-anatomy', 'no-head'
 function oodDecisionSection(read: ManifestReader, value: unknown): OodDecisionManifest {
   const decision = read.object(value, 'oodDecision');
   const thresholds = read.object(decision.thresholds, 'oodDecision.thresholds');
+  const falseAlarmRate = read.number(decision.falseAlarmRate, 'oodDecision.falseAlarmRate', { positive: true });
+  if (falseAlarmRate >= 1) read.fail('oodDecision.falseAlarmRate', 'below 1', falseAlarmRate);
   return {
-    falseAlarmRate: read.number(decision.falseAlarmRate, 'oodDecision.falseAlarmRate', { min: 0 }),
+    falseAlarmRate,
+    ...(decision.conformal === undefined ? {} : { conformal: conformalSection(read, decision.conformal, falseAlarmRate) }),
     thresholds: Object.fromEntries(
       Object.entries(thresholds).map(([score, entry]) => {
         const field = `oodDecision.thresholds.${score}`;
@@ -274,6 +277,44 @@ function oodDecisionSection(read: ManifestReader, value: unknown): OodDecisionMa
       }),
     ),
   };
+}
+
+/** `oodDecision.conformal`, checked to hold the decision's stated false-alarm rate. */
+function conformalSection(read: ManifestReader, value: unknown, falseAlarmRate: number): OodConformalCalibration {
+  const section = read.object(value, 'oodDecision.conformal');
+  const field = (name: string) => `oodDecision.conformal.${name}`;
+  const scans = read.number(section.calibrationScans, field('calibrationScans'), { integer: true, positive: true });
+  const rank = read.number(section.rank, field('rank'), { integer: true, positive: true });
+  const level = read.number(section.level, field('level'), { positive: true });
+  const tailSize = read.number(section.tailSize, field('tailSize'), { integer: true, positive: true });
+  const expected = read.number(section.expectedFalseAlarmRate, field('expectedFalseAlarmRate'), { min: 0 });
+  if (level >= 1) read.fail(field('level'), 'a p-value below 1', level);
+  if (tailSize >= scans) read.fail(field('tailSize'), `below calibrationScans (${scans})`, tailSize);
+  // The rank-th of n calibration scores bounds new false alarms by (n + 1 - rank) / (n + 1): it must hold the stated rate.
+  const bound = (scans + 1 - rank) / (scans + 1);
+  if (rank > scans || bound > falseAlarmRate + 1e-12) read.fail(field('rank'), `at most calibrationScans (${scans}) with (${scans} + 1 - rank) / ${scans + 1} <= falseAlarmRate ${falseAlarmRate}`, rank);
+  if (Math.abs(expected - bound) > 1e-9) read.fail(field('expectedFalseAlarmRate'), `(calibrationScans + 1 - rank) / (calibrationScans + 1) = ${bound}`, expected);
+  const calibration: OodConformalCalibration = { level, calibrationScans: scans, rank, tailSize, expectedFalseAlarmRate: expected };
+  if (section.confidence === undefined) return calibration;
+  const confidence = read.number(section.confidence, field('confidence'), { positive: true });
+  if (confidence >= 1) read.fail(field('confidence'), 'below 1', confidence);
+  // The realised rate is Beta(n + 1 - rank, rank): above falseAlarmRate with probability P(Binomial(n, rate) <= n - rank).
+  const chance = binomialCdf(scans - rank, scans, falseAlarmRate);
+  const chanceAbove = read.number(section.chanceAbove, field('chanceAbove'), { min: 0 });
+  if (Math.abs(chanceAbove - chance) > 1e-9 + 1e-6 * chance) read.fail(field('chanceAbove'), `P(Binomial(calibrationScans, falseAlarmRate) <= calibrationScans - rank) = ${chance}`, chanceAbove);
+  if (chance > 1 - confidence + 1e-12) read.fail(field('rank'), `high enough that the false-alarm rate exceeds ${falseAlarmRate} with probability at most ${1 - confidence} (it is ${chance})`, rank);
+  return { ...calibration, confidence, chanceAbove };
+}
+
+/** P(X <= k) for X ~ Binomial(n, p), 0 < p < 1, summed in log space (no underflow of (1 - p)^n). */
+function binomialCdf(k: number, n: number, p: number): number {
+  let logTerm = n * Math.log1p(-p);
+  let sum = 0;
+  for (let i = 0; i <= Math.min(k, n); i++) {
+    sum += Math.exp(logTerm);
+    logTerm += Math.log((n - i) / (i + 1)) + Math.log(p / (1 - p));
+  }
+  return Math.min(sum, 1);
 }
 
 /** The graphs of the clip path, required with a manifest `clip` section. */

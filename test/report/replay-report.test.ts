@@ -295,7 +295,7 @@ test('the fused OOD decision in a report: an ood-dev image raises wrong-anatomy,
   await mkdir(scans);
   // 000_HC is a test-split scan (models/splits/hc18_split.json): the density never saw it.
   await symlink(join(HC18_TRAINING, '000_HC.png'), join(scans, 'a_000_HC.png'));
-  // Not every hip frame is past the density threshold (74.5% are, docs/results.md): one that is, well clear of it.
+  // Not every hip frame is past the density threshold (82% are, docs/results.md): one that is, well clear of it.
   await symlink(join(OOD_DEV, 'infant-hip/standard_ultrasound_standard_10.png'), join(scans, 'b_hip.png'));
   await symlink(join(OOD_DEV, 'musculoskeletal/ds1_S10_S10_L20_step_025.png'), join(scans, 'c_muscle.png'));
   try {

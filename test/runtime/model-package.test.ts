@@ -171,4 +171,39 @@ test('a corrupt, truncated or missing density statistics file is a ModelError at
   assert.match((await loadEdited((m) => (m.oodDecision = { falseAlarmRate: 0.025, thresholds: { density: { reason: 'anatomy', threshold: 1 } } }))).message, /"oodDecision\.thresholds\.density\.reason"/);
 });
 
+const CONFORMAL = { level: 0.0021, calibrationScans: 116, rank: 115, tailSize: 12, expectedFalseAlarmRate: 2 / 117 };
+const withDecision = (conformal: Record<string, unknown>, falseAlarmRate = 0.025) => (m: any) =>
+  (m.oodDecision = { falseAlarmRate, conformal, thresholds: { density: { reason: 'wrong-anatomy', threshold: 3.5 } } });
+
+test('a conformal OOD decision loads, and one that cannot hold its false-alarm rate is a ModelError', async () => {
+  const dir = await tinyPackageCopy(withDecision(CONFORMAL));
+  try {
+    const { manifest } = await loadModelPackage(dir);
+    assert.equal(manifest.oodDecision!.conformal, CONFORMAL);
+    assert.equal(manifest.oodDecision!.thresholds.density, { reason: 'wrong-anatomy', threshold: 3.5 });
+  } finally {
+    await removeDir(dir);
+  }
+  // The 114th of 116 bounds new false alarms by 3/117 = 2.56%, above the stated 2.5%.
+  assert.match((await loadEdited(withDecision({ ...CONFORMAL, rank: 114, expectedFalseAlarmRate: 3 / 117 }))).message, /"oodDecision\.conformal\.rank" must be at most calibrationScans \(116\) with/);
+  assert.match((await loadEdited(withDecision({ ...CONFORMAL, calibrationScans: 30, rank: 31, tailSize: 5 }))).message, /"oodDecision\.conformal\.rank"/);
+  assert.match((await loadEdited(withDecision({ ...CONFORMAL, expectedFalseAlarmRate: 0.001 }))).message, /"oodDecision\.conformal\.expectedFalseAlarmRate"/);
+  assert.match((await loadEdited(withDecision({ ...CONFORMAL, level: 1.5 }))).message, /"oodDecision\.conformal\.level" must be a p-value below 1/);
+  assert.match((await loadEdited(withDecision({ ...CONFORMAL, tailSize: 116 }))).message, /"oodDecision\.conformal\.tailSize" must be below calibrationScans/);
+  assert.match((await loadEdited(withDecision({ ...CONFORMAL, level: undefined }))).message, /"oodDecision\.conformal\.level" .* it is missing/);
+  // Training-conditional: with 451 scans the 445th leaves P(rate > 2.5%) = P(Binomial(451, 0.025) <= 6) = 0.0656.
+  const conditional = { ...CONFORMAL, calibrationScans: 451, rank: 445, expectedFalseAlarmRate: 7 / 452, confidence: 0.9, chanceAbove: 0.065606195571747 };
+  const dir2 = await tinyPackageCopy(withDecision(conditional));
+  try {
+    assert.equal((await loadModelPackage(dir2)).manifest.oodDecision!.conformal, conditional);
+  } finally {
+    await removeDir(dir2);
+  }
+  assert.match((await loadEdited(withDecision({ ...conditional, confidence: 0.95 }))).message, /"oodDecision\.conformal\.rank" must be high enough that the false-alarm rate exceeds 0\.025 with probability at most 0\.05/);
+  assert.match((await loadEdited(withDecision({ ...conditional, chanceAbove: 0.01 }))).message, /"oodDecision\.conformal\.chanceAbove" must be P\(Binomial/);
+  assert.match((await loadEdited(withDecision({ ...conditional, confidence: 1 }))).message, /"oodDecision\.conformal\.confidence" must be below 1/);
+  assert.match((await loadEdited(withDecision(CONFORMAL, 0))).message, /"oodDecision\.falseAlarmRate" must be a finite number > 0/);
+  assert.match((await loadEdited(withDecision(CONFORMAL, 1))).message, /"oodDecision\.falseAlarmRate" must be below 1/);
+});
+
 test.run();

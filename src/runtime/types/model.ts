@@ -91,12 +91,34 @@ export type OodReasonName = 'wrong-anatomy' | 'no-head' | 'acquisition' | 'uncer
 
 /**
  * `manifest.oodDecision`: one threshold per evidence score, chosen on validation in-distribution scans so that
- * the decision (any score strictly above its threshold) raises at most `falseAlarmRate` of them.
+ * the decision (any score strictly above its threshold) raises on at most `falseAlarmRate` of new heads.
  */
 export interface OodDecisionManifest {
   falseAlarmRate: number;
+  /** How the thresholds were calibrated (docs/model-format.md); absent in packages calibrated before it. */
+  conformal?: OodConformalCalibration;
   /** Evidence score name (`density`, `uncertainty`, `head-area-low`, ...) -> its reason and threshold. */
   thresholds: Record<string, { reason: OodReasonName; threshold: number }>;
+}
+
+/**
+ * The conformal min-p calibration of the thresholds: every threshold is where its score's p-value against the
+ * `calibrationScans` in-distribution calibration heads reaches `level`, the `rank`-th of their leave-one-out min-p values, so the
+ * decision fires on `(calibrationScans + 1 - rank) / (calibrationScans + 1)` of new heads on average.
+ */
+export interface OodConformalCalibration {
+  level: number;
+  calibrationScans: number;
+  rank: number;
+  /** Calibration scans in each score's exponential tail. */
+  tailSize: number;
+  expectedFalseAlarmRate: number;
+  /**
+   * With a training-conditional rank: the probability that the realised false-alarm rate is at most
+   * `falseAlarmRate`; `chanceAbove` = P(Binomial(calibrationScans, falseAlarmRate) <= calibrationScans - rank), at most 1 - confidence.
+   */
+  confidence?: number;
+  chanceAbove?: number;
 }
 
 /** The settings of one set of L-FUSION heads: the 2D ones at the manifest's root, the clip ones in `clip`. */
