@@ -190,6 +190,43 @@ test('the head is chosen by how head-like it is, not by size', () => {
   assert.ok(Math.abs(chosen.cx - head.cx) < 1 && Math.abs(chosen.a - head.a) < 1, `chose ${JSON.stringify(chosen)}`);
 });
 
+test('crossings along rays: on a smooth logit map, within 0.3 frame px of the true outline; none in the border margin or against a black sector', () => {
+  const tracer = new BoundaryTracer(SIZE, SIZE);
+  // Signed distance-like logits of an ellipse at model resolution (positive inside), seen in a frame 4x larger.
+  const head = { cx: 30, cy: 34, a: 20, b: 14, angle: 0.4 };
+  const values = new Float32Array(SIZE * SIZE);
+  for (let y = 0; y < SIZE; y++) {
+    for (let x = 0; x < SIZE; x++) {
+      const u = ((x - head.cx) * Math.cos(head.angle) + (y - head.cy) * Math.sin(head.angle)) / head.a;
+      const v = (-(x - head.cx) * Math.sin(head.angle) + (y - head.cy) * Math.cos(head.angle)) / head.b;
+      values[y * SIZE + x] = 4 * (1 - Math.hypot(u, v));
+    }
+  }
+  const toFrame = (e: Ellipse): Ellipse => ({ cx: (e.cx + 0.5) * 4 - 0.5, cy: (e.cy + 0.5) * 4 - 0.5, a: e.a * 4, b: e.b * 4, angle: e.angle });
+  const frame = { width: SIZE * 4, height: SIZE * 4, data: new Uint8Array(SIZE * SIZE * 16).fill(60) };
+  const options = { minArea: 10, borderMargin: 2, logitSd: () => 0 };
+  // The reference is off by 10% in size and 2 px in centre: the rays still find the true outline.
+  const reference = { ...toFrame(head), cx: toFrame(head).cx + 8, a: toFrame(head).a * 1.1 };
+  const points = tracer.crossingsNear(values, 0, frame, options, reference, [0.7, 1.4], 72);
+  assert.ok(points.n >= 72, `${points.n} crossings`);
+  const truth = toFrame(head);
+  for (let i = 0; i < points.n; i++) {
+    const u = ((points.x[i]! - truth.cx) * Math.cos(truth.angle) + (points.y[i]! - truth.cy) * Math.sin(truth.angle)) / truth.a;
+    const v = (-(points.x[i]! - truth.cx) * Math.sin(truth.angle) + (points.y[i]! - truth.cy) * Math.cos(truth.angle)) / truth.b;
+    assert.ok(Math.abs(Math.hypot(u, v) - 1) * truth.b < 0.3, `point ${points.x[i]},${points.y[i]}`);
+  }
+  assertClose(fitEllipse(points)!.ellipse, truth, { centre: 0.3, axis: 0.3, angle: 0.01 });
+  // A head cut by the left border: no crossings within the margin; a black sector on the right: none against it.
+  const shifted = new Float32Array(SIZE * SIZE);
+  for (let y = 0; y < SIZE; y++) for (let x = 0; x < SIZE; x++) shifted[y * SIZE + x] = values[y * SIZE + Math.min(SIZE - 1, x + 20)]!;
+  const clipped = tracer.crossingsNear(shifted, 0, frame, options, { ...truth, cx: truth.cx - 80 }, [0.7, 1.4], 72);
+  for (let i = 0; i < clipped.n; i++) assert.ok(clipped.x[i]! > 2 * 4, `x ${clipped.x[i]}`);
+  const sector = { ...frame, data: frame.data.map((value, p) => (p % (SIZE * 4) >= 30 * 4 ? 0 : value)) };
+  const beside = tracer.crossingsNear(values, 0, sector, options, truth, [0.7, 1.4], 72);
+  assert.ok(beside.n > 10);
+  for (let i = 0; i < beside.n; i++) assert.ok(beside.x[i]! < 30 * 4 + 4, `x ${beside.x[i]} against the black sector`);
+});
+
 test('bad input gives a status, never an exception: empty map, one pixel, a line, a head mostly outside', async () => {
   const measure = (rows: Float32Array[]) => firstValueFrom(of(samplesOf(rows)).pipe(measureBiometry(MANIFEST)));
   const onePixel = logitMap(null, (x, y) => x === 30 && y === 30);
