@@ -10,7 +10,7 @@ import type { ModelManifest } from '../runtime/types/model.js';
 import type { OodScore } from '../runtime/types/results.js';
 import type { HeadSamples } from '../runtime/types/uncertainty.js';
 import { ellipseCircumference, fitEllipse, hadlockGestationalAge, visibleFraction, type EllipseFit } from './measureBiometry/ellipse.js';
-import { credibleInterval, mapInterval } from './measureBiometry/summary.js';
+import { calibratedInterval, credibleInterval, mapInterval, type IntervalCalibration } from './measureBiometry/summary.js';
 import { BoundaryTracer, type HeadCandidate, type TraceFrame } from './measureBiometry/trace.js';
 
 /** mm per pixel along x (columns) and y (rows). */
@@ -33,7 +33,11 @@ export interface BiometryOptions {
   minVisible?: number;
   /** Status `no-head` when fewer than this fraction of the posterior samples give a head ellipse. Default 0.5. */
   minFitted?: number;
-  /** Scale of the raw posterior intervals about their median; default manifest `biometry.intervalScale`, else 1. */
+  /**
+   * Conformal scale of the intervals: each is `median ± intervalScale × max(posterior half-width, floor × median)`
+   * (floor: manifest `biometry.intervalFloor`, else 0.005). Default manifest `biometry.intervalScale`; without
+   * either, the posterior's own 95% intervals.
+   */
   intervalScale?: number;
 }
 
@@ -53,6 +57,8 @@ const MIN_AXIS_RATIO = 0.4;
 const COVERAGE_BINS = 36;
 /** A sample's boundary crossings count between these normalised radii of the head on the posterior mean. */
 const SAMPLE_BAND = [0.7, 1.4] as const;
+/** Smallest calibrated half-width, as a fraction of the median, when the manifest does not give one. */
+const DEFAULT_INTERVAL_FLOOR = 0.005;
 /** Rays along which each sample's boundary is found (one every 5 degrees of the reference's outline). */
 const SAMPLE_RAYS = 72;
 
@@ -134,12 +140,18 @@ function medianEllipse(ellipses: readonly Ellipse[]): Ellipse {
   };
 }
 
-function measuresOf(ellipses: readonly Ellipse[], samples: number, scale: number): HeadMeasures | null {
+/** The posterior's 95% interval of `values`, calibrated when a calibration is given. */
+function interval(values: number[], calibration: IntervalCalibration | null): Interval {
+  const raw = credibleInterval(values)!;
+  return calibration ? calibratedInterval(raw, calibration) : raw;
+}
+
+function measuresOf(ellipses: readonly Ellipse[], samples: number, calibration: IntervalCalibration | null): HeadMeasures | null {
   if (ellipses.length === 0) return null;
   return {
-    hc: credibleInterval(ellipses.map((e) => ellipseCircumference(e.a, e.b)), scale)!,
-    bpd: credibleInterval(ellipses.map((e) => 2 * e.b), scale)!,
-    ofd: credibleInterval(ellipses.map((e) => 2 * e.a), scale)!,
+    hc: interval(ellipses.map((e) => ellipseCircumference(e.a, e.b)), calibration),
+    bpd: interval(ellipses.map((e) => 2 * e.b), calibration),
+    ofd: interval(ellipses.map((e) => 2 * e.a), calibration),
     fitted: ellipses.length,
     samples,
   };
@@ -152,7 +164,8 @@ function settings(manifest: BiometryManifestPart, options: BiometryOptions) {
     maxHcWidthFraction: options.maxHcWidthFraction ?? 0.1,
     minVisible: options.minVisible ?? 0.5,
     minFitted: options.minFitted ?? 0.5,
-    intervalScale: options.intervalScale ?? manifest.biometry?.intervalScale ?? 1,
+    intervalScale: options.intervalScale ?? manifest.biometry?.intervalScale ?? null,
+    intervalFloor: manifest.biometry?.intervalFloor ?? DEFAULT_INTERVAL_FLOOR,
     spacing: options.pixelSpacing ?? null,
   };
   const spacingOf = (frame: Frame): Spacing | null => {
@@ -167,11 +180,12 @@ function settings(manifest: BiometryManifestPart, options: BiometryOptions) {
     ['maxHcWidthFraction', positive(resolved.maxHcWidthFraction)],
     ['minVisible', fraction(resolved.minVisible)],
     ['minFitted', fraction(resolved.minFitted)],
-    ['intervalScale', positive(resolved.intervalScale)],
+    ['intervalScale', resolved.intervalScale === null || positive(resolved.intervalScale)],
   ].find(([, ok]) => !ok);
   if (bad) throw new LfusionError('INVALID_OPTION', `biometry option ${String(bad[0])} is out of range`, { option: bad[0], options });
   if (typeof resolved.spacing === 'object' && resolved.spacing) spacingOf({} as Frame);
-  return { ...resolved, spacingOf };
+  const calibration: IntervalCalibration | null = resolved.intervalScale === null ? null : { scale: resolved.intervalScale, floor: resolved.intervalFloor };
+  return { ...resolved, spacingOf, calibration };
 }
 
 /**
@@ -248,11 +262,11 @@ function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, scratch
     laplace: null,
     dropout: null,
     ga: null,
-    intervalScale: s.intervalScale,
+    intervalScale: s.intervalScale ?? 1,
   };
-  if (all.length === 0 || all.length < s.minFitted * (m + k)) return { ...empty, laplace: measuresOf(laplace.map((x) => inUnit(x.ellipse)), m, s.intervalScale), dropout: measuresOf(drop.map((x) => inUnit(x.ellipse)), k, s.intervalScale) };
+  if (all.length === 0 || all.length < s.minFitted * (m + k)) return { ...empty, laplace: measuresOf(laplace.map((x) => inUnit(x.ellipse)), m, s.calibration), dropout: measuresOf(drop.map((x) => inUnit(x.ellipse)), k, s.calibration) };
   const ellipse = medianEllipse(all.map((x) => x.ellipse));
-  const pooled = measuresOf(all.map((x) => inUnit(x.ellipse)), m + k, s.intervalScale)!;
+  const pooled = measuresOf(all.map((x) => inUnit(x.ellipse)), m + k, s.calibration)!;
   const visible = visibleFraction(ellipse, frame.width, frame.height);
   const hc = pooled.hc;
   const width = hc.high - hc.low;
@@ -266,8 +280,8 @@ function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, scratch
     residual: credibleInterval(all.map((x) => x.residual))!.median,
     visible,
     pooled,
-    laplace: measuresOf(laplace.map((x) => inUnit(x.ellipse)), m, s.intervalScale),
-    dropout: measuresOf(drop.map((x) => inUnit(x.ellipse)), k, s.intervalScale),
+    laplace: measuresOf(laplace.map((x) => inUnit(x.ellipse)), m, s.calibration),
+    dropout: measuresOf(drop.map((x) => inUnit(x.ellipse)), k, s.calibration),
     ga,
   };
 }
@@ -286,7 +300,7 @@ export function withOod(biometry: Biometry, ood: OodScore | undefined): Biometry
  * that head's centre, between 0.7 and 1.4 times its outline. Medians and 95% intervals per path and pooled; status `ok`,
  * `no-head`, `clipped` or `uncertain` (apply {@link withOod} once the OOD score is known).
  *
- * @param manifest input size, and `biometry.intervalScale` (the calibrated interval scale).
+ * @param manifest input size, and `biometry` (the intervals' calibration: `intervalScale`, `intervalFloor`).
  * @param options pixel spacing, status thresholds, interval scale.
  * @throws LfusionError `INVALID_OPTION` at set-up for an option out of range.
  * @example
