@@ -62,7 +62,7 @@ const DEFAULT_INTERVAL_FLOOR = 0.005;
 /** Rays along which each sample's boundary is found (one every 5 degrees of the reference's outline). */
 const SAMPLE_RAYS = 72;
 
-/** Per-pixel buffers reused from frame to frame (one set per operator subscription). */
+/** Per-pixel buffers reused from frame to frame (one set per operator, like its tracer: frames are measured one at a time). */
 interface Scratch {
   mean: Float32Array;
   sd: Float32Array;
@@ -194,7 +194,7 @@ function settings(manifest: BiometryManifestPart, options: BiometryOptions) {
  * Work is at model resolution; boundary points are mapped to the frame's pixels before fitting.
  *
  * @example
- * const b = biometryOfSamples(samples, tracer, settings); // b.pooled?.hc.median
+ * const b = biometryOfSamples(samples, tracer, scratch, settings); // b.pooled?.hc.median
  */
 function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, scratch: Scratch, s: ReturnType<typeof settings>): Biometry {
   const { frame } = samples;
