@@ -1,9 +1,10 @@
 /**
  * Head biometry on an HC18 split with the SDK's own code (`replayReport`, i.e. `lfusion replay --report`):
  *
- *   node --import tsx scripts/biometry.ts calibrate --split val [--report <dir>]
- *       replays the validation scans (or reads an existing report), finds the split-conformal scale of the raw
- *       95% HC intervals and writes it to the package manifest's `biometry` section (only that section).
+ *   node --import tsx scripts/biometry.ts calibrate --split val [--report <dir>] [--floor 0.005]
+ *       replays the validation scans without a calibration (or reads an existing report), finds the normalised
+ *       split-conformal scale of the posterior HC intervals (`median ± scale × max(half-width, floor × median)`)
+ *       and writes it to the package manifest's `biometry` section (only that section).
  *   node --import tsx scripts/biometry.ts results --split test [--report <dir>] [--docs docs/results.md]
  *       replays the test scans and writes the biometry section of docs/results.md (ellipse vs pixel output,
  *       by HC band, interval coverage and width, raw and calibrated).
@@ -15,7 +16,7 @@ import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { conformalScale } from '../src/operators/measureBiometry/summary.js';
+import { calibratedInterval, conformalScale, type IntervalCalibration } from '../src/operators/measureBiometry/summary.js';
 import { replayReport } from '../src/report/replay.js';
 import { DEFAULT_MODEL_PATH } from '../src/runtime/model-package.js';
 import type { FrameRecord } from '../src/report/records.js';
@@ -31,6 +32,7 @@ const { positionals, values } = parseArgs({
     m: { type: 'string' },
     n: { type: 'string' },
     k: { type: 'string' },
+    floor: { type: 'string', default: '0.005' },
   },
 });
 
@@ -77,28 +79,38 @@ async function reportOf(split: string): Promise<string> {
   return report;
 }
 
-async function readRecords(report: string): Promise<{ records: FrameRecord[]; appliedScale: number }> {
+/** The calibration a report's replay applied (its package's manifest `biometry`), null for none. */
+type AppliedCalibration = { interval?: string; intervalScale: number; intervalFloor?: number } | null;
+
+async function readRecords(report: string): Promise<{ records: FrameRecord[]; applied: AppliedCalibration }> {
   const lines = (await readFile(join(report, 'frames.jsonl'), 'utf8')).split('\n').filter(Boolean);
-  const run = JSON.parse(await readFile(join(report, 'run.json'), 'utf8')) as { biometry?: { intervalScale?: number } | null };
+  const run = JSON.parse(await readFile(join(report, 'run.json'), 'utf8')) as { biometry?: AppliedCalibration };
   const records = lines.map((line) => JSON.parse(line, (_key, value: unknown) => (value === 'Infinity' ? Infinity : value)) as FrameRecord);
-  return { records, appliedScale: run.biometry?.intervalScale ?? 1 };
+  const applied = run.biometry ?? null;
+  if (applied && applied.interval !== 'normalised-conformal') throw new Error(`${report} was replayed with an older interval calibration: replay it again`);
+  return { records, applied };
 }
 
-/** Interval cases (raw, i.e. with the scale the report applied undone) of the records with a measurement and a reference HC. */
-function intervalCases(records: readonly FrameRecord[], appliedScale: number) {
+/**
+ * Interval cases of the records with a measurement and a reference HC: the posterior interval before calibration
+ * (as replayed without one; after a normalised calibration, its difficulty `half-width / scale` about the median).
+ */
+function intervalCases(records: readonly FrameRecord[], applied: AppliedCalibration) {
   return records
     .filter((r) => r.hcFit !== null && r.hcLow !== null && r.hcHigh !== null && r.hcTrueMm !== null && r.biometryUnit === 'mm')
-    .map((r) => ({
-      interval: { median: r.hcFit!, low: r.hcFit! - (r.hcFit! - r.hcLow!) / appliedScale, high: r.hcFit! + (r.hcHigh! - r.hcFit!) / appliedScale },
-      truth: r.hcTrueMm!,
-      status: r.biometryStatus,
-    }));
+    .map((r) => {
+      const half = (r.hcHigh! - r.hcLow!) / 2 / (applied?.intervalScale ?? 1);
+      const interval = applied ? { median: r.hcFit!, low: r.hcFit! - half, high: r.hcFit! + half } : { median: r.hcFit!, low: r.hcLow!, high: r.hcHigh! };
+      return { interval, truth: r.hcTrueMm!, status: r.biometryStatus };
+    });
 }
 
-function scaled(cases: ReturnType<typeof intervalCases>, scale: number) {
-  const covered = cases.filter(({ interval: { median, low, high }, truth }) => truth >= median - scale * (median - low) && truth <= median + scale * (high - median));
-  const widths = cases.map(({ interval: { median, low, high } }) => scale * (high - low));
-  return { coverage: covered.length / cases.length, meanWidth: widths.reduce((a, b) => a + b, 0) / widths.length, medianWidth: median(widths) };
+/** Coverage and width of the cases' intervals: as they are (`calibration` null) or calibrated. */
+function scored(cases: ReturnType<typeof intervalCases>, calibration: IntervalCalibration | null) {
+  const intervals = cases.map(({ interval }) => (calibration ? calibratedInterval(interval, calibration) : interval));
+  const covered = intervals.filter(({ low, high }, i) => cases[i]!.truth >= low && cases[i]!.truth <= high);
+  const widths = intervals.map(({ low, high }) => high - low);
+  return { coverage: covered.length / cases.length, meanWidth: mean(widths), medianWidth: median(widths) };
 }
 
 function median(values: readonly number[]): number {
@@ -127,19 +139,48 @@ export function withBiometrySection(text: string, section: unknown): string {
   return next;
 }
 
+/** The manifest text without its `biometry` section (every other byte unchanged). */
+export function withoutBiometrySection(text: string): string {
+  const parsed = JSON.parse(text) as Record<string, unknown>;
+  if (!('biometry' in parsed)) return text;
+  const at = text.lastIndexOf(',\n "biometry": ');
+  if (at < 0 || Object.keys(parsed).at(-1) !== 'biometry') throw new Error('the manifest\'s biometry section is not its last key: patch it by hand');
+  const next = `${text.slice(0, at)}\n}\n`;
+  JSON.parse(next);
+  return next;
+}
+
 async function calibrate(): Promise<void> {
   const split = values.split ?? 'val';
-  const { records, appliedScale } = await readRecords(await reportOf(split));
-  const cases = intervalCases(records, appliedScale);
-  const scale = conformalScale(cases);
-  if (!Number.isFinite(scale)) throw new Error(`too few validation scans with a measurement (${cases.length}) to calibrate`);
-  const raw = scaled(cases, 1);
-  const calibrated = scaled(cases, scale);
+  const floor = Number(values.floor);
+  if (!(floor >= 0 && floor < 1)) throw new Error(`--floor must be in [0, 1), got ${values.floor}`);
   const manifestPath = join(values.package!, 'manifest.json');
+  const original = await readFile(manifestPath, 'utf8');
+  // The replay measures the posterior's own intervals: the package without a calibration (restored on failure).
+  if (!values.report) await writeFile(manifestPath, withoutBiometrySection(original));
+  let report: string;
+  try {
+    report = await reportOf(split);
+  } catch (error) {
+    await writeFile(manifestPath, original);
+    throw error;
+  }
+  const { records, applied } = await readRecords(report);
+  const cases = intervalCases(records, applied);
+  const scale = conformalScale(cases, floor);
+  if (!Number.isFinite(scale)) {
+    await writeFile(manifestPath, original);
+    throw new Error(`too few validation scans with a measurement (${cases.length}) to calibrate`);
+  }
+  const raw = scored(cases, null);
+  const calibrated = scored(cases, { scale, floor });
   const section = {
+    interval: 'normalised-conformal',
     intervalScale: Number(scale.toFixed(4)),
+    intervalFloor: floor,
     calibration: {
-      method: 'split conformal: smallest scale of the raw 95% posterior HC intervals (about their median) covering ceil(0.95 (N + 1)) of N validation scans',
+      method:
+        'normalised split conformal: the smallest scale s such that median ± s × max(posterior 95% half-width, floor × median) covers ceil(0.95 (N + 1)) of N validation scans',
       split,
       scans: records.length,
       measured: cases.length,
@@ -150,7 +191,7 @@ async function calibrate(): Promise<void> {
       sampleCounts: { m: values.m ? Number(values.m) : 'manifest', n: values.n ? Number(values.n) : 'manifest', k: values.k ? Number(values.k) : 'manifest' },
     },
   };
-  await writeFile(manifestPath, withBiometrySection(await readFile(manifestPath, 'utf8'), section));
+  await writeFile(manifestPath, withBiometrySection(withoutBiometrySection(original), section));
   console.log(JSON.stringify(section, null, 1));
 }
 
@@ -159,9 +200,9 @@ const fmt = (value: number, digits = 2) => (Number.isFinite(value) ? value.toFix
 async function results(): Promise<void> {
   const split = values.split ?? 'test';
   const report = await reportOf(split);
-  const { records, appliedScale } = await readRecords(report);
-  const manifest = JSON.parse(await readFile(join(values.package!, 'manifest.json'), 'utf8')) as { biometry?: { intervalScale: number; calibration: { split: string } } };
-  const scale = manifest.biometry?.intervalScale;
+  const { records, applied } = await readRecords(report);
+  const manifest = JSON.parse(await readFile(join(values.package!, 'manifest.json'), 'utf8')) as { biometry?: { intervalScale: number; intervalFloor: number; calibration: { split: string } } };
+  const calibration = manifest.biometry ? { scale: manifest.biometry.intervalScale, floor: manifest.biometry.intervalFloor } : null;
   const truth = records.filter((r) => r.hcTrueMm !== null);
   const lines: string[] = [BEGIN, '## Head biometry on the HC18 test split (original resolution)', ''];
   lines.push(
@@ -214,18 +255,25 @@ async function results(): Promise<void> {
   const statuses = new Map<string, number>();
   for (const r of truth) statuses.set(r.biometryStatus ?? 'none', (statuses.get(r.biometryStatus ?? 'none') ?? 0) + 1);
   lines.push('', `Status of the test scans: ${[...statuses].map(([status, count]) => `${status} ${count}`).join(', ')}.`, '');
-  const cases = intervalCases(truth, appliedScale);
-  lines.push('### 95% HC interval (pooled: Laplace weight samples and dropout passes)', '', '| interval | scans | coverage | mean width (mm) | median width (mm) |', '|---|---|---|---|---|');
-  const raw = scaled(cases, 1);
-  lines.push(`| raw posterior | ${cases.length} | ${fmt(100 * raw.coverage, 1)}% | ${fmt(raw.meanWidth, 1)} | ${fmt(raw.medianWidth, 1)} |`);
-  if (scale !== undefined) {
-    const calibrated = scaled(cases, scale);
-    lines.push(`| calibrated on ${manifest.biometry!.calibration.split} (scale ${fmt(scale, 3)}) | ${cases.length} | ${fmt(100 * calibrated.coverage, 1)}% | ${fmt(calibrated.meanWidth, 1)} | ${fmt(calibrated.medianWidth, 1)} |`);
+  const cases = intervalCases(truth, applied);
+  lines.push(
+    '### 95% HC interval (pooled: Laplace weight samples and dropout passes)',
+    '',
+    'Calibrated: `median ± scale × max(posterior half-width, floor × median)`, the scale found on the validation scans ' +
+      '(normalised split conformal, `make -C models biometry`), so that a frame whose posterior spreads more gets a proportionally wider interval.',
+    '',
+    '| interval | scans | coverage | mean width (mm) | median width (mm) |',
+    '|---|---|---|---|---|',
+  );
+  const row = (name: string, subset: typeof cases, with_: IntervalCalibration | null) => {
+    const r = scored(subset, with_);
+    lines.push(`| ${name} | ${subset.length} | ${fmt(100 * r.coverage, 1)}% | ${fmt(r.meanWidth, 1)} | ${fmt(r.medianWidth, 1)} |`);
+  };
+  row(applied ? 'posterior (half-width about the median, scale 1)' : 'raw posterior', cases, null);
+  if (calibration) {
+    row(`calibrated on ${manifest.biometry!.calibration.split} (scale ${fmt(calibration.scale, 3)}, floor ${calibration.floor})`, cases, calibration);
     const ok = cases.filter((c) => c.status === 'ok');
-    if (ok.length) {
-      const okCalibrated = scaled(ok, scale);
-      lines.push(`| calibrated, status ok only | ${ok.length} | ${fmt(100 * okCalibrated.coverage, 1)}% | ${fmt(okCalibrated.meanWidth, 1)} | ${fmt(okCalibrated.medianWidth, 1)} |`);
-    }
+    if (ok.length) row('calibrated, status ok only (interval at most 15 mm wide, head inside the image, not OOD)', ok, calibration);
   }
   lines.push('', 'Regenerate: `make -C models biometry-results` (replays the test scans), or `node --import tsx scripts/biometry.ts results --split test --report <an existing replay report of them>`.', END);
   const docs = values.docs!;

@@ -10,13 +10,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { Subscription } from 'rxjs';
+import { filter, Subject, type Subscription } from 'rxjs';
 import { WebSocket, WebSocketServer } from 'ws';
 import { LfusionError } from '../runtime/errors.js';
 import { checkAccessOptions, refusal, type AccessPolicy } from './access.js';
 import type { Pipeline } from './pipeline-options.js';
 import { encodeFrameMessage, encodeTextMessage, parseClientMessage, PROTOCOL_VERSION } from './protocol.js';
 import type { SourceEvent } from '../runtime/types/frames.js';
+import { suggestBestPlane, type BestPlane, type BestPlaneOptions } from '../operators/suggestBestPlane.js';
 import type { ModelManifest } from '../runtime/types/model.js';
 import type { Alert, FrameResult, PipelineStats } from '../runtime/types/results.js';
 import type { ModelInfo, TextMessage } from './wire.js';
@@ -298,8 +299,19 @@ export class ResultServer {
   }
 
   /**
-   * Publishes everything a pipeline produces: results, alerts, source events, and stats every
-   * `statsIntervalMs` (default 1000), until its results end or `stop` is called.
+   * Tells every client, however backed up (like source events, never dropped), that the frame just sent is the
+   * best head plane of the last few seconds: the prompt to freeze.
+   */
+  publishBestPlane(best: BestPlane): void {
+    const text = encodeTextMessage({ type: 'best-plane', seq: ++this.seq, best });
+    for (const client of this.clients) if (client.socket.readyState === WebSocket.OPEN) this.transmit(client, text);
+  }
+
+  /**
+   * Publishes everything a pipeline produces: results, alerts, source events, stats every `statsIntervalMs`
+   * (default 1000), and, when results carry head biometry, a `best-plane` message after each frame that is the best
+   * plane of the last `bestPlane.windowSeconds` (`suggestBestPlane`; `bestPlane: false` for none), until its results
+   * end or `stop` is called.
    *
    * @example
    * const pipeline = await createPipeline({ source: '/dev/video0', image: true });
@@ -307,8 +319,14 @@ export class ResultServer {
    * console.log(`open ${server.viewerUrl}`);
    * await server.deliver(pipeline).done;
    */
-  deliver(pipeline: Deliverable, options: { statsIntervalMs?: number } = {}): Delivery {
+  deliver(pipeline: Deliverable, options: { statsIntervalMs?: number; bestPlane?: BestPlaneOptions | false } = {}): Delivery {
     const subscriptions: Subscription[] = [];
+    // The 2D results, as they are published, through the best-plane suggestion (results$ itself is subscribed once).
+    const published = new Subject<FrameResult>();
+    if (options.bestPlane !== false) {
+      const suggest = suggestBestPlane(options.bestPlane ?? {});
+      subscriptions.push(published.pipe(filter((result) => (result.path ?? 'frame') === 'frame' && result.biometry !== undefined), suggest).subscribe((best) => this.publishBestPlane(best)));
+    }
     let settle: { resolve: () => void; reject: (error: unknown) => void } | undefined;
     const done = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
     const end = (outcome: () => void): void => {
@@ -321,7 +339,10 @@ export class ResultServer {
     subscriptions.push(pipeline.stats.stats$(options.statsIntervalMs ?? 1000).subscribe((stats) => this.publishStats(stats)));
     subscriptions.push(
       pipeline.results$.subscribe({
-        next: (result) => this.publishFrame(result),
+        next: (result) => {
+          this.publishFrame(result);
+          published.next(result);
+        },
         error: (error: unknown) => end(() => settle!.reject(error)),
         complete: () => end(() => settle!.resolve()),
       }),

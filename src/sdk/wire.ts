@@ -2,6 +2,7 @@
  * WebSocket messages (docs/protocol.md). `seq` is one counter per server.
  */
 import type { SourceEvent } from '../runtime/types/frames.js';
+import type { BestPlane } from '../operators/suggestBestPlane.js';
 import type { Alert, FrameResult, PipelineStats } from '../runtime/types/results.js';
 
 /** Where a plane's bytes lie in the body of a binary frame message. */
@@ -52,6 +53,8 @@ export type TextMessage =
   | { type: 'stats'; seq: number; stats: PipelineStats }
   | { type: 'alert'; seq: number; alert: Alert }
   | { type: 'source'; seq: number; event: SourceEvent }
+  /** The frame just sent is the best head plane of the last few seconds (`suggestBestPlane`): "freeze now". */
+  | { type: 'best-plane'; seq: number; best: BestPlane }
   | { type: 'error'; seq: number; code: string; message: string };
 
 /** Client -> server messages (JSON text). */

@@ -28,7 +28,11 @@ const state = {
   /** Alert ids raised and not yet cleared. */
   activeAlerts: new Map(),
   source: null,
+  /** The latest `best-plane` message's suggestion. */
+  bestPlane: null,
 };
+/** How long the "freeze now" prompt stays up after a best-plane message (ms). */
+const FREEZE_PROMPT_MS = 2000;
 window.lfusionViewer = state;
 
 const $ = (id) => document.getElementById(id);
@@ -108,6 +112,11 @@ function onText(socket, message) {
       break;
     case 'source':
       showSource(message.event);
+      break;
+    case 'best-plane':
+      if (PATH !== 'frame') break;
+      state.bestPlane = message.best;
+      showBestPlane(message.best);
       break;
     case 'error':
       console.warn(`server: ${message.code}: ${message.message}`);
@@ -322,6 +331,17 @@ function showBiometry(biometry) {
   $('bio-diameters').textContent = p ? `${fixed(p.bpd.median)} / ${fixed(p.ofd.median)} ${unit}` : '-';
   const ga = biometry.ga;
   $('bio-ga').textContent = ga ? (ga.inRange ? `${fixed(ga.median)} w (${fixed(ga.low)}-${fixed(ga.high)})` : 'outside range') : unit === 'px' ? 'needs pixel spacing' : '-';
+}
+
+let freezeTimer;
+
+/** The best plane so far: its frame and HC, and a "freeze now" prompt for a moment after it arrives. */
+function showBestPlane(best) {
+  const hc = best.hc;
+  $('bio-best').textContent = `frame ${best.frameIndex}: HC ${fixed(hc.median)} ${best.unit} (95%: ${fixed(hc.low)}-${fixed(hc.high)})`;
+  $('bio-freeze').hidden = false;
+  clearTimeout(freezeTimer);
+  freezeTimer = setTimeout(() => ($('bio-freeze').hidden = true), FREEZE_PROMPT_MS);
 }
 
 function showLegend(fused) {

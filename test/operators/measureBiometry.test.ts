@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { firstValueFrom, of } from 'rxjs';
 import { headEllipse, measureBiometry, withOod } from '../../src/operators/measureBiometry.js';
 import { ellipseCircumference, ellipsePoint, fitEllipse, hadlockGestationalAge, rasteriseEllipse, visibleFraction, type WeightedPoints } from '../../src/operators/measureBiometry/ellipse.js';
-import { conformalScale, credibleInterval } from '../../src/operators/measureBiometry/summary.js';
+import { calibratedInterval, conformalScale, credibleInterval } from '../../src/operators/measureBiometry/summary.js';
 import { BoundaryTracer } from '../../src/operators/measureBiometry/trace.js';
 import { Random } from '../../src/runtime/random.js';
 import type { Ellipse } from '../../src/runtime/types/biometry.js';
@@ -103,30 +103,43 @@ test('Hadlock GA from HC within 1.2 weeks of the published HC table (Hadlock 198
   assert.is(hadlockGestationalAge(380).inRange, false);
 });
 
-test('credible intervals cover a synthetic posterior\'s truth about 95% of the time; conformal scale restores coverage of a too-narrow posterior', () => {
+test('credible intervals cover a synthetic posterior\'s truth about 95% of the time; the normalised conformal scale restores coverage of a too-narrow posterior, frame by frame', () => {
   const generator = new Random(7);
   const random = () => generator.nextFloat();
   const gaussian = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random());
-  // Truth ~ N(mu, 1); posterior samples ~ N(mu, sd): calibrated for sd = 1, overconfident for sd = 0.5.
-  const cases = (sd: number, count: number) =>
+  // Truth ~ N(mu, sd_i); posterior samples ~ N(mu, shrink x sd_i), sd_i varying from frame to frame (0.5 to 5):
+  // calibrated for shrink = 1, overconfident for shrink = 0.5.
+  const cases = (shrink: number, count: number) =>
     Array.from({ length: count }, () => {
-      const mu = 100 * random();
-      const samples = Array.from({ length: 400 }, () => mu + sd * gaussian());
-      return { interval: credibleInterval(samples)!, truth: mu + gaussian() };
+      const mu = 100 + 100 * random();
+      const sd = 0.5 + 4.5 * random();
+      const samples = Array.from({ length: 400 }, () => mu + shrink * sd * gaussian());
+      return { interval: credibleInterval(samples)!, truth: mu + sd * gaussian(), sd };
     });
-  const coverage = (list: ReturnType<typeof cases>, scale = 1) =>
-    list.filter(({ interval: { median, low, high }, truth }) => truth >= median - scale * (median - low) && truth <= median + scale * (high - median)).length / list.length;
+  const coverage = (list: ReturnType<typeof cases>, calibration?: { scale: number; floor: number }) =>
+    list.filter(({ interval, truth }) => {
+      const { low, high } = calibration ? calibratedInterval(interval, calibration) : interval;
+      return truth >= low && truth <= high;
+    }).length / list.length;
   const calibrated = coverage(cases(1, 2000));
   assert.ok(calibrated > 0.93 && calibrated < 0.97, `coverage ${calibrated}`);
   const narrow = cases(0.5, 1000);
   assert.ok(coverage(narrow) < 0.75);
-  const scale = conformalScale(narrow);
+  const scale = conformalScale(narrow, 0);
   assert.ok(Math.abs(scale - 2) < 0.25, `scale ${scale}`);
   const held = cases(0.5, 2000);
-  const recovered = coverage(held, scale);
+  const recovered = coverage(held, { scale, floor: 0 });
   assert.ok(recovered > 0.93 && recovered < 0.97, `coverage after scaling ${recovered}`);
+  // Normalised: the coverage holds for hard and easy frames alike, and widths follow each frame's spread.
+  const hard = held.filter((c) => c.sd > 3);
+  const easy = held.filter((c) => c.sd < 2);
+  for (const subset of [hard, easy]) assert.ok(Math.abs(coverage(subset, { scale, floor: 0 }) - 0.95) < 0.03);
+  const width = (c: (typeof held)[number]) => calibratedInterval(c.interval, { scale, floor: 0 }).high - calibratedInterval(c.interval, { scale, floor: 0 }).low;
+  assert.ok(hard.reduce((sum, c) => sum + width(c), 0) / hard.length > 2 * (easy.reduce((sum, c) => sum + width(c), 0) / easy.length));
+  // The floor: a posterior whose samples all agree still gets an interval, floor x median wide each side.
+  assert.equal(calibratedInterval({ median: 200, low: 200, high: 200 }, { scale: 2, floor: 0.005 }), { median: 200, low: 198, high: 202 });
   assert.is(credibleInterval([]), null);
-  assert.is(conformalScale([]), Infinity);
+  assert.is(conformalScale([], 0), Infinity);
 });
 
 /** Logits of a filled ellipse (positive inside), `SIZE x SIZE`, plus optional extra blobs. */
@@ -188,6 +201,43 @@ test('the head is chosen by how head-like it is, not by size', () => {
   assert.ok(candidates[0]!.area > candidates[1]!.area, 'the blob is the larger');
   const chosen = headEllipse(candidates, frame)!.fit.ellipse;
   assert.ok(Math.abs(chosen.cx - head.cx) < 1 && Math.abs(chosen.a - head.a) < 1, `chose ${JSON.stringify(chosen)}`);
+});
+
+test('crossings along rays: on a smooth logit map, within 0.3 frame px of the true outline; none in the border margin or against a black sector', () => {
+  const tracer = new BoundaryTracer(SIZE, SIZE);
+  // Signed distance-like logits of an ellipse at model resolution (positive inside), seen in a frame 4x larger.
+  const head = { cx: 30, cy: 34, a: 20, b: 14, angle: 0.4 };
+  const values = new Float32Array(SIZE * SIZE);
+  for (let y = 0; y < SIZE; y++) {
+    for (let x = 0; x < SIZE; x++) {
+      const u = ((x - head.cx) * Math.cos(head.angle) + (y - head.cy) * Math.sin(head.angle)) / head.a;
+      const v = (-(x - head.cx) * Math.sin(head.angle) + (y - head.cy) * Math.cos(head.angle)) / head.b;
+      values[y * SIZE + x] = 4 * (1 - Math.hypot(u, v));
+    }
+  }
+  const toFrame = (e: Ellipse): Ellipse => ({ cx: (e.cx + 0.5) * 4 - 0.5, cy: (e.cy + 0.5) * 4 - 0.5, a: e.a * 4, b: e.b * 4, angle: e.angle });
+  const frame = { width: SIZE * 4, height: SIZE * 4, data: new Uint8Array(SIZE * SIZE * 16).fill(60) };
+  const options = { minArea: 10, borderMargin: 2, logitSd: () => 0 };
+  // The reference is off by 10% in size and 2 px in centre: the rays still find the true outline.
+  const reference = { ...toFrame(head), cx: toFrame(head).cx + 8, a: toFrame(head).a * 1.1 };
+  const points = tracer.crossingsNear(values, 0, frame, options, reference, [0.7, 1.4], 72);
+  assert.ok(points.n >= 72, `${points.n} crossings`);
+  const truth = toFrame(head);
+  for (let i = 0; i < points.n; i++) {
+    const u = ((points.x[i]! - truth.cx) * Math.cos(truth.angle) + (points.y[i]! - truth.cy) * Math.sin(truth.angle)) / truth.a;
+    const v = (-(points.x[i]! - truth.cx) * Math.sin(truth.angle) + (points.y[i]! - truth.cy) * Math.cos(truth.angle)) / truth.b;
+    assert.ok(Math.abs(Math.hypot(u, v) - 1) * truth.b < 0.3, `point ${points.x[i]},${points.y[i]}`);
+  }
+  assertClose(fitEllipse(points)!.ellipse, truth, { centre: 0.3, axis: 0.3, angle: 0.01 });
+  // A head cut by the left border: no crossings within the margin; a black sector on the right: none against it.
+  const shifted = new Float32Array(SIZE * SIZE);
+  for (let y = 0; y < SIZE; y++) for (let x = 0; x < SIZE; x++) shifted[y * SIZE + x] = values[y * SIZE + Math.min(SIZE - 1, x + 20)]!;
+  const clipped = tracer.crossingsNear(shifted, 0, frame, options, { ...truth, cx: truth.cx - 80 }, [0.7, 1.4], 72);
+  for (let i = 0; i < clipped.n; i++) assert.ok(clipped.x[i]! > 2 * 4, `x ${clipped.x[i]}`);
+  const sector = { ...frame, data: frame.data.map((value, p) => (p % (SIZE * 4) >= 30 * 4 ? 0 : value)) };
+  const beside = tracer.crossingsNear(values, 0, sector, options, truth, [0.7, 1.4], 72);
+  assert.ok(beside.n > 10);
+  for (let i = 0; i < beside.n; i++) assert.ok(beside.x[i]! < 30 * 4 + 4, `x ${beside.x[i]} against the black sector`);
 });
 
 test('bad input gives a status, never an exception: empty map, one pixel, a line, a head mostly outside', async () => {

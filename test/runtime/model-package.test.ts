@@ -206,4 +206,19 @@ test('a conformal OOD decision loads, and one that cannot hold its false-alarm r
   assert.match((await loadEdited(withDecision(CONFORMAL, 1))).message, /"oodDecision\.falseAlarmRate" must be below 1/);
 });
 
+test('a biometry section is validated at load: the interval method, a positive scale, a floor >= 0', async () => {
+  const calibration = { method: 'test', split: 'val' };
+  const good = await tinyPackageCopy((m) => (m.biometry = { interval: 'normalised-conformal', intervalScale: 4.2, intervalFloor: 0.005, calibration }));
+  try {
+    const { biometry } = (await loadModelPackage(good)).manifest;
+    assert.equal(biometry, { interval: 'normalised-conformal', intervalScale: 4.2, intervalFloor: 0.005, calibration });
+  } finally {
+    await removeDir(good);
+  }
+  // A section from the older calibration (one asymmetric scale, no method): the error says which field.
+  assert.match((await loadEdited((m) => (m.biometry = { intervalScale: 6.7, calibration }))).message, /"biometry\.interval"/);
+  assert.match((await loadEdited((m) => (m.biometry = { interval: 'normalised-conformal', intervalScale: 0, intervalFloor: 0, calibration }))).message, /"biometry\.intervalScale"/);
+  assert.match((await loadEdited((m) => (m.biometry = { interval: 'normalised-conformal', intervalScale: 2, intervalFloor: -1, calibration }))).message, /"biometry\.intervalFloor"/);
+});
+
 test.run();

@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { LfusionError } from '../../src/runtime/errors.js';
-import { ResultServer } from '../../src/sdk/server.js';
+import { from, NEVER } from 'rxjs';
+import { ResultServer, type Deliverable } from '../../src/sdk/server.js';
 import type { SourceEvent } from '../../src/runtime/types/frames.js';
 import type { Alert, FrameResult } from '../../src/runtime/types/results.js';
 import { RecordingClient } from '../helpers/ws-client.js';
@@ -160,6 +161,51 @@ test('source events reach every client, a backed-up one too; hello carries the l
   assert.is(latest.type === 'source-lost' && latest.attempt, 85);
   assert.equal(hello.type === 'hello' && hello.source, latest);
   for (const client of [fresh, slow, late]) client.close();
+  await server.close();
+});
+
+/** `result(index)` with an ok head measurement of HC 170 ± `half` mm (a stable ellipse). */
+function measured(index: number, half: number): FrameResult {
+  const hc = { median: 170, low: 170 - half, high: 170 + half };
+  const biometry: FrameResult['biometry'] = {
+    status: 'ok',
+    unit: 'mm',
+    spacing: { x: 0.2, y: 0.2 },
+    ellipse: { cx: 320, cy: 240, a: 150, b: 120, angle: 0 },
+    ellipseMm: null,
+    residual: 1,
+    visible: 1,
+    pooled: { hc, bpd: hc, ofd: hc, fitted: 20, samples: 20 },
+    laplace: null,
+    dropout: null,
+    ga: null,
+    intervalScale: 1,
+  };
+  return { ...result(index), biometry };
+}
+
+test('deliver: a best-plane message follows the frame that is the best plane so far; none with bestPlane: false', async () => {
+  const widths = [6, 5, 7, 3, 4];
+  const pipeline = (): Deliverable => ({
+    results$: from(widths.map((half, i) => measured(i, half))),
+    alerts$: NEVER,
+    sourceEvents$: NEVER,
+    stats: { stats$: () => NEVER } as unknown as Deliverable['stats'],
+  });
+  const server = await ResultServer.listen({ port: 0, model, streams: ['mask', 'fused'] });
+  const client = await RecordingClient.connect(server.url);
+  await client.until(() => client.texts('hello').length === 1);
+  await server.deliver(pipeline()).done;
+  await client.until(() => client.frames().length === widths.length);
+  const best = client.texts('best-plane').map((m) => (m as { best: { frameIndex: number; width: number } }).best);
+  // Frame 0 has no neighbour to be stable with; frame 1 narrower than 0; frame 3 narrower than all before it.
+  assert.equal(best.map((b) => [b.frameIndex, b.width]), [[1, 10], [3, 6]]);
+  const order = client.received.map((r) => (r.kind === 'frame' ? `frame ${r.frame.header.frame.index}` : r.message.type));
+  assert.is(order.indexOf('best-plane'), order.indexOf('frame 1') + 1, 'right after its frame');
+  await server.deliver(pipeline(), { bestPlane: false }).done;
+  await client.until(() => client.frames().length === 2 * widths.length);
+  assert.is(client.texts('best-plane').length, 2, 'none the second time');
+  client.close();
   await server.close();
 });
 

@@ -270,7 +270,7 @@ test('?path=clip: the viewer draws the clip path (clip.mask contour, clip score)
   }
 });
 
-test('the viewer draws the biometry ellipse and calipers and shows HC with its interval, BPD/OFD, GA and status', async () => {
+test('the viewer draws the biometry ellipse and calipers and shows HC with its interval, BPD/OFD, GA and status, and the best-plane prompt', async () => {
   if (!present) return;
   const frame = { index: 3, pts: 0.1, captureTime: Date.now(), width: 640, height: 480 };
   const plane = (name: string, value: number): Plane => ({ name, width: 64, height: 48, data: new Uint8Array(64 * 48).fill(value), min: 0, scale: 1 });
@@ -321,6 +321,13 @@ test('the viewer draws the biometry ellipse and calipers and shows HC with its i
     for (const [x, y] of [[520, 240], [120, 240], [320, 90], [320, 390]] as const) assert.ok(cyanNear(x, y), `ellipse drawn at ${x},${y}`);
     assert.ok(cyanNear(320, 240), 'the calipers cross at the centre');
     assert.not.ok(cyanNear(320 + 100, 240 + 100), 'nothing drawn off the ellipse and calipers');
+    // A best-plane message: the frame and its HC, and the "freeze now" prompt, which goes after a moment.
+    assert.is(await page.locator('#bio-freeze').isVisible(), false);
+    server.publishBestPlane({ frameIndex: 3, pts: 0.1, hc, width: hc.high - hc.low, unit: 'mm', ellipse: result.biometry!.ellipse! });
+    await until('the prompt', async () => page.locator('#bio-freeze').isVisible(), (visible) => visible);
+    assert.is(await text('bio-best'), 'frame 3: HC 175.2 mm (95%: 171.4-179.9)');
+    await until('the prompt to go', async () => page.locator('#bio-freeze').isVisible(), (visible) => !visible, 5_000);
+    assert.is(await text('bio-best'), 'frame 3: HC 175.2 mm (95%: 171.4-179.9)', 'the suggestion stays listed');
     server.publishFrame({ ...result, frame: { ...frame, index: 4 }, biometry: { ...result.biometry!, status: 'no-head', ellipse: null, pooled: null, ga: null } });
     await until('the next frame', () => viewerState(page), (s) => s.drawn?.index === 4);
     assert.is(await text('bio-status'), 'no-head');

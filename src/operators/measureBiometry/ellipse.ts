@@ -213,6 +213,17 @@ function medianOfWeighted(values: Float64Array, weights: Float64Array, n: number
   return scratch[k]!;
 }
 
+/** Working arrays of the fit, reused from call to call (fits are synchronous) and grown when more points come. */
+let scratchArrays = { x: new Float64Array(0), y: new Float64Array(0), weight: new Float64Array(0), robust: new Float64Array(0), distance: new Float64Array(0), scratch: new Float64Array(0) };
+
+function fitScratch(n: number): typeof scratchArrays {
+  if (scratchArrays.x.length < n) {
+    const size = Math.max(n, 2 * scratchArrays.x.length);
+    scratchArrays = { x: new Float64Array(size), y: new Float64Array(size), weight: new Float64Array(size), robust: new Float64Array(size), distance: new Float64Array(size), scratch: new Float64Array(size) };
+  }
+  return scratchArrays;
+}
+
 /**
  * Robust weighted ellipse fit: the direct fit, then `iterations` rounds of Tukey reweighting of the Sampson
  * distances (scale 4.685 x 1.4826 x the weighted median absolute distance, at least `minScale`).
@@ -243,16 +254,12 @@ export function fitEllipse(points: WeightedPoints, options: FitOptions = {}): El
   for (let i = 0; i < n; i++) spread += points.weight[i]! * ((points.x[i]! - mx) ** 2 + (points.y[i]! - my) ** 2);
   const scale = Math.sqrt(spread / sw);
   if (!(scale > 0)) return null;
-  const x = new Float64Array(n);
-  const y = new Float64Array(n);
+  const { x, y, weight, robust, distance, scratch } = fitScratch(n);
   for (let i = 0; i < n; i++) {
     x[i] = (points.x[i]! - mx) / scale;
     y[i] = (points.y[i]! - my) / scale;
   }
-  const weight = points.weight.slice(0, n);
-  const robust = new Float64Array(n);
-  const distance = new Float64Array(n);
-  const scratch = new Float64Array(n);
+  weight.set(points.weight.subarray(0, n));
   let conic = directFit(x, y, weight, n);
   if (!conic) return null;
   for (let round = 0; round < iterations; round++) {

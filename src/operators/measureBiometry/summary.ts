@@ -1,6 +1,6 @@
 /**
- * Credible intervals from posterior samples of a measurement: the median and the central 95% interval,
- * optionally widened or narrowed about the median by a calibrated scale.
+ * Credible intervals from posterior samples of a measurement: the median and the central 95% interval, and
+ * their calibration on validation scans (normalised split conformal).
  */
 
 import type { Interval } from '../../runtime/types/biometry.js';
@@ -14,21 +14,39 @@ export function quantileSorted(sorted: ArrayLike<number>, q: number): number {
 }
 
 /**
- * Median and 95% interval of `samples`, each end moved from the median by `scale` times its distance
- * (1: the posterior's own spread; a conformal scale calibrated on validation scans otherwise). Null for no samples.
+ * Median and central 95% interval of `samples` (the posterior's own interval). Null for no samples.
  *
  * @example
- * credibleInterval([170, 172, 175, 178], 1.2); // { median: 173.5, low: ..., high: ... }
+ * credibleInterval([170, 172, 175, 178]); // { median: 173.5, low: 170.15, high: 177.775 }
  */
-export function credibleInterval(samples: readonly number[], scale = 1): Interval | null {
+export function credibleInterval(samples: readonly number[]): Interval | null {
   if (samples.length === 0) return null;
   const sorted = Float64Array.from(samples).sort();
-  const median = quantileSorted(sorted, 0.5);
-  return {
-    median,
-    low: median - scale * (median - quantileSorted(sorted, 0.025)),
-    high: median + scale * (quantileSorted(sorted, 0.975) - median),
-  };
+  return { median: quantileSorted(sorted, 0.5), low: quantileSorted(sorted, 0.025), high: quantileSorted(sorted, 0.975) };
+}
+
+/** A calibration of posterior intervals: `median ± scale × max(half-width, floor × |median|)` (normalised conformal). */
+export interface IntervalCalibration {
+  scale: number;
+  /** Smallest half-width as a fraction of the median, so that a posterior whose samples all agree still gets an interval. */
+  floor: number;
+}
+
+/** A frame's difficulty: the half-width of its posterior interval, at least `floor × |median|`. */
+export function intervalDifficulty(raw: Interval, floor: number): number {
+  return Math.max((raw.high - raw.low) / 2, floor * Math.abs(raw.median));
+}
+
+/**
+ * The calibrated interval: symmetric about the posterior median, its half-width the frame's difficulty times the
+ * conformal scale, so that frames whose posterior spreads more get proportionally wider intervals.
+ *
+ * @example
+ * calibratedInterval({ median: 170, low: 168, high: 173 }, { scale: 3, floor: 0.005 }); // { median: 170, low: 162.5, high: 177.5 }
+ */
+export function calibratedInterval(raw: Interval, calibration: IntervalCalibration): Interval {
+  const half = calibration.scale * intervalDifficulty(raw, calibration.floor);
+  return { median: raw.median, low: raw.median - half, high: raw.median + half };
 }
 
 /** Maps each end of an interval through an increasing function (e.g. HC to gestational age). */
@@ -37,16 +55,16 @@ export function mapInterval(interval: Interval, f: (value: number) => number): I
 }
 
 /**
- * The conformal scale of 95% intervals: the smallest `s` such that scaling each interval about its median by `s`
- * covers the truth on at least `ceil(0.95 (N + 1))` of N calibration cases (split conformal, Romano et al. 2019
- * style nonconformity `|truth - median| / half-width on the truth's side`). Infinity when too few cases.
+ * The normalised split-conformal scale (Papadopoulos et al. 2002; Lei et al. 2018): the smallest `s` such that
+ * `median ± s × difficulty` covers the truth on at least `ceil(coverage (N + 1))` of N calibration cases, with the
+ * nonconformity score `|truth - median| / difficulty`. Infinity when too few cases.
  */
-export function conformalScale(cases: readonly { interval: Interval; truth: number }[], coverage = 0.95): number {
+export function conformalScale(cases: readonly { interval: Interval; truth: number }[], floor: number, coverage = 0.95): number {
   const scores = cases
     .map(({ interval, truth }) => {
-      const half = truth >= interval.median ? interval.high - interval.median : interval.median - interval.low;
+      const difficulty = intervalDifficulty(interval, floor);
       const distance = Math.abs(truth - interval.median);
-      return half > 0 ? distance / half : distance > 0 ? Infinity : 0;
+      return difficulty > 0 ? distance / difficulty : distance > 0 ? Infinity : 0;
     })
     .sort((a, b) => a - b);
   const rank = Math.ceil(coverage * (scores.length + 1));

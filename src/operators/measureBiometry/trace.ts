@@ -40,24 +40,27 @@ export interface TraceOptions {
 const MAX_POINTS = 400;
 /** Source grey level at or below which a pixel is the black outside of the scan sector. */
 const BLACK = 2;
+/** Model pixels between the points where a ray samples the logits. */
+const RAY_STEP = 1;
 /** Model pixels along the normal searched for the skull echo, each side of the boundary. */
 const ECHO_REACH = 3;
-/** The 4-neighbours' offsets. */
-const DX = Int32Array.of(-1, 1, 0, 0);
-const DY = Int32Array.of(0, 0, -1, 1);
-/** The whole map. */
-const FULL_BOX = { x0: 0, x1: Infinity, y0: 0, y1: Infinity };
+
+/** A bounding box in model pixels, inclusive. */
+interface Box {
+  x0: number;
+  x1: number;
+  y0: number;
+  y1: number;
+}
 
 /** Reusable scratch for tracing maps of one size (one per operator subscription). */
 export class BoundaryTracer {
   private readonly labels: Int32Array;
   private readonly stack: Int32Array;
-  /** Crossings of the map being traced (at most four per pixel). */
+  /** Crossings of the map being traced (at most two edges per pixel). */
   private readonly xs: Float64Array;
   private readonly ys: Float64Array;
   private readonly ws: Float64Array;
-  /** Per model row, the first and last column to scan. */
-  private readonly columns: Int32Array;
 
   constructor(
     readonly width: number,
@@ -65,150 +68,127 @@ export class BoundaryTracer {
   ) {
     this.labels = new Int32Array(width * height);
     this.stack = new Int32Array(width * height);
-    this.xs = new Float64Array(4 * width * height);
-    this.ys = new Float64Array(4 * width * height);
-    this.ws = new Float64Array(4 * width * height);
-    this.columns = new Int32Array(2 * height);
+    this.xs = new Float64Array(2 * width * height);
+    this.ys = new Float64Array(2 * width * height);
+    this.ws = new Float64Array(2 * width * height);
   }
 
   /** The candidates of `values[offset .. offset + width * height)`, largest first. */
   candidates(values: Float32Array, offset: number, frame: TraceFrame, options: TraceOptions): HeadCandidate[] {
     const { width, height, labels, stack } = this;
     labels.fill(0);
-    const areas: number[] = [0];
-    // Flood fill of the foreground, 4-connected.
+    const components: (Box & { label: number; area: number })[] = [];
+    // Flood fill of the foreground, 4-connected, with each component's bounding box.
     for (let start = 0; start < width * height; start++) {
       if (labels[start] !== 0 || !(values[offset + start]! > 0)) continue;
-      const label = areas.length;
-      let area = 0;
+      const label = components.length + 1;
+      const box = { label, area: 0, x0: width, x1: 0, y0: height, y1: 0 };
       let top = 0;
       stack[top++] = start;
       labels[start] = label;
       while (top > 0) {
         const p = stack[--top]!;
-        area += 1;
+        box.area += 1;
         const x = p % width;
+        const y = (p - x) / width;
+        if (x < box.x0) box.x0 = x;
+        if (x > box.x1) box.x1 = x;
+        if (y < box.y0) box.y0 = y;
+        if (y > box.y1) box.y1 = y;
         if (x > 0 && labels[p - 1] === 0 && values[offset + p - 1]! > 0) (labels[p - 1] = label), (stack[top++] = p - 1);
         if (x < width - 1 && labels[p + 1] === 0 && values[offset + p + 1]! > 0) (labels[p + 1] = label), (stack[top++] = p + 1);
         if (p >= width && labels[p - width] === 0 && values[offset + p - width]! > 0) (labels[p - width] = label), (stack[top++] = p - width);
         if (p < width * (height - 1) && labels[p + width] === 0 && values[offset + p + width]! > 0) (labels[p + width] = label), (stack[top++] = p + width);
       }
-      areas.push(area);
+      components.push(box);
     }
-    const kept = areas.map((area, label) => (label > 0 && area >= options.minArea ? label : -1)).filter((label) => label > 0);
-    return kept
-      .sort((a, b) => areas[b]! - areas[a]!)
-      .map((label) => ({ area: areas[label]!, ...this.crossings(values, offset, frame, options, FULL_BOX, label, true) }));
+    return components
+      .filter((c) => c.area >= options.minArea)
+      .sort((a, b) => b.area - a.area)
+      .map((c) => ({ area: c.area, ...this.crossings(values, offset, frame, options, c, c.label) }));
   }
 
   /**
-   * The boundary crossings of `values` near a reference ellipse (frame pixels): those whose normalised radius
-   * `((u / a)² + (v / b)²)^½` lies in `band`, whatever component they belong to. Only the reference's bounding box
-   * (widened to the band) is scanned: no component labelling, so each posterior sample costs one pass over it.
+   * The boundary crossings of `values` near a reference ellipse (frame pixels), along `rays` rays from its centre
+   * through evenly spaced points of its outline, between normalised radii `band` (1: the reference): every sign
+   * change of the bilinearly interpolated logits, whatever component it belongs to, in frame pixels, weighted.
+   * No component labelling and no scan of the map: each posterior sample costs `rays` short line walks.
    */
-  crossingsNear(values: Float32Array, offset: number, frame: TraceFrame, options: TraceOptions, reference: Ellipse, band: readonly [number, number]): WeightedPoints {
-    const { width, height } = this;
+  crossingsNear(values: Float32Array, offset: number, frame: TraceFrame, options: TraceOptions, reference: Ellipse, band: readonly [number, number], rays: number): WeightedPoints {
+    const { width, height, xs, ys, ws } = this;
     const sx = frame.width / width;
     const sy = frame.height / height;
-    const reach = reference.a * band[1];
-    const box = {
-      x0: Math.floor((reference.cx - reach + 0.5) / sx - 0.5),
-      x1: Math.ceil((reference.cx + reach + 0.5) / sx - 0.5),
-      y0: Math.floor((reference.cy - reach + 0.5) / sy - 0.5),
-      y1: Math.ceil((reference.cy + reach + 0.5) / sy - 0.5),
-    };
+    const low = options.borderMargin;
+    const highX = width - 1 - options.borderMargin;
+    const highY = height - 1 - options.borderMargin;
     const c = Math.cos(reference.angle);
     const s = Math.sin(reference.angle);
-    const [low, high] = [band[0] ** 2, band[1] ** 2];
-    const near = (x: number, y: number) => {
-      const u = ((x - reference.cx) * c + (y - reference.cy) * s) / reference.a;
-      const v = (-(x - reference.cx) * s + (y - reference.cy) * c) / reference.b;
-      const r = u * u + v * v;
-      return r >= low && r <= high;
-    };
-    // Per model row, the columns inside the outer ellipse of the band (the x extent of an ellipse at height y).
-    const outerA = reference.a * band[1];
-    const outerB = reference.b * band[1];
-    const columns = this.columns;
-    for (let my = 0; my < height; my++) {
-      const dy = (my + 0.5) * sy - 0.5 - reference.cy;
-      // x² (c²/A² + s²/B²) + 2 x dy c s (1/A² - 1/B²) + dy² (s²/A² + c²/B²) = 1
-      const qa = (c * c) / outerA ** 2 + (s * s) / outerB ** 2;
-      const qb = 2 * dy * c * s * (1 / outerA ** 2 - 1 / outerB ** 2);
-      const qc = dy * dy * ((s * s) / outerA ** 2 + (c * c) / outerB ** 2) - 1;
-      const disc = qb * qb - 4 * qa * qc;
-      const root = Math.sqrt(Math.max(disc, 0));
-      columns[2 * my] = disc < 0 ? 1 : Math.floor((reference.cx + (-qb - root) / (2 * qa) + 0.5) / sx - 0.5) - 1;
-      columns[2 * my + 1] = disc < 0 ? 0 : Math.ceil((reference.cx + (-qb + root) / (2 * qa) + 0.5) / sx - 0.5) + 1;
-    }
-    return this.crossings(values, offset, frame, options, box, 0, false, near, columns).points;
-  }
-
-  /**
-   * Sub-pixel zero crossings from a foreground pixel (`keepPixel`) to a background 4-neighbour inside `box` (model
-   * pixels) and the border margin, in frame pixels, weighted; with `echo`, the mean skull echo along them.
-   */
-  private crossings(
-    values: Float32Array,
-    offset: number,
-    frame: TraceFrame,
-    options: TraceOptions,
-    box: { x0: number; x1: number; y0: number; y1: number },
-    label: number,
-    withEcho: boolean,
-    keepPoint?: (x: number, y: number) => boolean,
-    columns?: Int32Array,
-  ): { points: WeightedPoints; echo: number } {
-    const { width, height, xs, ys, ws, labels } = this;
-    const margin = options.borderMargin;
-    const sx = frame.width / width;
-    const sy = frame.height / height;
-    const grey = (mx: number, my: number) => {
-      const x = Math.min(frame.width - 1, Math.max(0, Math.round((mx + 0.5) * sx - 0.5)));
-      const y = Math.min(frame.height - 1, Math.max(0, Math.round((my + 0.5) * sy - 0.5)));
-      return frame.data[y * frame.width + x]!;
-    };
-    const x0 = Math.max(margin, box.x0);
-    const x1 = Math.min(width - margin - 1, box.x1);
-    const y0 = Math.max(margin, box.y0);
-    const y1 = Math.min(height - margin - 1, box.y1);
+    // The centre in model pixels.
+    const ox = (reference.cx + 0.5) / sx - 0.5;
+    const oy = (reference.cy + 0.5) / sy - 0.5;
     let total = 0;
-    let echo = 0;
-    for (let y = y0; y <= y1; y++) {
-      const from = columns ? Math.max(x0, columns[2 * y]!) : x0;
-      const to = columns ? Math.min(x1, columns[2 * y + 1]!) : x1;
-      for (let x = from; x <= to; x++) {
-        const p = y * width + x;
-        const inside = values[offset + p]!;
-        if (!(inside > 0) || (label !== 0 && labels[p] !== label)) continue;
-        for (let d = 0; d < 4; d++) {
-          const dx = DX[d]!;
-          const dy = DY[d]!;
-          const qx = x + dx;
-          const qy = y + dy;
-          if (qx < x0 || qy < y0 || qx > x1 || qy > y1) continue;
-          const outside = values[offset + qy * width + qx]!;
-          if (outside > 0) continue;
-          const t = inside / (inside - outside);
-          const px = (x + t * dx + 0.5) * sx - 0.5;
-          const py = (y + t * dy + 0.5) * sy - 0.5;
-          if (keepPoint && !keepPoint(px, py)) continue;
+    for (let ray = 0; ray < rays; ray++) {
+      const t = (2 * Math.PI * ray) / rays;
+      // The ray's direction: centre to the reference's outline, in model pixels per unit of normalised radius.
+      const dx = (reference.a * Math.cos(t) * c - reference.b * Math.sin(t) * s) / sx;
+      const dy = (reference.a * Math.cos(t) * s + reference.b * Math.sin(t) * c) / sy;
+      const length = Math.hypot(dx, dy);
+      const step = RAY_STEP / length;
+      let previous = NaN;
+      for (let r = band[0]; r <= band[1]; r += step) {
+        const mx = ox + r * dx;
+        const my = oy + r * dy;
+        const x0 = Math.floor(mx);
+        const y0 = Math.floor(my);
+        if (x0 < low || y0 < low || x0 + 1 > highX || y0 + 1 > highY) {
+          previous = NaN;
+          continue;
+        }
+        const fx = mx - x0;
+        const fy = my - y0;
+        const p = offset + y0 * width + x0;
+        const top = values[p]! + fx * (values[p + 1]! - values[p]!);
+        const bottom = values[p + width]! + fx * (values[p + width + 1]! - values[p + width]!);
+        const value = top + fy * (bottom - top);
+        if (previous > 0 !== value > 0 && !Number.isNaN(previous) && !Number.isNaN(value)) {
+          const f = previous / (previous - value);
+          const at = r - step + f * step;
+          const px = reference.cx + at * dx * sx;
+          const py = reference.cy + at * dy * sy;
           // Against the black outside of the sector: the region's border, not the skull.
-          if (grey(qx, qy) <= BLACK && grey(qx + 2 * dx, qy + 2 * dy) <= BLACK) continue;
-          const positionSd = options.logitSd(p) / (inside - outside);
+          const outward = previous > 0 ? 1 : -1;
+          const ux = (outward * dx) / length;
+          const uy = (outward * dy) / length;
+          const cx = mx - (1 - f) * step * dx;
+          const cy = my - (1 - f) * step * dy;
+          if (this.grey(frame, cx + ux, cy + uy) <= BLACK && this.grey(frame, cx + 3 * ux, cy + 3 * uy) <= BLACK) {
+            previous = value;
+            continue;
+          }
+          const pixel = Math.round(cy) * width + Math.round(cx);
+          const positionSd = (options.logitSd(pixel) * RAY_STEP) / Math.abs(previous - value);
           if (total === xs.length) break;
           xs[total] = px;
           ys[total] = py;
           ws[total] = 1 / (1 + positionSd * positionSd);
           total += 1;
-          if (withEcho) {
-            let peak = 0;
-            for (let step = -ECHO_REACH; step <= ECHO_REACH; step++) peak = Math.max(peak, grey(x + step * dx, y + step * dy));
-            echo += peak;
-          }
         }
+        previous = value;
       }
     }
+    return this.points(total);
+  }
+
+  /** The source grey level nearest to model pixel coordinates (clamped to the frame). */
+  private grey(frame: TraceFrame, mx: number, my: number): number {
+    const x = Math.min(frame.width - 1, Math.max(0, Math.round(((mx + 0.5) * frame.width) / this.width - 0.5)));
+    const y = Math.min(frame.height - 1, Math.max(0, Math.round(((my + 0.5) * frame.height) / this.height - 0.5)));
+    return frame.data[y * frame.width + x]!;
+  }
+
+  /** The first `total` collected crossings, evenly thinned to at most `MAX_POINTS`. */
+  private points(total: number): WeightedPoints {
+    const { xs, ys, ws } = this;
     const stride = Math.max(1, total / MAX_POINTS);
     const n = Math.min(total, MAX_POINTS);
     const points: WeightedPoints = { x: new Float64Array(n), y: new Float64Array(n), weight: new Float64Array(n), n };
@@ -218,6 +198,69 @@ export class BoundaryTracer {
       points.y[i] = ys[j]!;
       points.weight[i] = ws[j]!;
     }
-    return { points, echo: total ? echo / total / 255 : 0 };
+    return points;
+  }
+
+  /**
+   * Sub-pixel zero crossings on the edges between a pixel of component `label` and a background 4-neighbour,
+   * scanning the component's bounding `box` (model pixels) inside the border margin, in frame pixels, weighted,
+   * and the mean skull echo along them.
+   */
+  private crossings(values: Float32Array, offset: number, frame: TraceFrame, options: TraceOptions, box: Box, label: number): { points: WeightedPoints; echo: number } {
+    const { width, height, xs, ys, ws, labels } = this;
+    const margin = options.borderMargin;
+    const sx = frame.width / width;
+    const sy = frame.height / height;
+    const grey = (mx: number, my: number) => this.grey(frame, mx, my);
+    let total = 0;
+    let echo = 0;
+    // The crossing between model pixel (x, y), inside, and its neighbour (x + dx, y + dy), outside.
+    const add = (x: number, y: number, dx: number, dy: number, inside: number, outside: number) => {
+      const p = y * width + x;
+      if (labels[p] !== label) return;
+      const t = inside / (inside - outside);
+      if (!(t >= 0 && t <= 1)) return;
+      // Against the black outside of the sector: the region's border, not the skull.
+      const qx = x + dx;
+      const qy = y + dy;
+      if (grey(qx, qy) <= BLACK && grey(qx + 2 * dx, qy + 2 * dy) <= BLACK) return;
+      const positionSd = options.logitSd(p) / (inside - outside);
+      xs[total] = (x + t * dx + 0.5) * sx - 0.5;
+      ys[total] = (y + t * dy + 0.5) * sy - 0.5;
+      ws[total] = 1 / (1 + positionSd * positionSd);
+      total += 1;
+      let peak = 0;
+      for (let step = -ECHO_REACH; step <= ECHO_REACH; step++) peak = Math.max(peak, grey(x + step * dx, y + step * dy));
+      echo += peak;
+    };
+    // The box widened by one pixel, so that all the component's boundary edges are inside.
+    const top = Math.max(margin, box.y0 - 1);
+    const bottom = Math.min(height - margin - 1, box.y1 + 1);
+    const from = Math.max(margin, box.x0 - 1);
+    const to = Math.min(width - margin - 1, box.x1 + 1);
+    for (let y = top; y <= bottom; y++) {
+      const row = offset + y * width;
+      // Edges along the row: (x, x + 1).
+      let a = values[row + from]!;
+      for (let x = from; x < to; x++) {
+        const b = values[row + x + 1]!;
+        if (a > 0 !== b > 0) {
+          if (a > 0) add(x, y, 1, 0, a, b);
+          else add(x + 1, y, -1, 0, b, a);
+        }
+        a = b;
+      }
+      // Edges down the column: (y, y + 1).
+      if (y === bottom) continue;
+      for (let x = from; x <= to; x++) {
+        const upper = values[row + x]!;
+        const lower = values[row + width + x]!;
+        if (upper > 0 !== lower > 0) {
+          if (upper > 0) add(x, y, 0, 1, upper, lower);
+          else add(x, y + 1, 0, -1, lower, upper);
+        }
+      }
+    }
+    return { points: this.points(total), echo: total ? echo / total / 255 : 0 };
   }
 }

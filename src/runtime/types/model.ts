@@ -48,9 +48,15 @@ export interface ModelManifest {
   oodDecision?: OodDecisionManifest;
 }
 
-/** `manifest.biometry`: the scale of the raw 95% posterior HC intervals that covers 95% of validation scans (split conformal). */
+/**
+ * `manifest.biometry`: the calibration of the posterior intervals (normalised split conformal on validation scans):
+ * each is `median ± intervalScale × max(posterior half-width, intervalFloor × median)`.
+ */
 export interface BiometryManifest {
+  interval: 'normalised-conformal';
   intervalScale: number;
+  /** Smallest half-width before scaling, as a fraction of the median. */
+  intervalFloor: number;
   /** How it was calibrated: split, scans, raw and calibrated coverage. */
   calibration: Record<string, unknown>;
 }
