@@ -6,6 +6,9 @@
  *
  *   npm run bench -- uncertainty
  *   BENCH_UNCERTAINTY_FRAMES=7 npm run bench -- uncertainty
+ *
+ * Then the common draws resident in the worker (sent once) against copied to it every frame (as before resident
+ * feeds), frame by frame in alternation on one pool (BENCH_RESIDENT_PAIRS pairs per count).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,11 +18,13 @@ import { InferencePool } from '../src/runtime/inference-pool.js';
 import { DEFAULT_MODEL_PATH, loadModelPackage, type ModelPackage } from '../src/runtime/model-package.js';
 import { loadReferenceVectors } from '../src/runtime/reference-vectors.js';
 import type { Frame } from '../src/runtime/types/frames.js';
+import type { GraphRunner } from '../src/runtime/types/inference.js';
 import type { SampleCounts } from '../src/runtime/types/uncertainty.js';
 import { lfusionUncertainty } from '../src/operators/lfusionUncertainty.js';
 import type { BenchModule, BenchResult } from './run.js';
 
 const FRAMES = Number(process.env.BENCH_UNCERTAINTY_FRAMES ?? 5);
+const RESIDENT_PAIRS = Number(process.env.BENCH_RESIDENT_PAIRS ?? 3);
 /** The issue's sample counts: minimal, the package default, the paper's maximum. */
 export const SAMPLE_COUNTS: readonly SampleCounts[] = [
   { m: 1, n: 1, k: 1 },
@@ -71,6 +76,49 @@ export async function benchUncertainty(modelPath = DEFAULT_MODEL_PATH, counts: r
   return results;
 }
 
+/** The pool as it was before resident feeds: a feed marked resident is copied to the worker on every run. */
+function copyingResidents(pool: GraphRunner): GraphRunner {
+  return { run: (graph, feeds, options = {}) => pool.run(graph, feeds, { keep: [...(options.keep ?? []), ...(options.resident ?? [])] }) };
+}
+
+/**
+ * Milliseconds per frame (whole chain, and the measures stage) with the common draws resident in the worker and
+ * copied every frame, alternating frame by frame on one pool, and the copied/resident ratio of each pair.
+ */
+export async function benchResidentDraws(modelPath = DEFAULT_MODEL_PATH, counts: readonly SampleCounts[] = SAMPLE_COUNTS.slice(1), pairs = RESIDENT_PAIRS): Promise<BenchResult[]> {
+  const model = await loadModelPackage(modelPath);
+  const pool = await InferencePool.open(model);
+  const frame = await referenceFrame(model);
+  const results: BenchResult[] = [];
+  try {
+    const encode = encodeFrames(pool, model.manifest);
+    for (const { m, n, k } of counts) {
+      const variants = { resident: pool, copied: copyingResidents(pool) };
+      const analyses = Object.entries(variants).map(([name, runner]) => ({ name, analyse: lfusionUncertainty(runner, model.manifest, { m, n, k }), total: [] as number[], measures: [] as number[] }));
+      for (const variant of analyses) await lastValueFrom(of(frame).pipe(encode, variant.analyse)); // draws, and the resident copy
+      for (let i = 0; i < pairs; i++) {
+        for (const variant of analyses) {
+          const started = performance.now();
+          const result = await lastValueFrom(of({ ...frame, index: i + 1 }).pipe(encode, variant.analyse));
+          variant.total.push(performance.now() - started);
+          variant.measures.push(result.timings.measures ?? Number.NaN);
+        }
+      }
+      const label = `(m,n,k)=(${m},${n},${k})`;
+      const notes = { model: model.manifest.name, pairs, draws: 'common', order: 'alternating, resident first' };
+      for (const variant of analyses) {
+        results.push({ name: `${label} ${variant.name} draws: frame`, unit: 'ms', samples: variant.total, notes });
+        results.push({ name: `${label} ${variant.name} draws: measures`, unit: 'ms', samples: variant.measures, notes });
+      }
+      const [resident, copied] = analyses;
+      results.push({ name: `${label} copied/resident frame time`, unit: 'x', samples: copied!.total.map((ms, i) => ms / resident!.total[i]!), notes });
+    }
+  } finally {
+    await pool.close();
+  }
+  return results;
+}
+
 const bench: BenchModule = {
   title: `encoder + L-FUSION uncertainty chain: ${FRAMES} frames per (m, n, k), one frame in flight`,
   async run(): Promise<BenchResult[]> {
@@ -78,7 +126,7 @@ const bench: BenchModule = {
       process.stderr.write(`uncertainty bench skipped: no model package at ${DEFAULT_MODEL_PATH}\n`);
       return [];
     }
-    return benchUncertainty();
+    return [...(await benchUncertainty()), ...(await benchResidentDraws())];
   },
 };
 export default bench;
