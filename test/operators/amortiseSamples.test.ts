@@ -63,7 +63,7 @@ function sampleMeasures(logits: Float64Array[], eps = EPS): Float32Array {
 
 /** Fake heads (logits from the image, the noise rows and the masks) and the measures graph in JS. */
 const runner: GraphRunner = {
-  async run(graph, feeds) {
+  async run(graph, feeds): Promise<Record<string, TensorData>> {
     const image = feeds.image?.data ?? new Float32Array(HW);
     if (graph === 'laplace_head') {
       const noise = feeds.weight_noise!.data;
