@@ -44,7 +44,8 @@ function shares(total: number, frames: number): { from: number; count: number }[
 /**
  * Encoded frames in, measured frames out (as `sampleHeads` then `measureUncertainty`), with samples amortised over
  * consecutive frames. On a still scene the pooled samples are exactly those of the common draws of (m, n, k): frame
- * after frame the shares cycle through their rows. `counts` of each result is the pool's total.
+ * after frame the shares cycle through their rows. `counts` of each result is the pool's total. The pool is the
+ * operator's, shared by its subscriptions (a pipeline subscribes once per frame): feed it one stream, in order.
  *
  * @param sampled runs on each frame's own head samples before the measures (e.g. `measureBiometry`).
  * @throws LfusionError `INVALID_OPTION` at set-up for `draws` other than `common`, a bad `frames` or `resetDifference`.
@@ -87,12 +88,13 @@ export function amortiseSamples<S extends HeadSamples>(
   const eps = manifest.measures.entropyEpsilon;
   const afterSampling = sampled ?? map((samples: HeadSamples) => samples as S);
 
+  // The pool belongs to the operator, not to a subscription: pipelines subscribe once per frame (keep-latest).
+  let previous: Float32Array | undefined;
+  let next = 0;
+  let entries: PoolEntry[] = [];
   return (encoded$) =>
-    defer(() => {
-      let previous: Float32Array | undefined;
-      let next = 0;
-      let entries: PoolEntry[] = [];
-      return encoded$.pipe(
+    defer(() =>
+      encoded$.pipe(
         concatMap((encoded) => {
           const moved = previous === undefined || meanAbsoluteDifference(previous, encoded.image) > resetDifference;
           previous = encoded.image;
@@ -137,8 +139,8 @@ export function amortiseSamples<S extends HeadSamples>(
             }),
           );
         }),
-      );
-    });
+      ),
+    );
 }
 
 function sum(entries: readonly PoolEntry[], key: 'm' | 'k'): number {

@@ -149,6 +149,13 @@ test('on a still scene the pooled shares are exactly the common draws of (m, n, 
   assert.ok(maxDifference(results[2]!.maps.laplace, reference.maps.laplace, ['expected_pairwise_kl']) < 1e-3, 'pairwise KL close');
 });
 
+test('the pool outlives a subscription: one subscription per frame (as the pipeline does) pools as one stream', async () => {
+  const operator = amortiseSamples(runner, manifest, {}, { frames: 2 });
+  const results: MeasuredFrame[] = [];
+  for (let t = 0; t < 3; t++) results.push(await lastValueFrom(of(encoded(t)).pipe(operator)));
+  assert.equal(results.map((r) => r.counts.m), [4, 6, 4]);
+});
+
 test('a scene cut empties the pool: that frame samples all of (m, n, k) itself, then shares resume', async () => {
   const calls: number[] = [];
   const counting: GraphRunner = { run: (graph, feeds, options) => (graph === 'laplace_head' && calls.push(feeds.weight_noise!.dims[0]!), runner.run(graph, feeds, options)) };
