@@ -8,7 +8,8 @@
  *   BENCH_UNCERTAINTY_FRAMES=7 npm run bench -- uncertainty
  *
  * Then the common draws resident in the worker (sent once) against copied to it every frame (as before resident
- * feeds), frame by frame in alternation on one pool (BENCH_RESIDENT_PAIRS pairs per count).
+ * feeds), frame by frame in alternation on one pool (BENCH_RESIDENT_PAIRS pairs per count); and exact against live mode
+ * (samples amortised over frames) at the package default, frame by frame in alternation (BENCH_MODE_FRAMES each).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,6 +26,7 @@ import type { BenchModule, BenchResult } from './run.js';
 
 const FRAMES = Number(process.env.BENCH_UNCERTAINTY_FRAMES ?? 5);
 const RESIDENT_PAIRS = Number(process.env.BENCH_RESIDENT_PAIRS ?? 3);
+const MODE_FRAMES = Number(process.env.BENCH_MODE_FRAMES ?? 12);
 /** The issue's sample counts: minimal, the package default, the paper's maximum. */
 export const SAMPLE_COUNTS: readonly SampleCounts[] = [
   { m: 1, n: 1, k: 1 },
@@ -119,6 +121,47 @@ export async function benchResidentDraws(modelPath = DEFAULT_MODEL_PATH, counts:
   return results;
 }
 
+/** The value below which `fraction` of `values` lie (nearest rank). */
+function percentile(values: readonly number[], fraction: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))]!;
+}
+
+/**
+ * Exact and live mode at the package's (m, n, k): encoder plus chain per frame, one frame in flight, the two modes
+ * alternating frame by frame on one pool; each mode's frames are one stream (live pools across them). Frames/s is
+ * 1000 / latency per frame; p50/p90/p99 of the latency; and exact/live latency per pair.
+ */
+export async function benchModes(modelPath = DEFAULT_MODEL_PATH, frames = MODE_FRAMES): Promise<BenchResult[]> {
+  const model = await loadModelPackage(modelPath);
+  const pool = await InferencePool.open(model);
+  const frame = await referenceFrame(model);
+  const { m, n, k } = model.manifest.sampling;
+  const notes = { model: model.manifest.name, m, n, k, frames, order: 'alternating, exact first' };
+  try {
+    const encode = encodeFrames(pool, model.manifest);
+    const modes = (['exact', 'live'] as const).map((mode) => ({ mode, analyse: lfusionUncertainty(pool, model.manifest, { mode }), ms: [] as number[] }));
+    for (const { analyse } of modes) await lastValueFrom(of(frame).pipe(encode, analyse)); // warm-up: draws, resident copies
+    for (let i = 0; i < frames; i++) {
+      for (const mode of modes) {
+        const started = performance.now();
+        await lastValueFrom(of({ ...frame, index: i + 1 }).pipe(encode, mode.analyse));
+        mode.ms.push(performance.now() - started);
+      }
+    }
+    const [exact, live] = modes;
+    return [
+      ...modes.flatMap(({ mode, ms }) => [
+        { name: `${mode} mode frames/s`, unit: 'fps', samples: ms.map((value) => 1000 / value), notes },
+        ...[0.5, 0.9, 0.99].map((fraction) => ({ name: `${mode} mode latency p${fraction * 100}`, unit: 'ms', samples: [percentile(ms, fraction)], notes })),
+      ]),
+      { name: 'exact/live latency', unit: 'x', samples: exact!.ms.map((ms, i) => ms / live!.ms[i]!), notes },
+    ];
+  } finally {
+    await pool.close();
+  }
+}
+
 const bench: BenchModule = {
   title: `encoder + L-FUSION uncertainty chain: ${FRAMES} frames per (m, n, k), one frame in flight`,
   async run(): Promise<BenchResult[]> {
@@ -126,7 +169,7 @@ const bench: BenchModule = {
       process.stderr.write(`uncertainty bench skipped: no model package at ${DEFAULT_MODEL_PATH}\n`);
       return [];
     }
-    return [...(await benchUncertainty()), ...(await benchResidentDraws())];
+    return [...(await benchUncertainty()), ...(await benchModes()), ...(await benchResidentDraws())];
   },
 };
 export default bench;
