@@ -9,13 +9,16 @@
  *
  * Then the common draws resident in the worker (sent once) against copied to it every frame (as before resident
  * feeds), frame by frame in alternation on one pool (BENCH_RESIDENT_PAIRS pairs per count); and exact against live mode
- * (samples amortised over frames) at the package default, frame by frame in alternation (BENCH_MODE_FRAMES each).
+ * (samples amortised over frames) at the package default, frame by frame in alternation (BENCH_MODE_FRAMES each);
+ * and L-FUSION's batched posterior sampling against re-running the whole network (encoder and head) per posterior
+ * sample, the Laplace U-Net strategy, at m = k = 50 (the measures, the same for both, left out).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { lastValueFrom, of } from 'rxjs';
 import { encodeFrames } from '../src/operators/encodeFrames.js';
 import { InferencePool } from '../src/runtime/inference-pool.js';
+import { drawDimensions, drawSamples } from '../src/runtime/draws.js';
 import { DEFAULT_MODEL_PATH, loadModelPackage, type ModelPackage } from '../src/runtime/model-package.js';
 import { loadReferenceVectors } from '../src/runtime/reference-vectors.js';
 import type { Frame } from '../src/runtime/types/frames.js';
@@ -162,6 +165,53 @@ export async function benchModes(modelPath = DEFAULT_MODEL_PATH, frames = MODE_F
   }
 }
 
+/**
+ * Milliseconds to sample m weight samples and k dropout passes of one frame: L-FUSION's way (the encoder once, each
+ * head once with all samples batched) and the per-sample network's (encoder and head again for every sample), the
+ * two alternating; and their ratio. n does not enter: the logit samples are drawn in the measures graph either way.
+ */
+export async function benchPerSampleNetwork(modelPath = DEFAULT_MODEL_PATH, m = 50, k = 50, pairs = 2): Promise<BenchResult[]> {
+  const model = await loadModelPackage(modelPath);
+  const pool = await InferencePool.open(model, { graphs: ['encoder', 'laplace_head', 'dropout_head'] });
+  const { manifest } = model;
+  const frame = await referenceFrame(model);
+  const dims = drawDimensions(manifest);
+  const seed = manifest.sampling.seed;
+  const image = Float32Array.from(frame.data, (v) => (v / 255 - manifest.input.normalization.mean) / manifest.input.normalization.std);
+  const imageDims = [1, 1, manifest.input.height, manifest.input.width];
+  const scale = { data: Float32Array.of(manifest.laplace.posteriorScale), dims: [1] };
+  const heads = async (mRows: number, kRows: number, first: { m: number; k: number }) => {
+    const { features } = await pool.run('encoder', { image: { data: image, dims: imageDims } }, { keep: ['image'] });
+    const draws = drawSamples(seed, { m: Math.max(mRows, 1), n: 1, k: Math.max(kRows, 1) }, dims, first);
+    const feeds = { features: features!, image: { data: image, dims: imageDims } };
+    const keep = { keep: ['features', 'image', 'posterior_scale'] };
+    if (mRows > 0) await pool.run('laplace_head', { ...feeds, weight_noise: draws.weightNoise, posterior_scale: scale }, keep);
+    if (kRows > 0) await pool.run('dropout_head', { ...feeds, dropout_masks: draws.dropoutMasks }, keep);
+  };
+  const batched: number[] = [];
+  const perSample: number[] = [];
+  try {
+    await heads(1, 1, { m: 0, k: 0 }); // warm-up
+    for (let pair = 0; pair < pairs; pair++) {
+      let started = performance.now();
+      await heads(m, k, { m: 0, k: 0 });
+      batched.push(performance.now() - started);
+      started = performance.now();
+      for (let j = 0; j < m; j++) await heads(1, 0, { m: j, k: 0 });
+      for (let j = 0; j < k; j++) await heads(0, 1, { m: 0, k: j });
+      perSample.push(performance.now() - started);
+    }
+  } finally {
+    await pool.close();
+  }
+  const notes = { model: manifest.name, m, k, pairs, order: 'alternating, batched first', measures: 'left out (the same for both)' };
+  return [
+    { name: `(m,k)=(${m},${k}) L-FUSION batched sampling`, unit: 'ms', samples: batched, notes },
+    { name: `(m,k)=(${m},${k}) whole network per sample`, unit: 'ms', samples: perSample, notes },
+    { name: `(m,k)=(${m},${k}) per-sample/batched`, unit: 'x', samples: perSample.map((ms, i) => ms / batched[i]!), notes },
+  ];
+}
+
 const bench: BenchModule = {
   title: `encoder + L-FUSION uncertainty chain: ${FRAMES} frames per (m, n, k), one frame in flight`,
   async run(): Promise<BenchResult[]> {
@@ -169,7 +219,7 @@ const bench: BenchModule = {
       process.stderr.write(`uncertainty bench skipped: no model package at ${DEFAULT_MODEL_PATH}\n`);
       return [];
     }
-    return [...(await benchUncertainty()), ...(await benchModes()), ...(await benchResidentDraws())];
+    return [...(await benchUncertainty()), ...(await benchModes()), ...(await benchPerSampleNetwork()), ...(await benchResidentDraws())];
   },
 };
 export default bench;
