@@ -48,17 +48,27 @@ export async function referenceFrame(model: ModelPackage): Promise<Frame> {
   return { index: 0, pts: 0, captureTime: Date.now(), width: model.manifest.input.width, height: model.manifest.input.height, data };
 }
 
+/** What a chain benchmark runs on: the package at `modelPath`, a fresh pool (closed afterwards), its reference frame and encoder. */
+async function onFreshPool(
+  modelPath: string,
+  measure: (setup: { model: ModelPackage; pool: InferencePool; frame: Frame; encode: ReturnType<typeof encodeFrames> }) => Promise<BenchResult[]>,
+): Promise<BenchResult[]> {
+  const model = await loadModelPackage(modelPath);
+  const pool = await InferencePool.open(model);
+  try {
+    return await measure({ model, pool, frame: await referenceFrame(model), encode: encodeFrames(pool, model.manifest) });
+  } finally {
+    await pool.close();
+  }
+}
+
 /**
  * Measures `frames` frames at each sample count on a fresh pool of the package at `modelPath`.
  * @returns per count: frames/s samples and the median stage times.
  */
-export async function benchUncertainty(modelPath = DEFAULT_MODEL_PATH, counts: readonly SampleCounts[] = SAMPLE_COUNTS, frames = FRAMES): Promise<BenchResult[]> {
-  const model = await loadModelPackage(modelPath);
-  const pool = await InferencePool.open(model);
-  const frame = await referenceFrame(model);
-  const results: BenchResult[] = [];
-  try {
-    const encode = encodeFrames(pool, model.manifest);
+export function benchUncertainty(modelPath = DEFAULT_MODEL_PATH, counts: readonly SampleCounts[] = SAMPLE_COUNTS, frames = FRAMES): Promise<BenchResult[]> {
+  return onFreshPool(modelPath, async ({ model, pool, frame, encode }) => {
+    const results: BenchResult[] = [];
     for (const { m, n, k } of counts) {
       const analyse = lfusionUncertainty(pool, model.manifest, { m, n, k });
       const label = `(m,n,k)=(${m},${n},${k})`;
@@ -75,10 +85,8 @@ export async function benchUncertainty(modelPath = DEFAULT_MODEL_PATH, counts: r
       results.push({ name: `${label} frames/s`, unit: 'fps', samples: fps, notes });
       for (const stage of STAGES) results.push({ name: `${label} ${stage}`, unit: 'ms', samples: stages[stage]!, notes });
     }
-  } finally {
-    await pool.close();
-  }
-  return results;
+    return results;
+  });
 }
 
 /** The pool as it was before resident feeds: a feed marked resident is copied to the worker on every run. */
@@ -90,13 +98,9 @@ function copyingResidents(pool: GraphRunner): GraphRunner {
  * Milliseconds per frame (whole chain, and the measures stage) with the common draws resident in the worker and
  * copied every frame, alternating frame by frame on one pool, and the copied/resident ratio of each pair.
  */
-export async function benchResidentDraws(modelPath = DEFAULT_MODEL_PATH, counts: readonly SampleCounts[] = SAMPLE_COUNTS.slice(1), pairs = RESIDENT_PAIRS): Promise<BenchResult[]> {
-  const model = await loadModelPackage(modelPath);
-  const pool = await InferencePool.open(model);
-  const frame = await referenceFrame(model);
-  const results: BenchResult[] = [];
-  try {
-    const encode = encodeFrames(pool, model.manifest);
+export function benchResidentDraws(modelPath = DEFAULT_MODEL_PATH, counts: readonly SampleCounts[] = SAMPLE_COUNTS.slice(1), pairs = RESIDENT_PAIRS): Promise<BenchResult[]> {
+  return onFreshPool(modelPath, async ({ model, pool, frame, encode }) => {
+    const results: BenchResult[] = [];
     for (const { m, n, k } of counts) {
       const variants = { resident: pool, copied: copyingResidents(pool) };
       const analyses = Object.entries(variants).map(([name, runner]) => ({ name, analyse: lfusionUncertainty(runner, model.manifest, { m, n, k }), total: [] as number[], measures: [] as number[] }));
@@ -118,10 +122,8 @@ export async function benchResidentDraws(modelPath = DEFAULT_MODEL_PATH, counts:
       const [resident, copied] = analyses;
       results.push({ name: `${label} copied/resident frame time`, unit: 'x', samples: copied!.total.map((ms, i) => ms / resident!.total[i]!), notes });
     }
-  } finally {
-    await pool.close();
-  }
-  return results;
+    return results;
+  });
 }
 
 /** The value below which `fraction` of `values` lie (nearest rank). */
@@ -135,14 +137,10 @@ function percentile(values: readonly number[], fraction: number): number {
  * alternating frame by frame on one pool; each mode's frames are one stream (live pools across them). Frames/s is
  * 1000 / latency per frame; p50/p90/p99 of the latency; and exact/live latency per pair.
  */
-export async function benchModes(modelPath = DEFAULT_MODEL_PATH, frames = MODE_FRAMES): Promise<BenchResult[]> {
-  const model = await loadModelPackage(modelPath);
-  const pool = await InferencePool.open(model);
-  const frame = await referenceFrame(model);
-  const { m, n, k } = model.manifest.sampling;
-  const notes = { model: model.manifest.name, m, n, k, frames, order: 'alternating, exact first' };
-  try {
-    const encode = encodeFrames(pool, model.manifest);
+export function benchModes(modelPath = DEFAULT_MODEL_PATH, frames = MODE_FRAMES): Promise<BenchResult[]> {
+  return onFreshPool(modelPath, async ({ model, pool, frame, encode }) => {
+    const { m, n, k } = model.manifest.sampling;
+    const notes = { model: model.manifest.name, m, n, k, frames, order: 'alternating, exact first' };
     const modes = (['exact', 'live'] as const).map((mode) => ({ mode, analyse: lfusionUncertainty(pool, model.manifest, { mode }), ms: [] as number[] }));
     for (const { analyse } of modes) await lastValueFrom(of(frame).pipe(encode, analyse)); // warm-up: draws, resident copies
     for (let i = 0; i < frames; i++) {
@@ -160,9 +158,7 @@ export async function benchModes(modelPath = DEFAULT_MODEL_PATH, frames = MODE_F
       ]),
       { name: 'exact/live latency', unit: 'x', samples: exact!.ms.map((ms, i) => ms / live!.ms[i]!), notes },
     ];
-  } finally {
-    await pool.close();
-  }
+  });
 }
 
 /**
