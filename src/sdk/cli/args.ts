@@ -35,7 +35,8 @@ export const USAGE = `usage:
   (e.g. laplace.mutual_information,dropout.total_entropy); --m/--n/--k (weight samples, logit samples per
   weight sample, dropout passes) and --seed override the model package's defaults.
   --mode live spreads those samples over consecutive frames and pools the last frames' (reset on a scene cut),
-  several times faster; exact samples all of them on every frame. Default: live for serve, exact for replay.
+  faster but with a measured quality cost on a moving probe (docs/results.md); exact (default) samples all of
+  them on every frame.
   --biometry adds head biometry to every frame (ellipse, HC/BPD/OFD with 95% intervals, GA, status; in mm
   with --pixel-spacing, mm per pixel of the frame); replay --report always measures it.
   --region cuts frames to the ultrasound image of a scanner screen: "auto" detects it, x,y,w,h fixes it
@@ -151,10 +152,10 @@ export function pixelSpacing(values: CliValues): { x: number; y: number } | unde
 }
 
 /**
- * The pipeline options `serve` and `replay --out` share; each adds its own `live` and `video`. `mode` is the
- * uncertainty chain's sampling mode unless `--mode` names one.
+ * The pipeline options `serve` and `replay --out` share; each adds its own `live` and `video`. Both sample in exact
+ * mode unless `--mode live`: live mode is outside the issue's quality budget (docs/results.md).
  */
-export function pipelineOptions(source: string, values: CliValues, mode: 'live' | 'exact' = 'exact'): Omit<PipelineOptions, 'live' | 'video'> {
+export function pipelineOptions(source: string, values: CliValues): Omit<PipelineOptions, 'live' | 'video'> {
   const region = regionOption(values);
   const provider = providerOption(values);
   const paths = (values.paths ?? 'frame').split(',').map((path) => path.trim());
@@ -178,7 +179,7 @@ export function pipelineOptions(source: string, values: CliValues, mode: 'live' 
     ...(values.model ? { modelPath: values.model } : {}),
     pool: { executionProvider: provider },
     analysis: values.uncertainty ? 'uncertainty' : 'segment',
-    uncertainty: { planes, ...counts, ...biometry, mode: (values.mode as 'live' | 'exact' | undefined) ?? mode },
+    uncertainty: { planes, ...counts, ...biometry, mode: (values.mode as 'live' | 'exact' | undefined) ?? 'exact' },
     paths: paths as PathName[],
     ...(clip ? { clip: { uncertainty: { planes, ...counts }, ...(stride === undefined ? {} : { stride }), ...(values['clip-align'] ? { align: true } : {}) } } : {}),
     ...(region === undefined ? {} : { region }),
