@@ -96,7 +96,8 @@ export function amortiseSamples<S extends HeadSamples>(
     defer(() =>
       encoded$.pipe(
         concatMap((encoded) => {
-          const moved = previous === undefined || meanAbsoluteDifference(previous, encoded.image) > resetDifference;
+          // A previous image of another size (or no longer readable) counts as a cut; NaN never passes for still.
+          const moved = previous?.length !== encoded.image.length || !(meanAbsoluteDifference(previous, encoded.image) <= resetDifference);
           previous = encoded.image;
           if (moved) {
             entries = [];
