@@ -2,6 +2,7 @@
  * The whole L-FUSION uncertainty chain as one operator: encoded frames in, frame results out.
  */
 import { concatMap, map, of, type OperatorFunction } from 'rxjs';
+import { amortiseSamples, type LiveSamplingOptions } from './amortiseSamples.js';
 import { decideOod } from './decideOod.js';
 import { fuseUncertainty, type FuseOptions } from './fuseUncertainty.js';
 import { measureBiometry, withOod, type BiometryOptions } from './measureBiometry.js';
@@ -16,7 +17,7 @@ import type { GraphRunner } from '../runtime/types/inference.js';
 import type { Biometry } from '../runtime/types/biometry.js';
 import type { ModelManifest } from '../runtime/types/model.js';
 import type { FrameResult } from '../runtime/types/results.js';
-import type { HeadSamples, ScoredFrame } from '../runtime/types/uncertainty.js';
+import type { HeadSamples, MeasuredFrame, ScoredFrame } from '../runtime/types/uncertainty.js';
 
 export interface UncertaintyOptions extends SampleOptions {
   /** The auxiliary map of the fused map (default manifest `fusion.auxiliary`). */
@@ -29,6 +30,14 @@ export interface UncertaintyOptions extends SampleOptions {
   ranges?: Readonly<Record<string, QuantizeRange>>;
   /** Head biometry on every frame (`measureBiometry`): `true` for the defaults, or its options. Default off. */
   biometry?: boolean | BiometryOptions;
+  /**
+   * `exact` (default): every frame samples all of (m, n, k). `live`: each frame samples a share of them and its maps
+   * pool the samples of the last frames (`amortiseSamples`), reset on a scene cut; several times faster, for a
+   * live overlay (quality against exact in docs/results.md). Biometry then uses the frame's own share.
+   */
+  mode?: 'exact' | 'live';
+  /** Spread and reset of `live` mode. */
+  live?: LiveSamplingOptions;
 }
 
 /**
@@ -79,33 +88,52 @@ export function lfusionUncertainty(pool: GraphRunner, manifest: ModelManifest, o
   for (const missing of ['dropout_head', 'measures'].filter((graph) => !(graph in manifest.graphs))) {
     throw new LfusionError('INVALID_OPTION', `this model package has no "${missing}" graph, which uncertainty needs`, { graph: missing });
   }
-  const sample = sampleHeads(pool, manifest, options);
-  const measure = measureUncertainty(pool, manifest);
+  if (options.mode !== undefined && options.mode !== 'exact' && options.mode !== 'live') {
+    throw new LfusionError('INVALID_OPTION', `mode must be "exact" or "live", got ${JSON.stringify(options.mode)}`, { mode: options.mode });
+  }
   const fuse = fuseUncertainty(manifest, options.fusion);
   const score = scoreOod(manifest, options.ood);
   const density: OperatorFunction<EncodedFrame, EncodedFrame & { density?: number }> = manifest.density?.statistics ? scoreFeatureDensity(manifest) : map((encoded) => encoded);
   const decide = decideOod(manifest);
   const biometry = options.biometry ? measureBiometry(manifest, options.biometry === true ? {} : options.biometry) : undefined;
   // Biometry reads the per-sample head outputs before the measures graph releases them.
-  const sampleAll: OperatorFunction<EncodedFrame, HeadSamples & { biometry?: Biometry }> = biometry ? (encoded$) => encoded$.pipe(sample, biometry) : sample;
+  const sampleAndMeasure: OperatorFunction<EncodedFrame, MeasuredFrame & { biometry?: Biometry }> =
+    options.mode === 'live' ? amortiseSamples(pool, manifest, options, options.live, biometry) : exactSamples(pool, manifest, options, biometry);
   return concatMap((encoded) =>
     of(encoded).pipe(
       density,
       concatMap((withDensity) =>
         of(withDensity).pipe(
-          sampleAll,
-          concatMap((samples) =>
-            of(samples).pipe(
-              measure,
+          sampleAndMeasure,
+          concatMap((measured) =>
+            of(measured).pipe(
               fuse,
               score,
               map((scored) => ({ ...scored, image: withDensity.image, density: withDensity.density })),
               decide,
-              map((decided) => toFrameResult(decided, manifest.input, planes, options.ranges, samples.biometry)),
+              map((decided) => toFrameResult(decided, manifest.input, planes, options.ranges, measured.biometry)),
             ),
           ),
         ),
       ),
+    ),
+  );
+}
+
+/** Every sample fresh for the frame: `sampleHeads` (then `sampled`, e.g. biometry) and `measureUncertainty`. */
+function exactSamples(
+  pool: GraphRunner,
+  manifest: ModelManifest,
+  options: SampleOptions,
+  sampled?: OperatorFunction<HeadSamples, HeadSamples & { biometry?: Biometry }>,
+): OperatorFunction<EncodedFrame, MeasuredFrame & { biometry?: Biometry }> {
+  const sample = sampleHeads(pool, manifest, options);
+  const measure = measureUncertainty(pool, manifest);
+  const sampleAll: OperatorFunction<EncodedFrame, HeadSamples & { biometry?: Biometry }> = sampled ? (encoded$) => encoded$.pipe(sample, sampled) : sample;
+  return concatMap((encoded) =>
+    of(encoded).pipe(
+      sampleAll,
+      concatMap((samples) => of(samples).pipe(measure, map((measured) => (samples.biometry ? { ...measured, biometry: samples.biometry } : measured)))),
     ),
   );
 }

@@ -24,7 +24,7 @@ export interface SampleOptions {
   /**
    * `common` (default): the same draws every frame, so the overlay does not flicker; `fresh`: new draws per
    * frame; or a function supplying each frame's draws (e.g. stored ones: mark draws you keep `reused: true`
-   * so their buffers are copied to the workers, not moved).
+   * so their buffers are sent to each worker once and kept there, not moved).
    */
   draws?: DrawMode | ((frameIndex: number, counts: SampleCounts) => Draws);
   /** Multiplies the posterior standard deviation: 1 samples the fitted posterior, 0 gives the MAP head. Default manifest `laplace.posteriorScale`. */
@@ -100,15 +100,15 @@ export function sampleHeads(pool: GraphRunner, manifest: ModelManifest, options:
     const features = encodedTensor(encoded.features, featureDims, 'features');
     const draws = drawsFor(encoded.frame.index, counts);
     checkDraws(draws, counts);
-    // Draws reused by later frames must be copied to the worker; fresh ones can be moved.
-    const keepDraws = draws.reused ? ['weight_noise', 'dropout_masks'] : [];
+    // Draws reused by later frames stay in the workers (sent once); fresh ones are moved.
+    const resident = draws.reused ? ['weight_noise', 'dropout_masks'] : [];
     const [laplace, dropout] = await Promise.all([
       pool.run(
         'laplace_head',
         { features, image, weight_noise: draws.weightNoise, posterior_scale: { data: Float32Array.of(posteriorScale), dims: [1] } },
-        { keep: ['features', 'image', ...keepDraws] },
+        { keep: ['features', 'image'], resident },
       ),
-      pool.run('dropout_head', { features, image, dropout_masks: draws.dropoutMasks }, { keep: ['features', 'image', ...keepDraws] }),
+      pool.run('dropout_head', { features, image, dropout_masks: draws.dropoutMasks }, { keep: ['features', 'image'], resident }),
     ]);
     return {
       frame: encoded.frame,

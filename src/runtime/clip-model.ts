@@ -63,8 +63,9 @@ export function clipModel(manifest: ModelManifest): ClipModel {
           const to = feedName(name, inputs);
           return to === undefined ? [] : [[to, tensor] as const];
         });
-        const keep = options?.keep?.flatMap((name) => feedName(name, inputs) ?? []);
-        return pool.run(target, Object.fromEntries(renamed), keep ? { keep } : options);
+        const rename = (names?: readonly string[]) => names?.flatMap((name) => feedName(name, inputs) ?? []);
+        const [keep, resident] = [rename(options?.keep), rename(options?.resident)];
+        return pool.run(target, Object.fromEntries(renamed), { ...(keep ? { keep } : {}), ...(resident ? { resident } : {}) });
       },
     }),
   };

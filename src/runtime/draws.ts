@@ -40,12 +40,14 @@ export function checkSampleCounts(counts: SampleCounts): void {
 }
 
 /**
- * Draws every random input of one frame from `seed`.
+ * Draws every random input of one frame from `seed`: weight samples `first.m` to `first.m + m - 1` and dropout
+ * passes `first.k` to `first.k + k - 1` (default from 0), so consecutive slices together are the draws of the
+ * whole range.
  *
  * @example
  * const draws = drawSamples(7, { m: 10, n: 4, k: 10 }, { weightCount: 2048, rank: 10, maskCount: 256, dropoutRate: 0.2, pixels: 224 * 224 });
  */
-export function drawSamples(seed: number, counts: SampleCounts, dims: DrawDimensions): Draws {
+export function drawSamples(seed: number, counts: SampleCounts, dims: DrawDimensions, first: { m: number; k: number } = { m: 0, k: 0 }): Draws {
   checkSampleCounts(counts);
   const { m, n, k } = counts;
   /** `rows x subRows` standard-normal rows of `width`, each from its own stream; shape `dims`. */
@@ -54,7 +56,7 @@ export function drawSamples(seed: number, counts: SampleCounts, dims: DrawDimens
     for (let row = 0; row < rows; row++) {
       for (let sub = 0; sub < subRows; sub++) {
         const offset = (row * subRows + sub) * width;
-        new Random(deriveSeed(seed, stream, row, sub)).fillNormal(data.subarray(offset, offset + width));
+        new Random(deriveSeed(seed, stream, first.m + row, sub)).fillNormal(data.subarray(offset, offset + width));
       }
     }
     return { data, dims };
@@ -62,7 +64,7 @@ export function drawSamples(seed: number, counts: SampleCounts, dims: DrawDimens
   const masks = new Float32Array(k * dims.maskCount);
   for (let pass = 0; pass < k; pass++) {
     const row = masks.subarray(pass * dims.maskCount, (pass + 1) * dims.maskCount);
-    new Random(deriveSeed(seed, STREAM.dropoutMasks, pass, 0)).fillDropoutMask(row, dims.dropoutRate);
+    new Random(deriveSeed(seed, STREAM.dropoutMasks, first.k + pass, 0)).fillDropoutMask(row, dims.dropoutRate);
   }
   return {
     counts: { m, n, k },

@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { LfusionError, ModelError, ShapeError, type LfusionErrorCode } from './errors.js';
 import type { ModelPackage } from './model-package.js';
 import { createNativeState, guardUntilExit, stopWhenIdle } from './native-guard.js';
-import type { InferenceWorkerData, InferenceWorkerReply, InferenceWorkerRequest, SerializedError, TensorData } from './types/inference.js';
+import type { InferenceWorkerData, InferenceWorkerReply, InferenceWorkerRequest, ResidentFeed, RunOptions, SerializedError, TensorData } from './types/inference.js';
 import type { ExecutionProvider, GraphSpec } from './types/model.js';
 
 /** Options of {@link InferencePool.open}. */
@@ -28,26 +28,22 @@ export interface InferencePoolOptions {
   onWarning?: (message: string) => void;
 }
 
-/** Options of {@link InferencePool.run}. */
-export interface RunOptions {
-  /**
-   * Feeds the caller still needs after the call: these are copied to the worker. All other feed
-   * buffers are transferred (zero-copy) and unusable by the caller afterwards.
-   */
-  keep?: readonly string[];
-}
+export type { RunOptions } from './types/inference.js';
 
 interface Task {
   id: number;
   graph: string;
   feeds: Record<string, TensorData>;
   keep: ReadonlySet<string>;
+  resident: ReadonlySet<string>;
   resolve: (outputs: Record<string, TensorData>) => void;
   reject: (error: Error) => void;
 }
 
 interface Slot extends StartedWorker {
   task?: Task;
+  /** Ids of the resident arrays this worker holds. */
+  resident: Set<number>;
 }
 
 /** What every worker of a pool is started with; each also gets its own native state. */
@@ -84,6 +80,11 @@ export class InferencePool {
   private closing?: Promise<void>;
   private broken?: LfusionError;
   private onIdle?: () => void;
+  /** Resident feed arrays (RunOptions `resident`) by identity; a worker that holds one holds it under this id. */
+  private readonly residentIds = new WeakMap<Float32Array, number>();
+  private nextResidentId = 0;
+  /** Frees the workers' copies of a resident array once the caller's array is garbage-collected. */
+  private readonly residentRegistry = new FinalizationRegistry<number>((id) => this.releaseResident(id));
 
   private constructor(
     private readonly pkg: ModelPackage,
@@ -130,7 +131,8 @@ export class InferencePool {
 
   /**
    * Runs one graph. Feeds are checked against the manifest (names, rank, fixed dimensions, element count).
-   * Feed buffers are transferred unless named in `options.keep`; output buffers are transferred back.
+   * Feed buffers are transferred unless named in `options.keep` (copied) or `options.resident` (sent to each
+   * worker once, then referenced); output buffers are transferred back.
    * @throws ShapeError for a feed that disagrees with the manifest; LfusionError `WORKER_FAILED` when the
    * worker running it dies (the pool replaces the worker), `INFERENCE_FAILED` when ONNX Runtime rejects it.
    */
@@ -143,7 +145,7 @@ export class InferencePool {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, graph, feeds, keep: new Set(options.keep ?? []), resolve, reject });
+      this.queue.push({ id: this.nextId++, graph, feeds, keep: new Set(options.keep ?? []), resident: new Set(options.resident ?? []), resolve, reject });
       this.dispatch();
     });
   }
@@ -198,7 +200,7 @@ export class InferencePool {
   }
 
   private adopt(started: StartedWorker): void {
-    const slot: Slot = { ...started };
+    const slot: Slot = { ...started, resident: new Set() };
     const { worker } = slot;
     this.slots.push(slot);
     worker.on('message', (reply: InferenceWorkerReply) => this.onReply(slot, reply));
@@ -247,14 +249,43 @@ export class InferencePool {
       if (!task) return;
       slot.task = task;
       const transfer: ArrayBuffer[] = [];
-      const feeds: Record<string, TensorData> = {};
+      const feeds: Record<string, TensorData | ResidentFeed> = {};
+      const retain: Record<string, number> = {};
       for (const [name, { data, dims }] of Object.entries(task.feeds)) {
+        if (task.resident.has(name)) {
+          const id = this.residentId(data);
+          if (slot.resident.has(id)) {
+            feeds[name] = { resident: id, dims };
+          } else {
+            feeds[name] = { data, dims }; // copied by postMessage, kept by the worker
+            retain[name] = id;
+            slot.resident.add(id);
+          }
+          continue;
+        }
         const buffer = transferableBuffer(data);
         const movable = buffer !== undefined && !task.keep.has(name) && !transfer.includes(buffer);
         feeds[name] = { data: movable ? data : data.slice(), dims };
         if (movable) transfer.push(buffer);
       }
-      slot.worker.postMessage({ type: 'run', id: task.id, graph: task.graph, feeds } satisfies InferenceWorkerRequest, transfer);
+      const request: InferenceWorkerRequest = { type: 'run', id: task.id, graph: task.graph, feeds, ...(Object.keys(retain).length ? { retain } : {}) };
+      slot.worker.postMessage(request, transfer);
+    }
+  }
+
+  private residentId(data: Float32Array): number {
+    let id = this.residentIds.get(data);
+    if (id === undefined) {
+      id = this.nextResidentId++;
+      this.residentIds.set(data, id);
+      this.residentRegistry.register(data, id);
+    }
+    return id;
+  }
+
+  private releaseResident(id: number): void {
+    for (const slot of this.slots) {
+      if (slot.resident.delete(id) && !this.closing) slot.worker.postMessage({ type: 'release', ids: [id] } satisfies InferenceWorkerRequest);
     }
   }
 }

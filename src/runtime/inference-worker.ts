@@ -85,6 +85,25 @@ async function run(session: ort.InferenceSession, feeds: Record<string, TensorDa
   return outputs;
 }
 
+/** Arrays sent once and referenced by later requests (RunOptions `resident`), by id. */
+const residents = new Map<number, Float32Array>();
+
+/** The request's feeds with resident references resolved; keeps the arrays it is asked to retain. */
+function resolveFeeds(request: Extract<InferenceWorkerRequest, { type: 'run' }>): Record<string, TensorData> {
+  const feeds: Record<string, TensorData> = {};
+  for (const [name, feed] of Object.entries(request.feeds)) {
+    if ('resident' in feed) {
+      const data = residents.get(feed.resident);
+      if (!data) throw new LfusionError('WORKER_FAILED', `this worker holds no resident feed ${feed.resident} for "${name}"`, { feed: name });
+      feeds[name] = { data, dims: feed.dims };
+    } else {
+      feeds[name] = feed;
+    }
+  }
+  for (const [name, id] of Object.entries(request.retain ?? {})) residents.set(id, feeds[name]!.data);
+  return feeds;
+}
+
 /** Output buffers to move (not copy) back to the main thread. */
 function transferables(tensors: Record<string, TensorData>): ArrayBuffer[] {
   const buffers = Object.values(tensors).map(({ data }) => transferableBuffer(data));
@@ -121,13 +140,18 @@ port.on('message', async (request: InferenceWorkerRequest) => {
     port.close();
     return;
   }
+  if (request.type === 'release') {
+    for (const id of request.ids) residents.delete(id);
+    return;
+  }
   const session = sessions.get(request.graph);
   if (!session) {
     reply({ type: 'failed', id: request.id, error: { code: 'INVALID_OPTION', message: `this worker has no graph "${request.graph}"`, details: {} } });
     return;
   }
   try {
-    const ran = await whileBusy(config.nativeState, () => run(session, request.feeds));
+    const feeds = resolveFeeds(request);
+    const ran = await whileBusy(config.nativeState, () => run(session, feeds));
     if (!ran) throw new LfusionError('WORKER_FAILED', 'the inference worker is stopping');
     reply({ type: 'result', id: request.id, outputs: ran.value }, transferables(ran.value));
   } catch (error) {

@@ -27,10 +27,10 @@ function headSamples(reused: boolean): HeadSamples {
 
 /** A stand-in for the pool: records the call and answers with maps whose value is row * 10 + pixel. */
 function fakeRunner(outputShape = [ORDER.length, PIXELS]) {
-  const calls: { graph: string; feeds: Record<string, TensorData>; keep: readonly string[] }[] = [];
+  const calls: { graph: string; feeds: Record<string, TensorData>; keep: readonly string[]; resident: readonly string[] }[] = [];
   const runner: GraphRunner = {
     run: async (graph, feeds, options) => {
-      calls.push({ graph, feeds, keep: options?.keep ?? [] });
+      calls.push({ graph, feeds, keep: options?.keep ?? [], resident: options?.resident ?? [] });
       const maps = (offset: number): TensorData => ({
         data: Float32Array.from({ length: outputShape.reduce((a, b) => a * b, 1) }, (_, i) => offset + Math.floor(i / PIXELS) * 10 + (i % PIXELS)),
         dims: outputShape,
@@ -49,7 +49,7 @@ test('one measures run per frame with the head outputs and the logit noise; maps
   assert.is(calls[0]!.graph, 'measures');
   assert.equal(Object.keys(calls[0]!.feeds).sort(), ['cov_diag', 'cov_factor', 'diag_noise', 'dropout_logits', 'factor_noise', 'logit_mean']);
   assert.is(calls[0]!.feeds.diag_noise, samples.draws.diagNoise);
-  assert.equal(calls[0]!.keep, [], 'fresh draws may be moved to the worker');
+  assert.equal([...calls[0]!.keep, ...calls[0]!.resident], [], 'fresh draws may be moved to the worker');
   assert.equal(measured.counts, { m: 2, n: 3, k: 2 });
   assert.is(measured.frame.index, 4);
   assert.is(measured.timings.heads, 3);
@@ -58,10 +58,11 @@ test('one measures run per frame with the head outputs and the logit noise; maps
   assert.equal(Array.from(selectMap(measured.maps, 'dropout.logit_variance')), [120, 121, 122, 123]);
 });
 
-test('reused (common) draws are kept, so the pool copies rather than moves them', async () => {
+test('reused (common) draws are resident, so the pool sends them to each worker once rather than moving them', async () => {
   const { runner, calls } = fakeRunner();
   await firstValueFrom(of(headSamples(true)).pipe(measureUncertainty(runner, manifest)));
-  assert.equal([...calls[0]!.keep].sort(), ['diag_noise', 'factor_noise']);
+  assert.equal([...calls[0]!.resident].sort(), ['diag_noise', 'factor_noise']);
+  assert.equal(calls[0]!.keep, []);
 });
 
 test('a measures output of the wrong shape is a ShapeError', async () => {

@@ -37,6 +37,15 @@ test('smaller counts draw exactly the first rows of larger ones', () => {
   }
 });
 
+test('slices from `first` on are the matching rows of the whole range', () => {
+  const whole = drawSamples(4, { m: 5, n: 2, k: 4 }, dims);
+  const slice = drawSamples(4, { m: 2, n: 2, k: 3 }, dims, { m: 3, k: 1 });
+  assert.equal(slice.weightNoise.data, whole.weightNoise.data.subarray(3 * 6, 5 * 6));
+  assert.equal(slice.dropoutMasks.data, whole.dropoutMasks.data.subarray(1 * 5, 4 * 5));
+  assert.equal(slice.factorNoise.data, whole.factorNoise.data.subarray(3 * 2 * 2, 5 * 2 * 2));
+  assert.equal(slice.diagNoise.data, whole.diagNoise.data.subarray(3 * 2 * 16, 5 * 2 * 16));
+});
+
 test('common mode reuses one set of draws per (m, n, k); fresh mode draws per frame, reproducibly', () => {
   const counts = { m: 2, n: 2, k: 2 };
   const common = createDrawSource({ seed: 3, mode: 'common', dims });

@@ -1,8 +1,11 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LfusionError, ShapeError } from '../../src/runtime/errors.js';
 import { InferencePool } from '../../src/runtime/inference-pool.js';
 import { loadModelPackage } from '../../src/runtime/model-package.js';
+import type { InferenceWorkerRequest } from '../../src/runtime/types/inference.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 
 const IMAGE_DIMS = [1, 1, 224, 224];
@@ -23,6 +26,54 @@ test('runs the encoder in a worker and transfers the feed buffer', async () => {
   const again = await pool.run('encoder', { image: kept }, { keep: ['image'] });
   assert.is(kept.data.length, 224 * 224, 'a kept feed stays usable');
   assert.equal(Array.from(again.features!.data), Array.from(features!.data), 'same input, same output');
+  await pool.close();
+});
+
+/** The messages the pool posts to its workers, recorded without their arrays (the workers still receive them). */
+function recordRequests(pool: InferencePool): InferenceWorkerRequest[] {
+  const requests: InferenceWorkerRequest[] = [];
+  const withoutArrays = (message: InferenceWorkerRequest): InferenceWorkerRequest => {
+    if (message.type !== 'run') return message;
+    const feeds = Object.entries(message.feeds).map(([name, feed]) => [name, 'data' in feed ? { data: new Float32Array(0), dims: feed.dims } : feed]);
+    return { ...message, feeds: Object.fromEntries(feeds) };
+  };
+  for (const worker of pool.workerThreads()) {
+    const post = worker.postMessage.bind(worker);
+    worker.postMessage = (message: InferenceWorkerRequest, transfer?: readonly ArrayBuffer[]) => {
+      requests.push(withoutArrays(message));
+      post(message, transfer);
+    };
+  }
+  return requests;
+}
+
+test('a resident feed is sent to each worker once, then referenced, and freed when the caller drops it', async () => {
+  const pool = await openPool({ workers: 2 });
+  const requests = recordRequests(pool);
+  let common: { data: Float32Array; dims: number[] } | undefined = image(0.25);
+  const expected = (await pool.run('encoder', { image: image(0.25) })).features!.data;
+  requests.length = 0;
+  // Four runs over two workers: each worker gets the array once, then a reference.
+  const results = await Promise.all([0, 1, 2, 3].map(() => pool.run('encoder', { image: common! }, { resident: ['image'] })));
+  for (const { features } of results) assert.equal(Array.from(features!.data), Array.from(expected), 'same output as the array itself');
+  assert.is(common.data.length, 224 * 224, 'the caller keeps its array');
+  const runs = requests.filter((request) => request.type === 'run');
+  const carried = runs.filter((request) => 'data' in request.feeds.image!);
+  assert.is(carried.length, 2, 'the array crossed once per worker');
+  assert.ok(carried.every((request) => request.retain?.image !== undefined));
+  assert.ok(runs.every((request) => 'data' in request.feeds.image! || request.feeds.image!.resident === carried[0]!.retain!.image));
+  // A second array is a second resident; its release follows the caller's array being collected.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  common = undefined;
+  for (let i = 0; i < 50 && !requests.some((request) => request.type === 'release'); i++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const released = requests.filter((request) => request.type === 'release');
+  assert.is(released.length, 2, 'each worker is told to free its copy');
+  const again = await pool.run('encoder', { image: image(0.25) }, { resident: ['image'] });
+  assert.equal(Array.from(again.features!.data), Array.from(expected), 'a new resident array after a release');
   await pool.close();
 });
 

@@ -11,7 +11,7 @@ import type { PathName, PipelineOptions } from '../pipeline-options.js';
 export const USAGE = `usage:
   lfusion serve <source> [--port 8080] [--host 127.0.0.1] [--model <dir>] [--once]
                 [--token <secret> (or LFUSION_TOKEN)] [--allow-origin <origin>]... [--tls-cert <pem> --tls-key <pem>]
-                [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 18] [--biometry [--pixel-spacing mm | x,y]]]
+                [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 18] [--mode live|exact] [--biometry [--pixel-spacing mm | x,y]]]
                 [--paths frame|clip|frame,clip [--clip-stride 8] [--clip-align]]
                 [--region auto|x,y,w,h | --no-region] [--no-reconnect] [--provider cpu|cuda|webgpu]
                 [--input-format mjpeg --video-size 1920x1080 --framerate 30]   (V4L2 devices)
@@ -27,13 +27,16 @@ export const USAGE = `usage:
       (offline), frames.csv, frames.jsonl, alerts.jsonl, labels/*.png (source resolution) and run.json.
       Ctrl-C stops and still writes the report, marked partial. --mask: the label maps written and scored,
       the head biometry's ellipse (default) or the thresholded pixels.
-  lfusion replay <video> --out <dir> [--model <dir>] [--uncertainty [--planes <maps>] [--m --n --k --seed] [--biometry]]
+  lfusion replay <video> --out <dir> [--model <dir>] [--uncertainty [--planes <maps>] [--m --n --k --seed] [--mode exact|live] [--biometry]]
                 [--paths frame|clip|frame,clip [--clip-stride 8] [--clip-align]] [--region auto|x,y,w,h]
                 [--provider cpu|cuda|webgpu]
       Processes every frame; writes <dir>/results.jsonl (one line per frame) and <dir>/<plane>/<index>.png.
   --uncertainty adds the fused map, the OOD score and alerts; --planes adds per-path maps, comma-separated
   (e.g. laplace.mutual_information,dropout.total_entropy); --m/--n/--k (weight samples, logit samples per
   weight sample, dropout passes) and --seed override the model package's defaults.
+  --mode live spreads those samples over consecutive frames and pools the last frames' (reset on a scene cut),
+  faster but with a measured quality cost on a moving probe (docs/results.md); exact (default) samples all of
+  them on every frame.
   --biometry adds head biometry to every frame (ellipse, HC/BPD/OFD with 95% intervals, GA, status; in mm
   with --pixel-spacing, mm per pixel of the frame); replay --report always measures it.
   --region cuts frames to the ultrasound image of a scanner screen: "auto" detects it, x,y,w,h fixes it
@@ -78,6 +81,7 @@ const OPTIONS = {
   thumbnails: { type: 'string' },
   provider: { type: 'string' },
   uncertainty: { type: 'boolean' },
+  mode: { type: 'string' },
   biometry: { type: 'boolean' },
   planes: { type: 'string' },
   paths: { type: 'string' },
@@ -177,7 +181,10 @@ export function pixelSpacing(values: CliValues): { x: number; y: number } | unde
   return { x: parts[0]!, y: parts[1] ?? parts[0]! };
 }
 
-/** The pipeline options `serve` and `replay --out` share; each adds its own `live` and `video`. */
+/**
+ * The pipeline options `serve` and `replay --out` share; each adds its own `live` and `video`. Both sample in exact
+ * mode unless `--mode live`: live mode is outside the issue's quality budget (docs/results.md).
+ */
 export function pipelineOptions(source: string, values: CliValues): Omit<PipelineOptions, 'live' | 'video'> {
   const region = regionOption(values);
   const provider = providerOption(values);
@@ -192,6 +199,8 @@ export function pipelineOptions(source: string, values: CliValues): Omit<Pipelin
   if (Object.keys(counts).length > 0 && !values.uncertainty && !clip) throw usageError('--m, --n, --k and --seed need --uncertainty (or the clip path)');
   const stride = values['clip-stride'] === undefined ? undefined : Number(values['clip-stride']);
   if (values.biometry && !values.uncertainty) throw usageError('--biometry needs --uncertainty');
+  if (values.mode !== undefined && values.mode !== 'live' && values.mode !== 'exact') throw usageError(`--mode must be live or exact, got ${values.mode}`);
+  if (values.mode !== undefined && !values.uncertainty) throw usageError('--mode needs --uncertainty');
   const spacing = pixelSpacing(values);
   if (spacing && !values.biometry) throw usageError('--pixel-spacing needs --biometry (or replay --report)');
   const biometry = values.biometry ? { biometry: spacing ? { pixelSpacing: spacing } : true } : {};
@@ -200,7 +209,7 @@ export function pipelineOptions(source: string, values: CliValues): Omit<Pipelin
     ...(values.model ? { modelPath: values.model } : {}),
     pool: { executionProvider: provider },
     analysis: values.uncertainty ? 'uncertainty' : 'segment',
-    uncertainty: { planes, ...counts, ...biometry },
+    uncertainty: { planes, ...counts, ...biometry, mode: (values.mode as 'live' | 'exact' | undefined) ?? 'exact' },
     paths: paths as PathName[],
     ...(clip ? { clip: { uncertainty: { planes, ...counts }, ...(stride === undefined ? {} : { stride }), ...(values['clip-align'] ? { align: true } : {}) } } : {}),
     ...(region === undefined ? {} : { region }),

@@ -1,0 +1,113 @@
+/**
+ * Quality of live mode (amortised samples) against exact mode on moving scans: each scan of a set becomes a short
+ * sweep (the image shifted one more pixel every frame, as a drifting probe), run through the live chain from its
+ * first frame; the last frame's result (its pool holds only shares sampled on earlier, shifted frames) is compared
+ * with exact mode on that frame: Dice against the shifted reference mask (test scans), and the OOD score's AUROC of
+ * each OOD set against the test scans. Reads the sets `lfusion.density --write-sets` writes and the test masks
+ * (`test-masks.u8`, same order as `test.u8`).
+ *
+ *   node --import tsx scripts/live-quality.ts --sets models/build/ood-scores/sets --out build/live-quality.json [--test 60 --ood 15 --frames 6]
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { from, lastValueFrom } from 'rxjs';
+import { encodeFrames } from '../src/operators/encodeFrames.js';
+import { lfusionUncertainty } from '../src/operators/lfusionUncertainty.js';
+import { InferencePool } from '../src/runtime/inference-pool.js';
+import { DEFAULT_MODEL_PATH, loadModelPackage } from '../src/runtime/model-package.js';
+import type { Frame } from '../src/runtime/types/frames.js';
+import type { FrameResult } from '../src/runtime/types/results.js';
+
+const { values } = parseArgs({
+  options: {
+    sets: { type: 'string', default: 'models/build/ood-scores/sets' },
+    out: { type: 'string', default: 'build/live-quality.json' },
+    model: { type: 'string', default: DEFAULT_MODEL_PATH },
+    test: { type: 'string', default: '60' },
+    ood: { type: 'string', default: '15' },
+    frames: { type: 'string', default: '6' },
+  },
+});
+
+/** `image` (size x size) moved by (dx, dy) pixels, zero where it moved in from outside. */
+function shifted(image: Uint8Array, size: number, dx: number, dy: number): Uint8Array {
+  const out = new Uint8Array(size * size);
+  for (let y = 0; y < size; y++) {
+    const sy = y - dy;
+    if (sy < 0 || sy >= size) continue;
+    for (let x = 0; x < size; x++) {
+      const sx = x - dx;
+      if (sx >= 0 && sx < size) out[y * size + x] = image[sy * size + sx]!;
+    }
+  }
+  return out;
+}
+
+function dice(mask: Uint8Array, truth: Uint8Array): number {
+  let both = 0;
+  let total = 0;
+  for (let i = 0; i < mask.length; i++) {
+    both += mask[i]! & truth[i]!;
+    total += mask[i]! + truth[i]!;
+  }
+  return total === 0 ? 1 : (2 * both) / total;
+}
+
+/** Probability that an OOD score exceeds an in-distribution one (ties count half). */
+function auroc(inDistribution: number[], ood: number[]): number {
+  let wins = 0;
+  for (const a of ood) for (const b of inDistribution) wins += a > b ? 1 : a === b ? 0.5 : 0;
+  return wins / (ood.length * inDistribution.length);
+}
+
+const index = JSON.parse(await readFile(join(values.sets!, 'index.json'), 'utf8')) as { size: number; sets: Record<string, number> };
+const size = index.size;
+const pixels = size * size;
+const sweepLength = Number(values.frames);
+const pkg = await loadModelPackage(values.model!);
+const pool = await InferencePool.open(pkg);
+const encode = encodeFrames(pool, pkg.manifest);
+const modes = { exact: lfusionUncertainty(pool, pkg.manifest, { mode: 'exact' }), live: lfusionUncertainty(pool, pkg.manifest, { mode: 'live' }) };
+const masks = await readFile(join(values.sets!, 'test-masks.u8'));
+const sets = Object.keys(index.sets).filter((name) => name === 'test' || name.startsWith('ood-test-') || name.startsWith('ood-dev-'));
+const record: Record<string, { exact: { ood: number; dice?: number }[]; live: { ood: number; dice?: number }[] }> = {};
+const started = Date.now();
+const load = [loadavg()];
+try {
+  for (const name of sets) {
+    const data = await readFile(join(values.sets!, `${name}.u8`));
+    const count = Math.min(index.sets[name]!, Number(name === 'test' ? values.test : values.ood));
+    record[name] = { exact: [], live: [] };
+    for (let i = 0; i < count; i++) {
+      const image = new Uint8Array(data.subarray(i * pixels, (i + 1) * pixels));
+      // Alternate the drift direction from scan to scan.
+      const [ux, uy] = ([[1, 0], [0, 1], [-1, 0], [0, -1]] as const)[i % 4]!;
+      const frameAt = (t: number): Frame => ({ index: t, pts: t, captureTime: 0, width: size, height: size, data: shifted(image, size, ux * t, uy * t) });
+      const sweep = Array.from({ length: sweepLength }, (_, t) => frameAt(t));
+      const last = sweepLength - 1;
+      const truth = name === 'test' ? shifted(new Uint8Array(masks.subarray(i * pixels, (i + 1) * pixels)), size, ux * last, uy * last) : undefined;
+      const score = (result: FrameResult) => ({ ood: result.ood!.score, ...(truth ? { dice: dice(result.planes[0]!.data, truth) } : {}) });
+      record[name].exact.push(score(await lastValueFrom(from([sweep[last]!]).pipe(encode, modes.exact))));
+      record[name].live.push(score(await lastValueFrom(from(sweep).pipe(encode, modes.live))));
+      process.stderr.write(`\r${name} ${i + 1}/${count}   `);
+    }
+  }
+} finally {
+  await pool.close();
+}
+load.push(loadavg());
+const test = record.test!;
+const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+const summary = Object.fromEntries(
+  (['exact', 'live'] as const).map((mode) => [
+    mode,
+    {
+      dice: mean(test[mode].map((r) => r.dice!)) * 100,
+      auroc: Object.fromEntries(sets.filter((name) => name !== 'test').map((name) => [name, auroc(test[mode].map((r) => r.ood), record[name]![mode].map((r) => r.ood))])),
+    },
+  ]),
+);
+await writeFile(values.out!, JSON.stringify({ package: pkg.manifest.name, sampling: pkg.manifest.sampling, sweepLength, seconds: (Date.now() - started) / 1000, loadavg: load, summary, record }, null, 1) + '\n');
+process.stderr.write(`\n${JSON.stringify(summary, null, 1)}\n`);

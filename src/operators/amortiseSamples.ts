@@ -1,0 +1,160 @@
+/**
+ * Live mode of the uncertainty chain: posterior samples amortised over consecutive frames (Huang et al., ECCV 2018).
+ * Each frame samples a share of the m weight samples and k dropout passes and runs the `measures` graph on them
+ * alone; its maps are the measures of the samples of the last frames pooled (combine.ts), which together hold
+ * at least (m, n, k).
+ */
+import { concatMap, defer, map, of, type OperatorFunction } from 'rxjs';
+import { drawDimensions, drawSamples } from '../runtime/draws.js';
+import { LfusionError } from '../runtime/errors.js';
+import { mapPixels } from '../runtime/model-package.js';
+import type { EncodedFrame } from '../runtime/types/frames.js';
+import type { GraphRunner } from '../runtime/types/inference.js';
+import type { ModelManifest } from '../runtime/types/model.js';
+import type { HeadSamples, MeasuredFrame, SampleCounts } from '../runtime/types/uncertainty.js';
+import { combineSampleSets, laplaceSampleMean, meanAbsoluteDifference, measureRows, rowMean, type SampleSet } from './amortiseSamples/combine.js';
+import { measureUncertainty } from './measureUncertainty.js';
+import { sampleCounts, sampleHeads, type SampleOptions } from './sampleHeads.js';
+
+export interface LiveSamplingOptions {
+  /** Frames the samples are spread over: each samples about 1/frames of m and of k. Default 5. */
+  frames?: number;
+  /**
+   * Mean absolute difference of consecutive model inputs (normalised grey levels) above which the scene counts as
+   * cut or moved too far: the pool is emptied and that frame samples all of (m, n, k) itself. Default 0.25.
+   */
+  resetDifference?: number;
+}
+
+/** One frame's contribution to the pool. */
+interface PoolEntry {
+  counts: SampleCounts;
+  laplace: SampleSet;
+  dropout: SampleSet;
+}
+
+/** Weight sample rows (and dropout pass rows) `[from, from + count)` of the common draws, for each share. */
+function shares(total: number, frames: number): { from: number; count: number }[] {
+  return Array.from({ length: frames }, (_, s) => {
+    const from = Math.floor((s * total) / frames);
+    return { from, count: Math.floor(((s + 1) * total) / frames) - from };
+  });
+}
+
+/**
+ * Encoded frames in, measured frames out (as `sampleHeads` then `measureUncertainty`), with samples amortised over
+ * consecutive frames. On a still scene the pooled samples are exactly those of the common draws of (m, n, k): frame
+ * after frame the shares cycle through their rows. `counts` of each result is the pool's total. The pool is the
+ * operator's, shared by its subscriptions (a pipeline subscribes once per frame): feed it one stream, in order.
+ *
+ * @param sampled runs on each frame's own head samples before the measures (e.g. `measureBiometry`).
+ * @throws LfusionError `INVALID_OPTION` at set-up for `draws` other than `common`, a bad `frames` or `resetDifference`.
+ * @example
+ * encoded$.pipe(amortiseSamples(pool, manifest, { m: 10, n: 4, k: 10 }, { frames: 5 }), fuseUncertainty(manifest));
+ */
+export function amortiseSamples<S extends HeadSamples>(
+  pool: GraphRunner,
+  manifest: ModelManifest,
+  options: SampleOptions = {},
+  live: LiveSamplingOptions = {},
+  sampled?: OperatorFunction<HeadSamples, S>,
+): OperatorFunction<EncodedFrame, MeasuredFrame & Omit<S, keyof HeadSamples>> {
+  if (options.draws !== undefined && options.draws !== 'common') {
+    throw new LfusionError('INVALID_OPTION', 'live mode draws its samples from the common draws; draws must be "common"', { draws: typeof options.draws === 'function' ? 'function' : options.draws });
+  }
+  const spread = live.frames ?? 5;
+  if (!(Number.isInteger(spread) && spread >= 1)) throw new LfusionError('INVALID_OPTION', `live.frames must be an integer >= 1, got ${spread}`, { frames: spread });
+  const counts = sampleCounts(manifest, options);
+  // Every share needs at least one weight sample and one dropout pass.
+  const frames = Math.min(spread, counts.m, counts.k);
+  const resetDifference = live.resetDifference ?? 0.25;
+  if (!(resetDifference >= 0)) throw new LfusionError('INVALID_OPTION', `live.resetDifference must be a number >= 0, got ${resetDifference}`, { resetDifference });
+  const order = manifest.measures.order;
+  measureRows(order);
+  const pixels = mapPixels(manifest);
+  const seed = options.seed ?? manifest.sampling.seed;
+  const dims = drawDimensions(manifest);
+  const { n } = counts;
+  const mShares = shares(counts.m, frames);
+  const kShares = shares(counts.k, frames);
+  /** A sampler for the full counts (after a reset) and one per share, each with its slice of the common draws, drawn once. */
+  const sampler = (first: { m: number; k: number }, share: SampleCounts) => {
+    let draws: ReturnType<typeof drawSamples> | undefined;
+    return sampleHeads(pool, manifest, { ...options, ...share, draws: () => (draws ??= { ...drawSamples(seed, share, dims, first), reused: true }) });
+  };
+  const full = sampler({ m: 0, k: 0 }, counts);
+  const parts = mShares.map((mShare, s) => sampler({ m: mShare.from, k: kShares[s]!.from }, { m: mShare.count, n, k: kShares[s]!.count }));
+  const measure = measureUncertainty(pool, manifest);
+  const eps = manifest.measures.entropyEpsilon;
+  const afterSampling = sampled ?? map((samples: HeadSamples) => samples as S);
+
+  // The pool belongs to the operator, not to a subscription: pipelines subscribe once per frame (keep-latest).
+  let previous: Float32Array | undefined;
+  let next = 0;
+  let entries: PoolEntry[] = [];
+  return (encoded$) =>
+    defer(() =>
+      encoded$.pipe(
+        concatMap((encoded) => {
+          // A previous image of another size (or no longer readable) counts as a cut; NaN never passes for still.
+          const moved = previous?.length !== encoded.image.length || !(meanAbsoluteDifference(previous, encoded.image) <= resetDifference);
+          previous = encoded.image;
+          if (moved) {
+            entries = [];
+            next = 0;
+          }
+          const sample = moved ? full : parts[next++ % frames]!;
+          return of(encoded).pipe(
+            sample,
+            afterSampling,
+            concatMap((samples) => {
+              // The logit sample means are taken before the measures graph moves the head outputs to its worker.
+              const laplaceMean = laplaceSampleMean(samples, pixels);
+              const dropoutMean = rowMean(samples.dropoutLogits.data, pixels);
+              return of(samples).pipe(
+                measure,
+                map((measured) => {
+                  const started = performance.now();
+                  const own = samples.draws.counts;
+                  entries.push({
+                    counts: own,
+                    laplace: { samples: own.m * own.n, maps: measured.maps.laplace, logitMean: laplaceMean },
+                    dropout: { samples: own.k, maps: measured.maps.dropout, logitMean: dropoutMean },
+                  });
+                  entries = retained(entries, counts);
+                  const pooled = { m: sum(entries, 'm'), n, k: sum(entries, 'k') };
+                  const { draws: _draws, laplace: _laplace, dropoutLogits: _dropout, frame: _frame, timings: _timings, ...extra } = samples;
+                  return {
+                    ...extra,
+                    ...measured,
+                    counts: pooled,
+                    maps: {
+                      ...measured.maps,
+                      laplace: combineSampleSets(entries.map((entry) => entry.laplace), order, pixels, eps),
+                      dropout: combineSampleSets(entries.map((entry) => entry.dropout), order, pixels, eps),
+                    },
+                    timings: { ...measured.timings, pool: performance.now() - started },
+                  };
+                }),
+              );
+            }),
+          );
+        }),
+      ),
+    );
+}
+
+function sum(entries: readonly PoolEntry[], key: 'm' | 'k'): number {
+  return entries.reduce((total, entry) => total + entry.counts[key], 0);
+}
+
+/** The newest entries that still hold at least m weight samples and k dropout passes (all of them while fewer). */
+function retained(entries: PoolEntry[], target: SampleCounts): PoolEntry[] {
+  let start = 0;
+  while (start < entries.length - 1) {
+    const rest = entries.slice(start + 1);
+    if (sum(rest, 'm') < target.m || sum(rest, 'k') < target.k) break;
+    start++;
+  }
+  return entries.slice(start);
+}
