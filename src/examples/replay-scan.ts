@@ -5,7 +5,7 @@
  *
  *   node --import tsx src/examples/replay-scan.ts <video> [--csv frames.csv] [--frames N] [--segment] [--model <package>]
  *
- * --segment skips the uncertainty chain (mask only: much faster, no fused map, no OOD).
+ * --segment skips the uncertainty chain (mask only: much faster, no fused map, no OOD). Progress goes to stderr.
  */
 import { createWriteStream } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -17,6 +17,9 @@ const { positionals, values } = parseArgs({
   options: { csv: { type: 'string' }, frames: { type: 'string' }, segment: { type: 'boolean' }, model: { type: 'string' } },
 });
 const video = positionals[0] ?? 'assets/sample.mp4';
+const limit = values.frames ? Number(values.frames) : undefined;
+// Progress goes to stderr (stdout is the report): the uncertainty chain takes about a second per frame on a laptop.
+console.error(`replay-scan: loading the model and opening ${video}...`);
 const pipeline = await createPipeline({
   source: video,
   ...(values.model ? { modelPath: values.model } : {}),
@@ -46,6 +49,21 @@ function summarise(result: FrameResult): FrameSummary {
   };
 }
 
+const started = Date.now();
+let lastLine = 0;
+/** On a terminal one line redrawn per frame; otherwise (CI, a pipe) the first frame, then a line every 5 s. */
+function showProgress(done: number): void {
+  const seconds = (Date.now() - started) / 1000;
+  const line = `${done}${limit === undefined ? '' : `/${limit}`} frames, ${(done / seconds).toFixed(2)} frames/s, ${seconds.toFixed(0)} s`;
+  if (process.stderr.isTTY) {
+    process.stderr.write(`\r${line}`);
+  } else if (done === 1 || Date.now() - lastLine >= 5000) {
+    process.stderr.write(`${line}\n`);
+    lastLine = Date.now();
+  }
+}
+console.error(`replay-scan: ${pipeline.model.manifest.name} loaded; ${values.segment ? 'segmentation only' : 'uncertainty chain'} on every frame (Ctrl-C stops)`);
+
 const csv = values.csv ? createWriteStream(values.csv) : undefined;
 csv?.write('index,pts,head_fraction,mean_fused,ood_score,ood_above\n');
 const alerts: Alert[] = [];
@@ -54,12 +72,12 @@ const frames: FrameSummary[] = [];
 try {
   await lastValueFrom(
     pipeline.results$.pipe(
-      take(values.frames ? Number(values.frames) : Number.POSITIVE_INFINITY),
+      take(limit ?? Number.POSITIVE_INFINITY),
       map(summarise), // one summary per frame: the planes themselves are not kept
       tap((s) => {
         frames.push(s);
         csv?.write(`${s.index},${s.pts.toFixed(3)},${s.headFraction.toFixed(4)},${s.meanFused ?? ''},${s.oodScore ?? ''},${s.above ?? ''}\n`);
-        if (process.stderr.isTTY) process.stderr.write(`\rframe ${s.index}`);
+        showProgress(frames.length);
       }),
     ),
     { defaultValue: undefined },

@@ -7,6 +7,7 @@ import {
   parseShowinfo,
   resolveFfmpeg,
   saysSourceMissing,
+  textInputFormat,
   toVideoInput,
   type V4l2Options,
 } from '../runtime/ffmpeg.js';
@@ -63,7 +64,8 @@ const previousFfmpeg = new Map<string, Promise<void>>();
  * Each subscription spawns its own ffmpeg; unsubscribing ends it (SIGTERM, then SIGKILL after a short grace), and so
  * does the end of the process. A new subscription to a live source first waits for the previous ffmpeg on it to exit.
  * Failures arrive as a {@link SourceError}: `FFMPEG_NOT_FOUND`, `SOURCE_NOT_FOUND`, `DECODE_FAILED` (a corrupt or
- * truncated file: every frame that decoded is delivered first), `SOURCE_LOST` (a live source ended or went silent).
+ * truncated file: every frame that decoded is delivered first; a file with no video frames; a text file, which ffmpeg
+ * would render as one picture of the text), `SOURCE_LOST` (a live source ended or went silent).
  * A lost live source can be resumed with RxJS `retry`, since every subscription starts a fresh ffmpeg.
  *
  * @param source A file path, a network URL, or a device path.
@@ -156,7 +158,11 @@ export function fromVideo(source: string, options: FromVideoOptions = {}): Obser
       if (settled || !exited) return;
       const leftover = pixels.length > 0 || partialFilled > 0 || early.length > 0;
       const status = exited.signal ? `signal ${exited.signal}` : `code ${exited.code}`;
-      if (!live && exited.code === 0 && !loggedError && !leftover) {
+      if (!live && exited.code === 0 && index === 0 && !leftover) {
+        // An empty recording is a failed capture, not an empty result. Looping it (`-stream_loop`) also logs a
+        // failed seek: the answer must not depend on that.
+        fail('DECODE_FAILED', `${source} has no video frames`);
+      } else if (!live && exited.code === 0 && !loggedError && !leftover) {
         settled = true;
         subscriber.complete();
       } else if (index === 0 && saysSourceMissing(tail())) {
@@ -203,6 +209,12 @@ export function fromVideo(source: string, options: FromVideoOptions = {}): Obser
         return;
       }
       if (line.trim() === '' || line.includes('Parsed_showinfo')) return;
+      const textFormat = textInputFormat(line);
+      if (textFormat) {
+        stderrTail.push(line);
+        fail('DECODE_FAILED', `${source} is not a video: ffmpeg can only read it as text (${textFormat})`);
+        return;
+      }
       stderrTail.push(line);
       if (stderrTail.length > STDERR_TAIL_LINES) stderrTail.shift();
       if (isErrorLine(line)) loggedError = true;

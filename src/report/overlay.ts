@@ -12,9 +12,18 @@ export interface FloatMap {
   data: Float32Array;
 }
 
-/** Bilinear resampling with pixel centres aligned (`u = (x + 0.5) * inW / outW - 0.5`), edges clamped. */
-export function resample(map: FloatMap, width: number, height: number): Float32Array {
-  const out = new Float32Array(width * height);
+/** Any grid of numbers: float maps, grey pixels, 0/1 masks (read in place, never copied to floats). */
+interface Grid {
+  width: number;
+  height: number;
+  data: ArrayLike<number>;
+}
+
+/**
+ * Bilinear resampling with pixel centres aligned (`u = (x + 0.5) * inW / outW - 0.5`), edges clamped: calls
+ * `write(i, value)` for each output pixel `i`, so that callers choose the output type and allocate nothing else.
+ */
+function resampleEach(map: Grid, width: number, height: number, write: (i: number, value: number) => void): void {
   const sx = map.width / width;
   const sy = map.height / height;
   for (let y = 0; y < height; y++) {
@@ -29,21 +38,33 @@ export function resample(map: FloatMap, width: number, height: number): Float32A
       const fx = u - x0;
       const top = map.data[y0 * map.width + x0]! * (1 - fx) + map.data[y0 * map.width + x1]! * fx;
       const bottom = map.data[y1 * map.width + x0]! * (1 - fx) + map.data[y1 * map.width + x1]! * fx;
-      out[y * width + x] = top * (1 - fy) + bottom * fy;
+      write(y * width + x, top * (1 - fy) + bottom * fy);
     }
   }
+}
+
+/** Bilinear resampling (see `resampleEach`) to a float map. */
+export function resample(map: Grid, width: number, height: number): Float32Array {
+  const out = new Float32Array(width * height);
+  resampleEach(map, width, height, (i, value) => (out[i] = value));
   return out;
 }
 
-/** The label map at `width x height`: class 1 where the resampled foreground probability exceeds 0.5. */
-export function labelMapAt(probability: FloatMap, width: number, height: number): Mask {
-  return { width, height, data: Uint8Array.from(resample(probability, width, height), (p) => (p > 0.5 ? 1 : 0)) };
+/**
+ * The label map at `width x height`: class 1 where the resampled foreground probability exceeds 0.5. One byte per
+ * output pixel: no float map at the source resolution (a report on 8000x8000 frames would need 256 MB for it).
+ */
+export function labelMapAt(probability: Grid, width: number, height: number): Mask {
+  const data = new Uint8Array(width * height);
+  resampleEach(probability, width, height, (i, p) => (data[i] = p > 0.5 ? 1 : 0));
+  return { width, height, data };
 }
 
 /** Grey pixels resampled (bilinear) to `width x height`. */
 export function resizeGrey(frame: { width: number; height: number; data: Uint8Array }, width: number, height: number): Uint8Array {
-  const resized = resample({ width: frame.width, height: frame.height, data: Float32Array.from(frame.data) }, width, height);
-  return Uint8Array.from(resized, (v) => Math.round(v));
+  const out = new Uint8Array(width * height);
+  resampleEach(frame, width, height, (i, value) => (out[i] = Math.round(value)));
+  return out;
 }
 
 /**
@@ -61,28 +82,43 @@ const CONTOUR: [number, number, number] = [0, 255, 0];
 const TRUTH_CONTOUR: [number, number, number] = [0, 200, 255];
 
 /**
- * An RGB thumbnail `width` pixels wide (aspect ratio of the source kept): the grey frame, the heat map of
- * `uncertainty` normalised by `uncertaintyMax` (the same scale for every thumbnail of a report), the boundary of
- * the ground truth `truth` in cyan when given, and the boundary of `mask` (any resolution) in green on top.
+ * What a thumbnail `width` pixels wide (aspect ratio of the source kept) is drawn from, already at that size: the
+ * grey frame, `uncertainty` resampled, and the masks shrunk to label maps. The report keeps these for its candidate
+ * frames instead of the frames themselves, so its memory does not grow with the source resolution.
  */
-export function renderThumbnail(
-  frame: { width: number; height: number; data: Uint8Array },
-  mask: Mask,
-  uncertainty: FloatMap,
-  uncertaintyMax: number,
-  width: number,
-  truth?: Mask,
-): { width: number; height: number; rgb: Uint8Array } {
+export interface ThumbnailLayers {
+  width: number;
+  height: number;
+  grey: Uint8Array;
+  heat: Float32Array;
+  predicted: Uint8Array;
+  reference?: Uint8Array;
+}
+
+/** The layers of a thumbnail (see {@link ThumbnailLayers}) of a frame, its `mask` and `truth` (any resolution). */
+export function thumbnailLayers(frame: { width: number; height: number; data: Uint8Array }, mask: Mask, uncertainty: FloatMap, width: number, truth?: Mask): ThumbnailLayers {
   const height = Math.max(1, Math.round((width * frame.height) / frame.width));
-  const grey = resizeGrey(frame, width, height);
-  const heat = resample(uncertainty, width, height);
-  const shrink = (m: Mask) => resample({ width: m.width, height: m.height, data: Float32Array.from(m.data) }, width, height);
-  const onBoundary = (labels: Float32Array, x: number, y: number) => {
-    const inside = (u: number, v: number) => u >= 0 && v >= 0 && u < width && v < height && labels[v * width + u]! > 0.5;
+  return {
+    width,
+    height,
+    grey: resizeGrey(frame, width, height),
+    heat: resample(uncertainty, width, height),
+    predicted: labelMapAt(mask, width, height).data,
+    ...(truth ? { reference: labelMapAt(truth, width, height).data } : {}),
+  };
+}
+
+/**
+ * An RGB thumbnail: the grey frame, the heat map normalised by `uncertaintyMax` (the same scale for every
+ * thumbnail of a report), the boundary of the ground truth in cyan when given, and the boundary of the mask in
+ * green on top.
+ */
+export function paintThumbnail(layers: ThumbnailLayers, uncertaintyMax: number): { width: number; height: number; rgb: Uint8Array } {
+  const { width, height, grey, heat, predicted, reference } = layers;
+  const onBoundary = (labels: Uint8Array, x: number, y: number) => {
+    const inside = (u: number, v: number) => u >= 0 && v >= 0 && u < width && v < height && labels[v * width + u] === 1;
     return inside(x, y) && !(inside(x - 1, y) && inside(x + 1, y) && inside(x, y - 1) && inside(x, y + 1));
   };
-  const predicted = shrink(mask);
-  const reference = truth ? shrink(truth) : undefined;
   const rgb = new Uint8Array(width * height * 3);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
@@ -100,7 +136,7 @@ export function renderThumbnail(
 /**
  * Keeps in `kept` (most uncertain first) the `count` frames of highest mean uncertainty, at most one per window of
  * `window` frames of a source (0..window-1, window..2*window-1, ...): neighbouring frames look alike, and the gallery
- * should show different moments. Called once per frame, so the frames kept are the only ones held in memory.
+ * should show different moments. Called once per frame.
  */
 export function keepMostUncertain<T extends { record: Pick<FrameRecord, 'source' | 'index' | 'meanUncertainty'> }>(kept: T[], candidate: T, count: number, window: number): void {
   const score = candidate.record.meanUncertainty;

@@ -53,7 +53,7 @@ import { rasteriseEllipse } from '../operators/measureBiometry/ellipse.js';
 import { loadHc18Annotations, outlineToMask, readGreyImage, thresholdMask, type Hc18Annotations } from './ground-truth.js';
 import { loadPlotLibrary, renderReport, summarise, type ReportThumbnail } from './html.js';
 import { dice, hausdorffMm, headCircumferenceMm, type Mask, type Spacing } from './metrics.js';
-import { keepMostUncertain, labelMapAt, renderThumbnail, type FloatMap } from './overlay.js';
+import { keepMostUncertain, labelMapAt, paintThumbnail, thumbnailLayers, type FloatMap, type ThumbnailLayers } from './overlay.js';
 import { encodePng } from './png.js';
 import { ProgressBar } from './progress.js';
 import { biometryFields, maskComparison, NO_MASK_COMPARISON, RecordWriter, type FrameRecord } from './records.js';
@@ -229,8 +229,8 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
   const errors: ReplayReportSummary['errors'] = [];
   const writer = new RecordWriter(join(out, 'frames.jsonl'), join(out, 'frames.csv'));
   const alertLines = createWriteStream(join(out, 'alerts.jsonl'));
-  /** The most uncertain frames so far, most uncertain first, with what their thumbnails need. */
-  const candidates: { record: FrameRecord; frame: Frame; labels: Mask; fused: FloatMap; truth?: Mask }[] = [];
+  /** The most uncertain frames so far, most uncertain first, with their thumbnails' layers (at thumbnail size). */
+  const candidates: { record: FrameRecord; layers: ThumbnailLayers; fusedPeak: number }[] = [];
 
   /** mm per pixel of an input: its HC18 CSV row, else `pixelSpacing`. */
   const spacingOf = (input: ReplayInput): Spacing | undefined => {
@@ -261,7 +261,7 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
     const truth = await truthOf(item);
     let truthMask = truth.mask;
     if (truthMask && (truthMask.width !== frame.width || truthMask.height !== frame.height)) {
-      truthMask = labelMapAt({ width: truthMask.width, height: truthMask.height, data: Float32Array.from(truthMask.data) }, frame.width, frame.height);
+      truthMask = labelMapAt(truthMask, frame.width, frame.height);
     }
     const spacing = truth.spacing;
     const hcMm = spacing ? finiteOrNull(headCircumferenceMm(labels, spacing)) : null;
@@ -302,7 +302,8 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
     writer.write(entry);
     // Alerts count in run positions (seq), so that intervals line up with the plots across sources.
     alertsIn.next({ ...result, frame: { ...result.frame, index: seq } });
-    keepMostUncertain(candidates, { record: entry, frame, labels, fused, ...(truthMask ? { truth: truthMask } : {}) }, thumbnailCount, THUMBNAIL_WINDOW);
+    const fusedPeak = fused.data.reduce((m, v) => (v > m ? v : m), 0);
+    keepMostUncertain(candidates, { record: entry, layers: thumbnailLayers(frame, labels, fused, THUMBNAIL_WIDTH, truthMask), fusedPeak }, thumbnailCount, THUMBNAIL_WINDOW);
     progress?.tick();
     options.onFrame?.(records.length, total);
   };
@@ -399,9 +400,9 @@ export async function replayReport(options: ReplayReportOptions): Promise<Replay
   if (failure) errors.push({ source: current, code: failure instanceof LfusionError ? failure.code : 'INTERNAL', message: failure instanceof Error ? failure.message : String(failure) });
   const incomplete = partial || failure !== undefined;
   const summary = summarise(records, alerts);
-  const fusedMax = Math.max(0, ...candidates.map((c) => c.fused.data.reduce((m, v) => (v > m ? v : m), 0)));
-  const thumbnails: ReportThumbnail[] = candidates.map(({ record: entry, frame, labels, fused, truth }) => {
-    const image = renderThumbnail(frame, labels, fused, fusedMax, THUMBNAIL_WIDTH, truth);
+  const fusedMax = Math.max(0, ...candidates.map((c) => c.fusedPeak));
+  const thumbnails: ReportThumbnail[] = candidates.map(({ record: entry, layers }) => {
+    const image = paintThumbnail(layers, fusedMax);
     return { record: entry, png: encodePng(image.width, image.height, image.rgb, 3).toString('base64') };
   });
   const finished = new Date();

@@ -152,6 +152,17 @@ export function parseShowinfo(line: string): ShowinfoFrame | null {
   return { n: Number(match[1]), ptsTime: Number.isFinite(ptsTime) ? ptsTime : Number.NaN };
 }
 
+/**
+ * ffmpeg's text-mode demuxers: `tty` reads any text file as ANSI art (one picture of the text), the others read
+ * DOS-era art files. Such an input decodes, but it is not a video.
+ */
+const TEXT_INPUT = /^(?:\[info\] )?Input #0, (tty|bin|xbin|adf|idf), from /;
+
+/** The demuxer name when an `Input #0` line shows ffmpeg reading the source as text art, else `null`. */
+export function textInputFormat(line: string): string | null {
+  return TEXT_INPUT.exec(line)?.[1] ?? null;
+}
+
 const OUTPUT_SECTION = /^(?:\[info\] )?Output #0/;
 /** ffmpeg 4 prints `gray, 224x168`; ffmpeg 5 adds the range and scan type: `gray(pc, progressive), 224x168`. */
 const RAW_GREY_STREAM = /Stream #0:0.*: Video: rawvideo\b.*?, gray(?:\([^)]*\))?, (\d+)x(\d+)/;

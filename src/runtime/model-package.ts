@@ -242,7 +242,40 @@ export function validateManifest(json: unknown, packagePath: string): ModelManif
   }
   if (m.density !== undefined) manifest.density = densitySection(read, m.density);
   if (m.oodDecision !== undefined) manifest.oodDecision = oodDecisionSection(read, m.oodDecision);
+  checkSharedDimensions(read, manifest);
   return manifest;
+}
+
+/**
+ * Sizes the manifest states twice, as a setting and as a fixed dimension of a graph's declared tensor, must agree:
+ * otherwise the package would load and fail at the first frame (a resized image or a weight-noise draw of the wrong
+ * length). Graph declarations are checked against the ONNX files themselves when the sessions open.
+ */
+function checkSharedDimensions(read: ManifestReader, manifest: ModelManifest): void {
+  const { input, laplace, dropout, clip } = manifest;
+  // [setting, its value, graph, 'inputs' | 'outputs', tensor, dimension index]
+  const shared: [string, number, string, 'inputs' | 'outputs', string, number][] = [
+    ...(['encoder', 'laplace_head', 'dropout_head'] as const).flatMap((graph): typeof shared => [
+      ['input.channels', input.channels, graph, 'inputs', 'image', 1],
+      ['input.height', input.height, graph, 'inputs', 'image', 2],
+      ['input.width', input.width, graph, 'inputs', 'image', 3],
+    ]),
+    ['laplace.weightCount', laplace.weightCount, 'laplace_head', 'inputs', 'weight_noise', 1],
+    ['laplace.rank', laplace.rank, 'laplace_head', 'outputs', 'cov_factor', 1],
+    ['laplace.rank', laplace.rank, 'measures', 'inputs', 'factor_noise', 2],
+    ['dropout.maskCount', dropout.maskCount, 'dropout_head', 'inputs', 'dropout_masks', 1],
+    ...(clip
+      ? ([
+          ['clip.laplace.weightCount', clip.laplace.weightCount, 'clip_laplace_head', 'inputs', 'weight_noise', 1],
+          ['clip.laplace.rank', clip.laplace.rank, 'clip_measures', 'inputs', 'factor_noise', 2],
+          ['clip.dropout.maskCount', clip.dropout.maskCount, 'clip_dropout_head', 'inputs', 'dropout_masks', 1],
+        ] satisfies typeof shared)
+      : []),
+  ];
+  for (const [field, value, graph, kind, tensor, index] of shared) {
+    const declared = manifest.graphs[graph]?.[kind][tensor]?.[index];
+    if (typeof declared === 'number' && declared !== value) read.fail(field, `${declared}, as graphs.${graph}.${kind}.${tensor}[${index}] declares`, value);
+  }
 }
 
 function densitySection(read: ManifestReader, value: unknown): DensityManifest {

@@ -71,5 +71,7 @@ export function maskPlane(meanProb: Float32Array, width: number, height: number)
 
 /** Back to float values, `min + q * scale` (for subscribers and tests). */
 export function dequantizePlane(plane: Plane): Float32Array {
-  return Float32Array.from(plane.data, (q) => plane.min + q * plane.scale);
+  const values = new Float32Array(plane.data.length); // not Float32Array.from(data, mapFn): it builds a JS array first
+  for (let i = 0; i < values.length; i++) values[i] = plane.min + plane.data[i]! * plane.scale;
+  return values;
 }

@@ -74,6 +74,9 @@ test('replay-scan: every frame of a recording, a CSV line each, and a report', a
   assert.match(run.stdout, /assets\/sample\.mp4: 4 frames, head in \d+/);
   assert.match(run.stdout, /OOD alert episodes: \d+/);
   assert.match(run.stdout, /stage medians \(ms\): .*encoder \d/);
+  // Not silent while it works, on a terminal or not (here stderr is a pipe): a start line, then progress.
+  assert.match(run.stderr, /replay-scan: loading the model and opening assets\/sample\.mp4/);
+  assert.match(run.stderr, /\n1\/4 frames, \d+\.\d\d frames\/s, \d+ s\n/);
   await rm(dir, { recursive: true, force: true });
 });
 

@@ -230,7 +230,10 @@ test('soak: >= 5,000 frames through the pipeline; per 1,000 frames the JS heap g
   const heapGrowth = perThousand('heap');
   figure('soak', `${count} frames in ${((Date.now() - started) / 1000).toFixed(0)} s; RSS ${(samples[0]!.rss / MiB).toFixed(0)} -> ${(samples.at(-1)!.rss / MiB).toFixed(0)} MiB, ${rssGrowth.toFixed(2)} MiB per 1,000 frames after warm-up; JS heap after GC ${heapGrowth.toFixed(2)} MiB per 1,000 frames`);
   assert.ok(count >= 5000);
-  // Retained JS objects would show in the heap; the RSS bound catches native growth (measured 3-7 MiB per 1,000 frames here).
+  // Retained JS objects would show in the heap; the RSS bound catches native growth. The 3-7 MiB per 1,000 frames measured
+  // here over 5,000 frames is the allocator's swing (RSS after GC moves between about 170 and 220 MiB), not a leak: a
+  // 10,000-frame run stayed within 194-221 MiB, slope 0.72 MiB per 1,000 frames after warm-up (3,000-frame runs with
+  // MALLOC_ARENA_MAX=2 swung the same way).
   assert.ok(heapGrowth < 1, `the JS heap grows ${heapGrowth.toFixed(2)} MiB per 1,000 frames`);
   assert.ok(rssGrowth < 16, `RSS grows ${rssGrowth.toFixed(2)} MiB per 1,000 frames`);
 });

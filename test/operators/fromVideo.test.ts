@@ -149,6 +149,23 @@ test('a truncated file delivers the frames that decoded, then DECODE_FAILED', as
   assert.match(run.error?.stderrTail ?? '', '[error]');
 });
 
+test('a text file and a video with no frames are DECODE_FAILED with no frame, played once or looped', async () => {
+  const text = join(tmp, 'notes.txt');
+  writeFileSync(text, 'not a video\n'); // ffmpeg's tty demuxer would render it as one 640x400 picture
+  const empty = join(tmp, 'empty.y4m');
+  writeFileSync(empty, 'YUV4MPEG2 W320 H240 F25:1 Ip A1:1 C420jpeg\n'); // a video stream, zero frames: ffmpeg exits 0
+  for (const options of [{}, { realtime: true, inputOptions: ['-stream_loop', '-1'] }]) {
+    const textRun = await collect(fromVideo(text, options));
+    assert.is(textRun.frames.length, 0);
+    assert.is(textRun.error?.code, 'DECODE_FAILED');
+    assert.match(textRun.error?.message ?? '', 'is not a video: ffmpeg can only read it as text (tty)');
+    const emptyRun = await collect(fromVideo(empty, options));
+    assert.is(emptyRun.frames.length, 0);
+    assert.is(emptyRun.error?.code, 'DECODE_FAILED');
+    assert.match(emptyRun.error?.message ?? '', 'has no video frames');
+  }
+});
+
 test('a missing ffmpeg is FFMPEG_NOT_FOUND', async () => {
   const run = await collect(fromVideo(SAMPLE, { ffmpegPath: join(tmp, 'no-ffmpeg') }));
   assert.is(run.error?.code, 'FFMPEG_NOT_FOUND');

@@ -60,6 +60,14 @@ test('malformed fields are rejected with the field named', async () => {
   assert.match((await loadEdited((m) => (m.graphs.encoder.inputs.image = ['batch', 1, -224, 224]))).message, /"graphs\.encoder\.inputs\.image\[2\]"/);
 });
 
+test('settings that disagree with a graph\'s declared dimensions are rejected at load, not at the first frame', async () => {
+  assert.match((await loadEdited((m) => (m.input.width = 200))).message, /"input\.width" must be 224, as graphs\.encoder\.inputs\.image\[3\] declares, got 200/);
+  assert.match((await loadEdited((m) => (m.input.height = 256))).message, /"input\.height" must be 224, as graphs\.encoder\.inputs\.image\[2\] declares, got 256/);
+  assert.match((await loadEdited((m) => (m.laplace.weightCount = 10))).message, /"laplace\.weightCount" must be 9, as graphs\.laplace_head\.inputs\.weight_noise\[1\] declares, got 10/);
+  assert.match((await loadEdited((m) => (m.laplace.rank = 3))).message, /"laplace\.rank" must be 2, as graphs\.laplace_head\.outputs\.cov_factor\[1\] declares/);
+  assert.match((await loadEdited((m) => (m.dropout.maskCount = 7))).message, /"dropout\.maskCount" must be 8, as graphs\.dropout_head\.inputs\.dropout_masks\[1\] declares/);
+});
+
 test('an out-of-range number is reported as written, not as null', async () => {
   const dir = await tinyPackageCopy();
   try {

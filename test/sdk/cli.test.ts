@@ -50,6 +50,24 @@ test('replay of a truncated file writes a result for every frame decoded, then f
   await rm(dir, { recursive: true, force: true });
 });
 
+test('a text file and an empty video: replay (--out, --report) and serve all exit 1 with DECODE_FAILED', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'lfusion-not-video-'));
+  await writeFile(join(dir, 'notes.txt'), 'not a video\n');
+  await writeFile(join(dir, 'empty.y4m'), 'YUV4MPEG2 W320 H240 F25:1 Ip A1:1 C420jpeg\n');
+  for (const [name, reason] of [['notes.txt', /is not a video/], ['empty.y4m', /has no video frames/]] as const) {
+    const source = join(dir, name);
+    // The report runs the uncertainty chain, which the tiny package lacks: it takes the default package.
+    const tiny = ['--model', TINY_PACKAGE];
+    for (const args of [['replay', source, '--out', join(dir, 'out'), ...tiny], ['replay', source, '--report', join(dir, 'report'), '--m', '2', '--n', '2', '--k', '2'], ['serve', source, '--port', '0', ...tiny]]) {
+      const run = runCli(args);
+      assert.is(run.status, 1, `${args.join(' ')}: ${run.stderr}`);
+      assert.match(run.stderr, reason);
+      assert.match(run.stderr, /\[DECODE_FAILED\]/);
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
 test('bad usage is a clear error with exit code 1', () => {
   const noOut = runCli(['replay', SAMPLE]);
   assert.is(noOut.status, 1);

@@ -29,7 +29,10 @@ export function warpImage(image: Float32Array, width: number, height: number, wa
 export function resampleFrame(frame: Frame, transform: SimilarityTransform): Frame {
   const source = Float32Array.from(frame.data);
   const warped = warpImage(source, frame.width, frame.height, invert([...transform.matrix]), frame.width, frame.height, 0);
-  return { ...frame, data: Uint8Array.from(warped, (v) => Math.round(v)) };
+  // A loop, not Uint8Array.from(warped, mapFn), which first builds a JS array of every pixel (about 45 bytes each).
+  const data = new Uint8Array(warped.length);
+  for (let i = 0; i < warped.length; i++) data[i] = Math.round(warped[i]!);
+  return { ...frame, data };
 }
 
 /**
