@@ -103,10 +103,12 @@ def test_frequency_band_removal_and_learning_rate_schedule():
     torch.testing.assert_close(pretrain.remove_frequency_band(images, empty, empty), images, rtol=1e-4, atol=1e-4)
     filtered = pretrain.remove_frequency_band(images, torch.zeros(2), torch.full((2,), 2.0))
     assert filtered.abs().max() < 1e-4
-    cfg = pretrain.PretrainConfig(warmup_steps=10, lr=1e-3, min_lr=1e-5)
-    assert pretrain.learning_rate(0, 100, cfg) == pytest.approx(1e-4)
-    assert pretrain.learning_rate(10, 100, cfg) == pytest.approx(1e-3)
-    assert pretrain.learning_rate(100, 100, cfg) == pytest.approx(1e-5)
+    cfg = pretrain.PretrainConfig(warmup_steps=10, plan_steps=100, lr=1e-3, min_lr=1e-5)
+    assert pretrain.learning_rate(0, cfg) == pytest.approx(1e-4)
+    assert pretrain.learning_rate(10, cfg) == pytest.approx(1e-3)
+    assert pretrain.learning_rate(55, cfg) == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert pretrain.learning_rate(100, cfg) == pytest.approx(1e-5)
+    assert pretrain.learning_rate(250, cfg) == pytest.approx(1e-5)
 
 
 def test_masked_autoencoder_step_trains_the_encoder():
@@ -120,7 +122,7 @@ def test_masked_autoencoder_step_trains_the_encoder():
     assert model.encoder.blocks[0].attn.relative_position_bias_table.grad.abs().sum() > 0
 
 
-def test_pretraining_cli_resumes(tmp_path):
+def tiny_prepared(path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (6, 224, 224), dtype=np.uint8)
     prepared = Prepared(
@@ -128,8 +130,12 @@ def test_pretraining_cli_resumes(tmp_path):
         pixel_size_mm=np.ones(4), names=["000_HC", "001_HC", "002_HC", "003_HC"], subjects=["000", "001", "002", "003"],
         splits=["train"] * 4, unlabelled_images=images[4:], unlabelled_names=["900_HC", "901_HC"],
     )
-    save_prepared(prepared, tmp_path / "hc18" / "prepared.npz")
-    args = ["--data", str(tmp_path / "hc18"), "--out", str(tmp_path / "encoder.pt"), "--state", str(tmp_path / "state.pt"),
+    save_prepared(prepared, path / "prepared.npz")
+    return path
+
+
+def test_pretraining_cli_resumes(tmp_path):
+    args = ["--data", str(tiny_prepared(tmp_path / "hc18")), "--out", str(tmp_path / "encoder.pt"), "--state", str(tmp_path / "state.pt"),
             "--minutes", "0.03", "--resume", "--batch", "2", "--width", "32", "--depth", "2", "--heads", "2",
             "--feature-blocks", "1", "2", "--threads", "1"]
     pretrain.main(args)
@@ -138,5 +144,35 @@ def test_pretraining_cli_resumes(tmp_path):
     second = json.loads((tmp_path / "encoder.json").read_text())
     assert first["steps"] > 0 and second["steps"] > first["steps"]
     assert second["images_seen"] == 2 * second["steps"] and len(second["commands"]) == 2
+    assert second["sessions"][1]["start_step"] == first["steps"] and second["sessions"][1]["end_step"] == second["steps"]
     encoder, cfg = load_encoder(tmp_path / "encoder.pt")
     assert cfg.width == 32 and cfg.feature_blocks == (1, 2)
+
+
+def test_resumed_pretraining_keeps_its_plan_and_snapshots_milestones(tmp_path):
+    data = tiny_prepared(tmp_path / "hc18")
+    init = USFMEncoder(small_config())
+    save_encoder(init, tmp_path / "init.pt", meta={"total_wall_clock_minutes": 77.0, "images_seen": 1000, "steps": 10})
+    run = ["--data", str(data), "--out", str(tmp_path / "run" / "encoder.pt"), "--state", str(tmp_path / "run" / "state.pt"),
+           "--snapshots", str(tmp_path / "run" / "snapshots"), "--snapshot-every", "2", "--batch", "2", "--threads", "1", "--resume"]
+    # Two sessions of 3 steps (the minutes budget is large; the plan of 6 steps ends the second one).
+    pretrain.main(run + ["--minutes", "10", "--plan-steps", "3", "--warmup-steps", "1", "--init-encoder", str(tmp_path / "init.pt")])
+    with pytest.raises(SystemExit):
+        pretrain.main(run + ["--minutes", "10", "--plan-steps", "6"])
+    state = torch.load(str(tmp_path / "run" / "state.pt"))
+    assert state["step"] == 3 and state["pretrain_config"]["plan_steps"] == 3
+    # A plan can only be the one stored: to test a continued run, extend it in the state file.
+    state["pretrain_config"]["plan_steps"] = 6
+    torch.save(state, str(tmp_path / "run" / "state.pt"))
+    pretrain.main(run + ["--minutes", "10"])
+    record = json.loads((tmp_path / "run" / "encoder.json").read_text())
+    assert record["steps"] == 6 and record["pretrain_config"]["plan_steps"] == 6
+    assert [s["ended"] for s in record["sessions"]] == ["plan complete", "plan complete"]
+    assert record["pretraining_images_seen"] == 1000 + 12 and record["pretraining_minutes"] >= 77.0
+    snapshots = sorted((tmp_path / "run" / "snapshots").glob("*.pt"))
+    assert [p.name for p in snapshots] == ["encoder-step000002.pt", "encoder-step000004.pt", "encoder-step000006.pt"]
+    milestone = json.loads(snapshots[1].with_suffix(".json").read_text())
+    assert milestone["steps"] == 4 and milestone["images_seen"] == 8 and milestone["init"]["images_seen"] == 1000
+    assert milestone["lr"] == pytest.approx(pretrain.learning_rate(4, pretrain.PretrainConfig(**record["pretrain_config"])))
+    encoder, cfg = load_encoder(snapshots[0])
+    assert cfg == small_config()
