@@ -159,3 +159,7 @@ def augment(
     if cfg.compression_probability > 0 and rng.random() < cfg.compression_probability:
         image = jpeg_round_trip(image, int(rng.integers(cfg.compression_quality[0], cfg.compression_quality[1] + 1)))
     return image, mask
+
+
+# By name, for the command lines (``lfusion.features --augmentation``).
+AUGMENTATIONS = {"paper": AugmentConfig(), "sweep": SWEEP}

@@ -78,3 +78,20 @@ def test_sweep_rotates_over_the_full_circle_and_moves_the_head_partly_out_of_vie
     masks = [augment(image, mask, rng, SWEEP)[1] for _ in range(60)]
     cut = [m.sum() > 0 and (m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any()) for m in masks]
     assert 0.1 < np.mean(cut) < 0.6  # the head (never at the border here) is cut by the frame in some frames
+
+
+def test_feature_cache_training_copies_use_the_named_augmentation():
+    from lfusion.data import Prepared
+    from lfusion.features import training_images
+
+    image, mask = head_scan()
+    prepared = Prepared(
+        images=np.stack([image, image[::-1]]), masks=np.stack([mask, mask[::-1]]), spacing_xy=np.ones((2, 2)), hc_mm=np.ones(2),
+        pixel_size_mm=np.ones(2), names=["000_HC", "001_HC"], subjects=["000", "001"], splits=["train", "train"],
+        unlabelled_images=np.zeros((0, 224, 224), np.uint8), unlabelled_names=[],
+    )
+    paper, paper_masks = training_images(prepared, 2, seed=4)
+    sweep, _ = training_images(prepared, 2, seed=4, augmentation="sweep")
+    assert paper.shape == sweep.shape == (6, 224, 224) and paper_masks.shape == (6, 224, 224)
+    np.testing.assert_array_equal(sweep[:2], prepared.images)
+    assert not np.array_equal(sweep[2:], paper[2:])
