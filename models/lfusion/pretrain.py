@@ -237,6 +237,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--snapshots", type=Path, help="folder for milestone encoders (every --snapshot-every steps)")
     parser.add_argument("--snapshot-every", type=int, default=200)
     parser.add_argument("--minutes", type=float, required=True, help="wall-clock budget of this session of the run")
+    parser.add_argument("--until-step", type=int, help="also end this session at this step (the plan is unchanged)")
     parser.add_argument("--resume", action="store_true", help="continue from --state when it exists")
     parser.add_argument("--checkpoint-minutes", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=2)
@@ -360,7 +361,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     model.train()
     last_checkpoint, window_loss, window_count, window_start = time.monotonic(), 0.0, 0, time.monotonic()
-    while time.monotonic() < deadline and step < cfg.plan_steps and stop.signal is None:
+    last_step = min(cfg.plan_steps, args.until_step or cfg.plan_steps)
+    while time.monotonic() < deadline and step < last_step and stop.signal is None:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)
         batch = stream.next_batch(cfg.batch)
@@ -391,7 +393,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if time.monotonic() - last_checkpoint > args.checkpoint_minutes * 60:
             save_all()
             last_checkpoint = time.monotonic()
-    session["ended"] = stop.signal or ("plan complete" if step >= cfg.plan_steps else "minutes spent")
+    session["ended"] = stop.signal or ("plan complete" if step >= cfg.plan_steps else "until-step" if step >= last_step else "minutes spent")
     save_all()
     print(json.dumps({"done": True, "steps": step, "images_seen": seen, "ended": session["ended"]}), flush=True)
 

@@ -153,26 +153,35 @@ def test_resumed_pretraining_keeps_its_plan_and_snapshots_milestones(tmp_path):
     data = tiny_prepared(tmp_path / "hc18")
     init = USFMEncoder(small_config())
     save_encoder(init, tmp_path / "init.pt", meta={"total_wall_clock_minutes": 77.0, "images_seen": 1000, "steps": 10})
-    run = ["--data", str(data), "--out", str(tmp_path / "run" / "encoder.pt"), "--state", str(tmp_path / "run" / "state.pt"),
-           "--snapshots", str(tmp_path / "run" / "snapshots"), "--snapshot-every", "2", "--batch", "2", "--threads", "1", "--resume"]
-    # Two sessions of 3 steps (the minutes budget is large; the plan of 6 steps ends the second one).
-    pretrain.main(run + ["--minutes", "10", "--plan-steps", "3", "--warmup-steps", "1", "--init-encoder", str(tmp_path / "init.pt")])
-    with pytest.raises(SystemExit):
-        pretrain.main(run + ["--minutes", "10", "--plan-steps", "6"])
-    state = torch.load(str(tmp_path / "run" / "state.pt"))
-    assert state["step"] == 3 and state["pretrain_config"]["plan_steps"] == 3
-    # A plan can only be the one stored: to test a continued run, extend it in the state file.
-    state["pretrain_config"]["plan_steps"] = 6
-    torch.save(state, str(tmp_path / "run" / "state.pt"))
-    pretrain.main(run + ["--minutes", "10"])
-    record = json.loads((tmp_path / "run" / "encoder.json").read_text())
+
+    def run(name, *extra):
+        folder = tmp_path / name
+        pretrain.main(["--data", str(data), "--out", str(folder / "encoder.pt"), "--state", str(folder / "state.pt"), "--snapshots", str(folder / "snapshots"),
+                       "--snapshot-every", "2", "--batch", "2", "--threads", "1", "--resume", "--minutes", "10", *extra])
+        return folder
+
+    first = ["--plan-steps", "6", "--warmup-steps", "2", "--init-encoder", str(tmp_path / "init.pt")]
+    whole = run("whole", *first)
+    run("split", *first, "--until-step", "3")
+    with pytest.raises(SystemExit):  # a resume cannot change the plan
+        run("split", "--plan-steps", "8")
+    split = run("split")
+    record = json.loads((split / "encoder.json").read_text())
     assert record["steps"] == 6 and record["pretrain_config"]["plan_steps"] == 6
-    assert [s["ended"] for s in record["sessions"]] == ["plan complete", "plan complete"]
+    assert [(s["start_step"], s["end_step"], s["ended"]) for s in record["sessions"]] == [(0, 3, "until-step"), (3, 6, "plan complete")]
     assert record["pretraining_images_seen"] == 1000 + 12 and record["pretraining_minutes"] >= 77.0
-    snapshots = sorted((tmp_path / "run" / "snapshots").glob("*.pt"))
+    # Resuming continues the same schedule and random streams: the weights are those of one uninterrupted session.
+    for key, value in torch.load(str(whole / "state.pt"))["model"].items():
+        torch.testing.assert_close(torch.load(str(split / "state.pt"))["model"][key], value, rtol=0, atol=0)
+    snapshots = sorted((split / "snapshots").glob("*.pt"))
     assert [p.name for p in snapshots] == ["encoder-step000002.pt", "encoder-step000004.pt", "encoder-step000006.pt"]
     milestone = json.loads(snapshots[1].with_suffix(".json").read_text())
     assert milestone["steps"] == 4 and milestone["images_seen"] == 8 and milestone["init"]["images_seen"] == 1000
     assert milestone["lr"] == pytest.approx(pretrain.learning_rate(4, pretrain.PretrainConfig(**record["pretrain_config"])))
     encoder, cfg = load_encoder(snapshots[0])
     assert cfg == small_config()
+    # The warm start is the encoder it names (a session that ends before its first step saves it unchanged).
+    untouched = run("zero", "--plan-steps", "6", "--until-step", "0", "--init-encoder", str(tmp_path / "init.pt"))
+    warm, _ = load_encoder(untouched / "encoder.pt")
+    for key, value in init.state_dict().items():
+        torch.testing.assert_close(warm.state_dict()[key], value.half().float())
