@@ -361,7 +361,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     model.train()
     last_checkpoint, window_loss, window_count, window_start = time.monotonic(), 0.0, 0, time.monotonic()
-    last_step = min(cfg.plan_steps, args.until_step or cfg.plan_steps)
+    last_step = cfg.plan_steps if args.until_step is None else min(cfg.plan_steps, args.until_step)
     while time.monotonic() < deadline and step < last_step and stop.signal is None:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)

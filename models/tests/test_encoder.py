@@ -184,4 +184,4 @@ def test_resumed_pretraining_keeps_its_plan_and_snapshots_milestones(tmp_path):
     untouched = run("zero", "--plan-steps", "6", "--until-step", "0", "--init-encoder", str(tmp_path / "init.pt"))
     warm, _ = load_encoder(untouched / "encoder.pt")
     for key, value in init.state_dict().items():
-        torch.testing.assert_close(warm.state_dict()[key], value.half().float())
+        torch.testing.assert_close(warm.state_dict()[key], value.half().float() if value.is_floating_point() else value)
