@@ -70,6 +70,15 @@ def pretraining_position(meta: dict) -> Dict[str, Optional[float]]:
     }
 
 
+def snapshot_label(snapshot: Optional[Path]) -> str:
+    """``<run> step000200`` for a run's milestone (``<run>/snapshots/encoder-step000200.pt``), else the path."""
+    if snapshot is None:
+        return "random initialisation"
+    if snapshot.parent.name == "snapshots":
+        return f"{snapshot.parent.parent.name} {snapshot.stem.removeprefix('encoder-')}"
+    return str(snapshot)
+
+
 def upsert_row(rows: List[dict], row: dict) -> List[dict]:
     """The rows with ``row`` in place of any of the same encoder and budget, ordered by images seen."""
     kept = [r for r in rows if (r["encoder_sha256"], r["budget"]) != (row["encoder_sha256"], row["budget"])]
@@ -173,7 +182,7 @@ def measure(snapshot: Optional[Path], cfg: CurveConfig, prepared_path: Path, hc1
     _, elastic_scores = dropout_pass(head, load_set(folder / "features", "ood-test-elastic_skull"), cfg.dropout_passes, cfg.seed)
     columns = test_metrics(probs, prepared_path, hc18)
     return {
-        "label": snapshot.name if snapshot else "random initialisation",
+        "label": snapshot_label(snapshot),
         "snapshot": str(snapshot) if snapshot else None,
         "encoder_sha256": encoder_sha,
         "pretraining": pretraining_position(meta),

@@ -1,4 +1,6 @@
-from lfusion.curve import BEGIN, END, CurveConfig, pretraining_position, render_table, replace_section, upsert_row
+from pathlib import Path
+
+from lfusion.curve import BEGIN, END, CurveConfig, pretraining_position, render_table, replace_section, snapshot_label, upsert_row
 
 
 def row(sha, images, budget="b", measured="2026-11-30T21:00:00+00:00", dice=0.93):
@@ -49,3 +51,9 @@ def test_section_is_replaced_in_place_or_appended():
 def test_budget_key_names_what_differs():
     assert CurveConfig().key() != CurveConfig(head_epochs=24).key() != CurveConfig(augmented_copies=2).key()
     assert "12 epochs" in CurveConfig().key() and "0 augmented copies" in CurveConfig().key()
+
+
+def test_labels_name_the_run_and_step_of_a_milestone():
+    assert snapshot_label(Path("/work/pretrain-runs/mae/snapshots/encoder-step000200.pt")) == "mae step000200"
+    assert snapshot_label(Path("checkpoints/encoder.pt")) == "checkpoints/encoder.pt"
+    assert snapshot_label(None) == "random initialisation"
