@@ -8,6 +8,9 @@ Recipe (MAE with USFM's frequency masking, sized for two CPU cores):
   missing regions and missing frequencies. The target is always the clean image.
 - A light decoder (its own blocks, fixed 2-D sin-cos positions) predicts each masked
   patch's pixels normalised by that patch's mean and variance (MAE's normalised target).
+- Progressive resolution (USFM, optional): the first ``--low-resolution-steps`` steps see
+  the images at 112x112 (7x7 patches, about 4x cheaper); the relative position bias and the
+  decoder positions take those patches' true offsets (``encoder.grid_positions``).
 
 Data: the labelled training-set scans of every split and the unlabelled test-set scans,
 augmented with ``lfusion.augment``. Labels are never read.
@@ -41,10 +44,11 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .augment import augment
 from .data import load_prepared, normalize
-from .encoder import Block, EncoderConfig, USFMEncoder, save_encoder
+from .encoder import Block, EncoderConfig, USFMEncoder, grid_positions, save_encoder
 
 
 @dataclass
@@ -63,6 +67,10 @@ class PretrainConfig:
     # The schedule's length, fixed when a run starts and kept by every resume, so that a run
     # spread over many sessions follows one warm-up and one cosine.
     plan_steps: int = 1400
+    # Progressive resolution (USFM): the plan's first steps see the images at low_resolution
+    # (positions placed by encoder.grid_positions); 0 keeps every step at the full size.
+    low_resolution_steps: int = 0
+    low_resolution: int = 112
     seed: int = 0
 
 
@@ -101,14 +109,17 @@ class MaskedAutoencoder(nn.Module):
         self.decoder_pred = nn.Linear(cfg.decoder_width, encoder_cfg.patch**2 * encoder_cfg.in_chans)
 
     def forward(self, corrupted: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """Predicted pixels of every patch [B, grid*grid, patch*patch] from the kept patches of ``corrupted``."""
+        """Predicted pixels of every patch [B, grid*grid, patch*patch] from the kept patches of ``corrupted``
+        (its own grid: a smaller image places its patches by ``grid_positions``)."""
         visible = self.decoder_embed(self.encoder.forward_visible(corrupted, keep))
-        batch, num_patches = keep.shape[0], self.encoder.cfg.grid**2
+        grid, full_grid = corrupted.shape[-1] // self.encoder.cfg.patch, self.encoder.cfg.grid
+        batch, num_patches = keep.shape[0], grid**2
         tokens = self.mask_token.expand(batch, num_patches, -1).clone()
         tokens.scatter_(1, keep[:, :, None].expand(-1, -1, tokens.shape[-1]), visible[:, 1:])
-        tokens = torch.cat([visible[:, :1], tokens], dim=1) + self.decoder_positions
+        positions = None if grid == full_grid else torch.cat([torch.zeros(1, dtype=torch.long), grid_positions(grid, full_grid) + 1])
+        tokens = torch.cat([visible[:, :1], tokens], dim=1) + (self.decoder_positions if positions is None else self.decoder_positions[:, positions])
         for block in self.decoder_blocks:
-            tokens = block(tokens)
+            tokens = block(tokens, None if positions is None else positions.expand(batch, -1))
         return self.decoder_pred(self.decoder_norm(tokens))[:, 1:]
 
 
@@ -174,7 +185,7 @@ class ImageStream:
 
 def train_step(model: MaskedAutoencoder, images: torch.Tensor, cfg: PretrainConfig, generator: torch.Generator) -> torch.Tensor:
     batch = images.shape[0]
-    num_patches = model.encoder.cfg.grid**2
+    num_patches = (images.shape[-1] // model.encoder.cfg.patch) ** 2
     num_keep = int(round(num_patches * (1 - cfg.mask_ratio)))
     keep = torch.rand(batch, num_patches, generator=generator).argsort(dim=1)[:, :num_keep]
     inner = torch.rand(batch, generator=generator) * (1 - cfg.frequency_band_width[1])
@@ -244,6 +255,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     # Set at the first start and stored in the state; a resume keeps them.
     parser.add_argument("--plan-steps", type=int, help="length of the warm-up + cosine schedule (default %d)" % PretrainConfig.plan_steps)
     parser.add_argument("--warmup-steps", type=int, help="default %d" % PretrainConfig.warmup_steps)
+    parser.add_argument("--low-resolution-steps", type=int, default=0, help="progressive resolution: this many first steps at --low-resolution")
+    parser.add_argument("--low-resolution", type=int, default=PretrainConfig.low_resolution)
     parser.add_argument("--init-encoder", type=Path, help="warm start: encoder weights from this checkpoint, fresh decoder")
     parser.add_argument("--batch", type=int, default=PretrainConfig.batch)
     parser.add_argument("--lr", type=float, default=PretrainConfig.lr)
@@ -279,7 +292,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         else:
             encoder_cfg = EncoderConfig(width=args.width, depth=args.depth, heads=args.heads, feature_blocks=tuple(args.feature_blocks))
         schedule = {name: getattr(args, name) for name in ("plan_steps", "warmup_steps") if getattr(args, name) is not None}
-        cfg = PretrainConfig(batch=args.batch, lr=args.lr, seed=args.seed, **schedule)
+        cfg = PretrainConfig(batch=args.batch, lr=args.lr, seed=args.seed, low_resolution_steps=args.low_resolution_steps,
+                             low_resolution=args.low_resolution, **schedule)
+        if cfg.low_resolution % encoder_cfg.patch or not 0 < cfg.low_resolution <= encoder_cfg.img_size:
+            parser.error(f"--low-resolution {cfg.low_resolution} must be a multiple of the patch ({encoder_cfg.patch}) up to {encoder_cfg.img_size}")
     torch.manual_seed(cfg.seed)
     model = MaskedAutoencoder(encoder_cfg, cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
@@ -366,6 +382,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)
         batch = stream.next_batch(cfg.batch)
+        if step < cfg.low_resolution_steps:
+            batch = F.interpolate(batch, size=(cfg.low_resolution, cfg.low_resolution), mode="area")
         loss = train_step(model, batch, cfg, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -383,6 +401,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 "minutes": round(run_minutes(), 2),
                 "loss": round(window_loss / window_count, 5),
                 "images_per_s": round(window_count * cfg.batch / (now - window_start), 2),
+                "resolution": int(batch.shape[-1]),
                 "lr": optimizer.param_groups[0]["lr"],
             }
             log.append(entry)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lfusion.data import Prepared, save_prepared
-from lfusion.encoder import EncoderConfig, USFMEncoder, export_encoder_onnx, load_encoder, relative_position_index, save_encoder
+from lfusion.encoder import EncoderConfig, USFMEncoder, export_encoder_onnx, grid_positions, load_encoder, relative_position_index, save_encoder
 from lfusion import pretrain
 
 
@@ -69,6 +69,34 @@ def test_visible_tokens_match_full_pass_and_follow_their_positions():
         relocated = encoder.forward_visible(moved, torch.tensor([[32, 43]]).expand(2, -1))
     torch.testing.assert_close(encoder.tokens(x, torch.tensor([[5, 15]]).expand(2, -1)), encoder.tokens(moved, torch.tensor([[32, 43]]).expand(2, -1)))
     assert not torch.allclose(original, relocated, atol=1e-3)
+
+
+def test_a_smaller_image_sees_the_offsets_of_the_full_grid():
+    assert grid_positions(14, 14).tolist() == list(range(196))
+    assert grid_positions(7, 14)[[0, 1, 7, 48]].tolist() == [0, 1, 14, 6 * 14 + 6]
+    torch.manual_seed(0)
+    encoder = USFMEncoder(small_config()).eval()
+    for block in encoder.blocks:
+        torch.nn.init.normal_(block.attn.relative_position_bias_table, std=1.0)
+    small = torch.randn(2, 1, 112, 112)
+    placed = torch.zeros(2, 1, 224, 224)
+    placed[..., :112, :112] = small
+    keep = torch.tensor([[0, 9, 30, 48], [3, 4, 40, 12]])
+    with torch.no_grad():
+        # The kept patches of the 112 image behave exactly as the same patches in the top-left of a 224 image.
+        torch.testing.assert_close(encoder.forward_visible(small, keep), encoder.forward_visible(placed, grid_positions(7, 14)[keep]))
+
+
+def test_low_resolution_step_trains_the_shared_bias_table():
+    torch.manual_seed(0)
+    cfg = pretrain.PretrainConfig(decoder_width=16, decoder_depth=1, decoder_heads=2)
+    model = pretrain.MaskedAutoencoder(small_config(), cfg)
+    loss = pretrain.train_step(model, torch.randn(2, 1, 112, 112), cfg, torch.Generator().manual_seed(0))
+    loss.backward()
+    table = model.encoder.blocks[0].attn.relative_position_bias_table.grad
+    assert torch.isfinite(loss) and table.abs().sum() > 0
+    # Offsets beyond +-6 patches never occur in a 7x7 grid: their entries get no gradient.
+    assert table.reshape(-1)[: 27 * 27].reshape(27, 27, -1)[0].abs().sum() == 0
 
 
 def test_save_load_roundtrip_is_frozen_and_close(tmp_path):
@@ -160,7 +188,7 @@ def test_resumed_pretraining_keeps_its_plan_and_snapshots_milestones(tmp_path):
                        "--snapshot-every", "2", "--batch", "2", "--threads", "1", "--resume", "--minutes", "10", *extra])
         return folder
 
-    first = ["--plan-steps", "6", "--warmup-steps", "2", "--init-encoder", str(tmp_path / "init.pt")]
+    first = ["--plan-steps", "6", "--warmup-steps", "2", "--low-resolution-steps", "2", "--init-encoder", str(tmp_path / "init.pt")]
     whole = run("whole", *first)
     run("split", *first, "--until-step", "3")
     with pytest.raises(SystemExit):  # a resume cannot change the plan
