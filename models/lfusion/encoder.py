@@ -76,6 +76,15 @@ def relative_position_index(grid: int) -> torch.Tensor:
     return index
 
 
+def grid_positions(grid: int, full_grid: int) -> torch.Tensor:
+    """Patch positions [grid*grid] of a smaller image's grid x grid patches in the encoder's
+    full_grid x full_grid layout (top-left corner), so that the relative position bias sees
+    their true offsets: how an image below ``img_size`` (progressive-resolution pretraining)
+    uses the same bias table."""
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    return (rows * full_grid + cols).flatten()
+
+
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int, grid: int) -> None:
         super().__init__()
@@ -175,8 +184,12 @@ class USFMEncoder(nn.Module):
         return torch.cat([self.cls_token.expand(patches.shape[0], -1, -1), patches], dim=1)
 
     def forward_visible(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """Final-normed tokens [B, 1+K, width] seeing only the kept patches (masked image modelling)."""
-        positions = torch.cat([torch.zeros_like(keep[:, :1]), keep + 1], dim=1)
+        """Final-normed tokens [B, 1+K, width] seeing only the kept patches (masked image modelling).
+
+        ``x`` may be smaller than ``img_size`` (a multiple of the patch): its patches take their
+        offsets from ``grid_positions``."""
+        patch_positions = grid_positions(x.shape[-1] // self.cfg.patch, self.cfg.grid)[keep]
+        positions = torch.cat([torch.zeros_like(keep[:, :1]), patch_positions + 1], dim=1)
         tokens = self.tokens(x, keep)
         for block in self.blocks:
             tokens = block(tokens, positions)

@@ -58,15 +58,15 @@ def encode(encoder: torch.nn.Module, images: np.ndarray, batch: int = 16) -> np.
     return np.concatenate(chunks)
 
 
-def training_images(prepared: Prepared, copies: int, seed: int):
-    """Originals followed by ``copies`` augmented versions of each training scan."""
-    from lfusion.augment import augment
+def training_images(prepared: Prepared, copies: int, seed: int, augmentation: str = "paper"):
+    """Originals followed by ``copies`` augmented versions of each training scan (``lfusion.augment.AUGMENTATIONS``)."""
+    from lfusion.augment import AUGMENTATIONS, augment
 
     index = prepared.indices("train")
     images, masks = [prepared.images[index]], [prepared.masks[index]]
     rng = np.random.default_rng(seed)
     for _ in range(copies):
-        pairs = [augment(prepared.images[i], prepared.masks[i], rng) for i in index]
+        pairs = [augment(prepared.images[i], prepared.masks[i], rng, AUGMENTATIONS[augmentation]) for i in index]
         images.append(np.stack([p[0] for p in pairs]))
         masks.append(np.stack([p[1] for p in pairs]))
     return np.concatenate(images), np.concatenate(masks)
@@ -124,12 +124,12 @@ def load_encoder_or_random(checkpoint: Optional[Path], seed: int):
     return freeze(USFMEncoder(EncoderConfig())), "random-init"
 
 
-def build_cache(prepared_path: Path, checkpoint: Optional[Path], out: Path, copies: int, seed: int, ood_splits: Sequence[str], hc18: Optional[Path]) -> dict:
+def build_cache(prepared_path: Path, checkpoint: Optional[Path], out: Path, copies: int, seed: int, ood_splits: Sequence[str], hc18: Optional[Path], augmentation: str = "paper") -> dict:
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     prepared = load_prepared(prepared_path)
     encoder, encoder_sha = load_encoder_or_random(checkpoint, seed)
-    images, masks = training_images(prepared, copies, seed)
+    images, masks = training_images(prepared, copies, seed, augmentation)
     write_set(out, "train", encoder, images, masks)
     for split in ("val", "test"):
         index = prepared.indices(split)
@@ -147,6 +147,7 @@ def build_cache(prepared_path: Path, checkpoint: Optional[Path], out: Path, copi
         "encoder_sha256": encoder_sha,
         "encoder_config": encoder.cfg.__dict__ | {"feature_blocks": list(encoder.cfg.feature_blocks)},
         "augmented_copies": copies,
+        "augmentation": augmentation,
         "seed": seed,
         "train_count": int(len(images)),
         "ood": ood_names,
@@ -164,6 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--random-encoder", action="store_true", help="use a randomly initialised encoder (development)")
     parser.add_argument("--out", type=Path, default=Path("build/features"))
     parser.add_argument("--augmented-copies", type=int, default=2)
+    parser.add_argument("--augmentation", choices=("paper", "sweep"), default="paper", help="of the augmented copies: the paper's, or real sweeps' (lfusion.augment.SWEEP)")
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--ood-splits", nargs="*", default=["val", "test"])
     parser.add_argument("--hc18", type=Path, default=Path("../../shared/data/hc18"), help="HC18 folder (no-head OOD crops at original resolution); skipped if absent")
@@ -174,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if checkpoint is not None and not checkpoint.exists():
         parser.error(f"encoder checkpoint {checkpoint} not found (pretrain first, or pass --random-encoder)")
     hc18 = args.hc18 if (args.hc18 / "training_set").is_dir() else None
-    print(json.dumps(build_cache(args.prepared, checkpoint, args.out, args.augmented_copies, args.seed, args.ood_splits, hc18), indent=1))
+    print(json.dumps(build_cache(args.prepared, checkpoint, args.out, args.augmented_copies, args.seed, args.ood_splits, hc18, args.augmentation), indent=1))
 
 
 if __name__ == "__main__":

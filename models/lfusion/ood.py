@@ -158,10 +158,12 @@ def make_ood_sets(
     strength: float = 8.0,
     limit: Optional[int] = None,
     data_root: Optional[Path] = None,
+    names: Sequence[str] = OOD_SET_NAMES,
 ) -> Dict[str, np.ndarray]:
-    """``{set name: uint8 [N, 224, 224]}`` built from the scans of ``split`` (first ``limit``).
+    """``{set name: uint8 [N, 224, 224]}`` built from the scans of ``split`` (first ``limit``), for ``names``.
 
-    Scan i of set k uses ``np.random.default_rng([seed, k, i])``. With ``data_root`` (the
+    Scan i of set k (its place in ``OOD_SET_NAMES``) uses ``np.random.default_rng([seed, k, i])``,
+    so a set is the same whichever others are made with it. With ``data_root`` (the
     HC18 folder) ``no_head`` crops the original-resolution scans instead of the 224x224
     ones. ``no_head`` skips scans whose head leaves no room for a crop, so it may hold
     fewer images.
@@ -182,7 +184,8 @@ def make_ood_sets(
         "shadowing": lambda i, rng: shadowing(prepared.images[i], prepared.masks[i], rng),
     }
     sets = {}
-    for set_number, name in enumerate(OOD_SET_NAMES):
+    for name in names:
+        set_number = OOD_SET_NAMES.index(name)
         images = []
         for i in indices:
             out = generators[name](int(i), np.random.default_rng([seed, set_number, int(i)]))

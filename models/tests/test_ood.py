@@ -102,3 +102,7 @@ def test_make_ood_sets_is_seeded_and_uses_the_requested_split():
     for name in OOD_SET_NAMES:
         np.testing.assert_array_equal(sets[name], again[name])
     assert not np.array_equal(make_ood_sets(prepared, "test", seed=6)["shadowing"], sets["shadowing"])
+    # One set made alone is the same set (the seed follows its place in OOD_SET_NAMES).
+    alone = make_ood_sets(prepared, "test", seed=5, names=("shadowing",))
+    assert tuple(alone) == ("shadowing",)
+    np.testing.assert_array_equal(alone["shadowing"], sets["shadowing"])
