@@ -158,20 +158,26 @@ async function until(condition: () => boolean, timeoutMs: number): Promise<void>
   }
 }
 
-test('real stream on loopback: killed, restarted, and the frames keep coming with continuous indices', async () => {
-  const url = `http://127.0.0.1:${await freePort()}/live.ts`;
+/** Subscribes to `url` through `reconnecting` (backoff 100 ms x2 up to 400 ms), keeping every item (frames without pixels). */
+function watchLiveSource(url: string, timeouts: { stallTimeoutMs: number; openTimeoutMs: number }) {
   const items: (Frame | SourceEvent)[] = [];
-  let ended: string | undefined;
-  let streamer = startStreamer(SAMPLE, url);
-  await new Promise((r) => setTimeout(r, 300)); // let it listen
-  const subscription = reconnecting(() => fromVideo(url, { width: 80, stallTimeoutMs: 1000, openTimeoutMs: 4000 }), {
+  const outcome: { ended?: string } = {};
+  const subscription = reconnecting(() => fromVideo(url, { width: 80, ...timeouts }), {
     backoff: { initialMs: 100, factor: 2, maxMs: 400 },
   }).subscribe({
     next: (item) => items.push(isSourceEvent(item) ? item : { ...item, data: new Uint8Array(0) }),
-    error: (error: Error) => (ended = `error ${error.message}`),
-    complete: () => (ended = 'complete'),
+    error: (error: Error) => (outcome.ended = `error ${error.message}`),
+    complete: () => (outcome.ended = 'complete'),
   });
   const frames = (): Frame[] => items.filter((item): item is Frame => !isSourceEvent(item));
+  return { items, frames, ended: () => outcome.ended, subscription };
+}
+
+test('real stream on loopback: killed, restarted, and the frames keep coming with continuous indices', async () => {
+  const url = `http://127.0.0.1:${await freePort()}/live.ts`;
+  let streamer = startStreamer(SAMPLE, url);
+  await new Promise((r) => setTimeout(r, 300)); // let it listen
+  const { items, frames, ended, subscription } = watchLiveSource(url, { stallTimeoutMs: 1000, openTimeoutMs: 4000 });
   try {
     await until(() => frames().length >= 10, 8000);
     await stopStreamer(streamer);
@@ -184,7 +190,7 @@ test('real stream on loopback: killed, restarted, and the frames keep coming wit
     subscription.unsubscribe();
     await stopStreamer(streamer);
   }
-  assert.is(ended, undefined, 'the stream neither errored nor completed');
+  assert.is(ended(), undefined, 'the stream neither errored nor completed');
   assert.equal(frames().map((f) => f.index), frames().map((_, i) => i), 'indices continuous across the outage');
   // The outage this test made: from the first loss after frames flowed to the restoration that ended it.
   const firstFrameAt = items.findIndex((item) => !isSourceEvent(item));
@@ -210,30 +216,21 @@ test('udp on loopback: the feeder goes quiet, comes back, and the frames keep co
   // The receiver's ffmpeg, blocked on a silent UDP input, may outlive SIGTERM and keep the port bound: the next
   // connection must wait for it to exit, and a port still bound is a retryable error, not DECODE_FAILED.
   const url = `udp://127.0.0.1:${await freePort()}`;
-  const items: (Frame | SourceEvent)[] = [];
-  let ended: string | undefined;
   let feeder = startUdpFeeder(SAMPLE, url);
-  const subscription = reconnecting(() => fromVideo(url, { width: 80, stallTimeoutMs: 800, openTimeoutMs: 1500 }), {
-    backoff: { initialMs: 100, factor: 2, maxMs: 400 },
-  }).subscribe({
-    next: (item) => items.push(isSourceEvent(item) ? item : { ...item, data: new Uint8Array(0) }),
-    error: (error: Error) => (ended = `error ${error.message}`),
-    complete: () => (ended = 'complete'),
-  });
-  const frames = (): Frame[] => items.filter((item): item is Frame => !isSourceEvent(item));
+  const { items, frames, ended, subscription } = watchLiveSource(url, { stallTimeoutMs: 800, openTimeoutMs: 1500 });
   try {
     await until(() => frames().length >= 10, 10_000);
     await stopStreamer(feeder);
-    await until(() => items.some((item) => isSourceEvent(item) && item.type === 'source-lost') || ended !== undefined, 5000);
+    await until(() => items.some((item) => isSourceEvent(item) && item.type === 'source-lost') || ended() !== undefined, 5000);
     await new Promise((r) => setTimeout(r, 2500)); // quiet for several attempts
     const framesBefore = frames().length;
     feeder = startUdpFeeder(SAMPLE, url);
-    await until(() => frames().length >= framesBefore + 10 || ended !== undefined, 15_000);
+    await until(() => frames().length >= framesBefore + 10 || ended() !== undefined, 15_000);
   } finally {
     subscription.unsubscribe();
     await stopStreamer(feeder);
   }
-  assert.is(ended, undefined, 'the stream neither errored nor completed');
+  assert.is(ended(), undefined, 'the stream neither errored nor completed');
   assert.ok(items.some((item) => isSourceEvent(item) && item.type === 'source-restored'), 'restored');
   assert.equal(frames().map((f) => f.index), frames().map((_, i) => i), 'indices continuous across the outage');
   await until(() => runningFfmpegCount() === 0, 5000);
