@@ -1,7 +1,9 @@
 /**
  * Cost of `alignFrames` per 224x224 frame (the live budget): frames of the sample video (a slow zoom over
  * scans, so real motion and real estimates), aligned to the first frame, and the same with a reference
- * re-prepared for every frame (the cost of a keyframe change).
+ * re-prepared for every frame (the cost of a keyframe change). JavaScript and native kernels (where the addon
+ * is built) take turns in each repeat; their ratio is per repeat, and `identical` says whether both paths gave
+ * the same transforms and qualities to the last bit.
  *
  *   npm run bench -- alignFrames
  *   BENCH_ALIGN_FRAMES=30 BENCH_ALIGN_REPEATS=3 npm run bench -- alignFrames
@@ -9,6 +11,8 @@
 import { lastValueFrom, Subject, take, toArray } from 'rxjs';
 import { alignFrames } from '../src/operators/alignFrames.js';
 import { estimateAlignment } from '../src/operators/alignFrames/estimate.js';
+import { nativeAlignKernels } from '../src/operators/alignFrames/kernels.js';
+import { nativeKernelsStatus } from '../src/runtime/native-kernels.js';
 import { fromVideo } from '../src/operators/fromVideo.js';
 import type { AlignedFrame, Frame } from '../src/runtime/types/frames.js';
 import type { BenchModule, BenchResult } from './run.js';
@@ -17,39 +21,67 @@ const FRAMES = Number(process.env.BENCH_ALIGN_FRAMES ?? 40);
 const REPEATS = Number(process.env.BENCH_ALIGN_REPEATS ?? 5);
 const SAMPLE = new URL('../assets/sample.mp4', import.meta.url).pathname;
 
+type Kernels = 'javascript' | 'native';
+
 /** Milliseconds per frame through the operator (the first frame, which becomes the reference, not timed). */
-function operatorMs(frames: readonly Frame[], quality: number[]): number {
+function operatorMs(frames: readonly Frame[], kernels: Kernels, results: AlignedFrame[] = []): number {
   const input = new Subject<Frame>();
-  const results: AlignedFrame[] = [];
-  const subscription = input.pipe(alignFrames()).subscribe((result) => results.push(result));
+  const subscription = input.pipe(alignFrames({ kernels })).subscribe((result) => results.push(result));
   input.next(frames[0]!);
   const started = performance.now();
   for (const frame of frames.slice(1)) input.next(frame);
   const ms = (performance.now() - started) / (frames.length - 1);
   subscription.unsubscribe();
-  quality.push(...results.slice(1).map((r) => r.quality));
   return ms;
 }
+
+/** Milliseconds per frame of an estimate whose reference is prepared anew (the previous frame). */
+function rekeyedMs(frames: readonly Frame[], kernels: Kernels): number {
+  const started = performance.now();
+  for (let i = 1; i < frames.length; i++) estimateAlignment(frames[i - 1]!, frames[i]!, 'similarity', kernels);
+  return (performance.now() - started) / (frames.length - 1);
+}
+
+/** Whether two runs gave the same transforms, qualities and aligned pixels, to the last bit. */
+const identical = (a: readonly AlignedFrame[], b: readonly AlignedFrame[]) =>
+  a.length === b.length &&
+  a.every((r, i) => JSON.stringify([r.transform, r.quality]) === JSON.stringify([b[i]!.transform, b[i]!.quality]) && r.frame.data.every((v, j) => v === b[i]!.frame.data[j]));
 
 const bench: BenchModule = {
   title: `alignFrames: sample video at 224x224, ${FRAMES} frames x ${REPEATS}`,
   async run(): Promise<BenchResult[]> {
     const frames = await lastValueFrom(fromVideo(SAMPLE, { width: 224, height: 224 }).pipe(take(FRAMES), toArray()));
-    const quality: number[] = [];
-    operatorMs(frames, []); // warm-up
-    const steady: number[] = [];
-    const rekeyed: number[] = [];
+    const paths: Kernels[] = nativeAlignKernels ? ['javascript', 'native'] : ['javascript'];
+    const outcomes = paths.map((kernels) => {
+      const results: AlignedFrame[] = [];
+      operatorMs(frames, kernels, results); // warm-up, and the results to compare
+      return results;
+    });
+    const quality = outcomes[0]!.slice(1).map((r) => r.quality);
+    const steady: Record<Kernels, number[]> = { javascript: [], native: [] };
+    const rekeyed: Record<Kernels, number[]> = { javascript: [], native: [] };
     for (let r = 0; r < REPEATS; r++) {
-      steady.push(operatorMs(frames, quality));
-      const started = performance.now();
-      for (let i = 1; i < frames.length; i++) estimateAlignment(frames[i - 1]!, frames[i]!);
-      rekeyed.push((performance.now() - started) / (frames.length - 1));
+      for (const kernels of paths) {
+        steady[kernels].push(operatorMs(frames, kernels));
+        rekeyed[kernels].push(rekeyedMs(frames, kernels));
+      }
     }
     const sorted = [...quality].sort((a, b) => a - b);
     const notes = { size: '224x224', frames: FRAMES, medianQuality: +sorted[Math.floor(sorted.length / 2)]!.toFixed(3), minQuality: +sorted[0]!.toFixed(3) };
+    const results: BenchResult[] = paths.flatMap((kernels) => [
+      { name: `operator, fixed reference (estimate + resample), ${kernels}`, unit: 'ms/frame', samples: steady[kernels], notes },
+      { name: `estimate with a new reference each frame, ${kernels}`, unit: 'ms/frame', samples: rekeyed[kernels], notes },
+    ]);
+    if (!nativeAlignKernels) {
+      process.stderr.write(`alignFrames: native kernels ${nativeKernelsStatus}; JavaScript only\n`);
+      return results;
+    }
+    const ratio = (js: number[], native: number[]) => js.map((ms, i) => ms / native[i]!);
+    const same = { identical: identical(outcomes[0]!, outcomes[1]!) ? 'yes' : 'NO' };
     return [
-      { name: 'operator, fixed reference (estimate + resample)', unit: 'ms/frame', samples: steady, notes },
-      { name: 'estimate with a new reference each frame', unit: 'ms/frame', samples: rekeyed, notes },
+      ...results,
+      { name: 'operator: javascript / native time', unit: 'x', samples: ratio(steady.javascript, steady.native), notes: same },
+      { name: 'new reference: javascript / native time', unit: 'x', samples: ratio(rekeyed.javascript, rekeyed.native), notes: same },
     ];
   },
 };

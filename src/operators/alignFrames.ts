@@ -3,6 +3,7 @@ import { LfusionError, ShapeError } from '../runtime/errors.js';
 import type { AlignedFrame, Frame } from '../runtime/types/frames.js';
 import { describe, type Affine } from './alignFrames/affine.js';
 import { checkFrame, estimate, makeReference } from './alignFrames/estimate.js';
+import { alignKernels, type KernelChoice } from './alignFrames/kernels.js';
 import { resampleFrame } from './alignFrames/warp.js';
 
 export interface AlignFramesOptions {
@@ -17,9 +18,15 @@ export interface AlignFramesOptions {
    * reference (a keyframe). Default 8; `Infinity` keeps the first reference. Ignored with a fixed `reference`.
    */
   rekeyAfter?: number;
+  /**
+   * The per-pixel kernels: `auto` (default) the native addon where it was built at install (`native/`), else
+   * JavaScript; `javascript` or `native` to force one (`native` without the addon throws `INVALID_OPTION`).
+   * Both give bit-identical results; native is faster (docs/decisions.md).
+   */
+  kernels?: KernelChoice;
 }
 
-const DEFAULTS = { model: 'similarity', minQuality: 0.4, rekeyAfter: 8 } as const;
+const DEFAULTS = { model: 'similarity', minQuality: 0.4, rekeyAfter: 8, kernels: 'auto' } as const;
 const IDENTITY: Affine = [1, 0, 0, 0, 1, 0];
 
 /**
@@ -46,11 +53,12 @@ const IDENTITY: Affine = [1, 0, 0, 0, 1, 0];
  */
 export function alignFrames(options: AlignFramesOptions = {}): OperatorFunction<Frame, AlignedFrame> {
   const { model, minQuality, rekeyAfter } = { ...DEFAULTS, ...options };
+  const kernels = alignKernels(options.kernels ?? DEFAULTS.kernels);
   if (model !== 'similarity' && model !== 'rigid') throw new LfusionError('INVALID_OPTION', `alignFrames model must be "similarity" or "rigid", got ${JSON.stringify(model)}`);
   if (!(minQuality >= 0 && minQuality <= 1)) throw new LfusionError('INVALID_OPTION', `alignFrames minQuality must be in [0, 1], got ${minQuality}`);
   if (!(rekeyAfter >= 1)) throw new LfusionError('INVALID_OPTION', `alignFrames rekeyAfter must be at least 1, got ${rekeyAfter}`);
   if (options.reference) checkFrame(options.reference);
-  const fixed = options.reference ? makeReference(options.reference) : undefined;
+  const fixed = options.reference ? makeReference(options.reference, kernels) : undefined;
   return (frames) =>
     defer(() => {
       let reference = fixed;
@@ -59,7 +67,7 @@ export function alignFrames(options: AlignFramesOptions = {}): OperatorFunction<
         map((frame): AlignedFrame => {
           checkFrame(frame);
           if (!reference || (!fixed && rejected >= rekeyAfter)) {
-            reference = makeReference(frame);
+            reference = makeReference(frame, kernels);
             rejected = 0;
           }
           const { width, height } = reference.frame;
@@ -74,7 +82,7 @@ export function alignFrames(options: AlignFramesOptions = {}): OperatorFunction<
           const aligned = quality >= minQuality;
           rejected = aligned ? 0 : rejected + 1;
           if (!aligned) return { frame, original: frame, transform: describe(IDENTITY, width, height), referenceIndex, quality, aligned };
-          return { frame: resampleFrame(frame, transform), original: frame, transform, referenceIndex, quality, aligned };
+          return { frame: resampleFrame(frame, transform, kernels), original: frame, transform, referenceIndex, quality, aligned };
         }),
       );
     });

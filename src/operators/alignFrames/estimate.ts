@@ -2,7 +2,7 @@
 import { ShapeError } from '../../runtime/errors.js';
 import type { Frame, SimilarityTransform } from '../../runtime/types/frames.js';
 import { compose, describe, invert, similarity, type Affine } from './affine.js';
-import { sample, warpImage } from './warp.js';
+import { alignKernels, sample, type AlignKernels, type KernelChoice, type Spectrum } from './kernels.js';
 
 /** Side of the Fourier–Mellin grid (power of two). */
 const GRID = 128;
@@ -21,100 +21,22 @@ const MAX_ITERATIONS = 15;
 /** Frame pixel -> pixel of a level scaled by `f` and placed at `(ox, oy)`, pixel centres at integers. */
 const toLevel = (f: number, ox = 0, oy = 0): Affine => [f, 0, f / 2 - 0.5 + ox, 0, f, f / 2 - 0.5 + oy];
 
-/** Separable Gaussian blur (edges clamped). */
-function blur(image: Float32Array, width: number, height: number, sigma: number): Float32Array {
+/** Normalised Gaussian kernel of `sigma`, truncated at 3 sigma. */
+function gaussian(sigma: number): Float32Array {
   const radius = Math.ceil(3 * sigma);
   const kernel = Float32Array.from({ length: 2 * radius + 1 }, (_, k) => Math.exp(-((k - radius) ** 2) / (2 * sigma * sigma)));
   const total = kernel.reduce((sum, w) => sum + w, 0);
   for (let k = 0; k < kernel.length; k++) kernel[k]! /= total;
-  const rows = new Float32Array(image.length);
-  const out = new Float32Array(image.length);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      let sum = 0;
-      for (let k = -radius; k <= radius; k++) sum += kernel[k + radius]! * image[y * width + Math.min(width - 1, Math.max(0, x + k))]!;
-      rows[y * width + x] = sum;
-    }
-  }
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      let sum = 0;
-      for (let k = -radius; k <= radius; k++) sum += kernel[k + radius]! * rows[Math.min(height - 1, Math.max(0, y + k)) * width + x]!;
-      out[y * width + x] = sum;
-    }
-  }
-  return out;
-}
-/** In-place radix-2 FFT of `re + i im` (length a power of two); `inverse` without the 1/n factor. */
-function fft(re: Float64Array, im: Float64Array, inverse: boolean): void {
-  const n = re.length;
-  for (let i = 1, j = 0; i < n; i++) {
-    let bit = n >> 1;
-    for (; j & bit; bit >>= 1) j ^= bit;
-    j ^= bit;
-    if (i < j) {
-      const r = re[i]!, m = im[i]!;
-      re[i] = re[j]!;
-      im[i] = im[j]!;
-      re[j] = r;
-      im[j] = m;
-    }
-  }
-  for (let size = 2; size <= n; size <<= 1) {
-    const half = size >> 1;
-    const angle = ((inverse ? 2 : -2) * Math.PI) / size;
-    const wr = Math.cos(angle), wi = Math.sin(angle);
-    let cr = 1, ci = 0;
-    for (let k = 0; k < half; k++) {
-      for (let a = k; a < n; a += size) {
-        const b = a + half;
-        const tr = re[b]! * cr - im[b]! * ci, ti = re[b]! * ci + im[b]! * cr;
-        re[b] = re[a]! - tr;
-        im[b] = im[a]! - ti;
-        re[a] = re[a]! + tr;
-        im[a] = im[a]! + ti;
-      }
-      const next = cr * wr - ci * wi;
-      ci = cr * wi + ci * wr;
-      cr = next;
-    }
-  }
-}
-
-/** 2-D FFT of a real `rows x cols` image. */
-function fft2(image: Float32Array | Float64Array, rows: number, cols: number, inverse = false, imag?: Float64Array): { re: Float64Array; im: Float64Array } {
-  const re = Float64Array.from(image);
-  const im = imag ? Float64Array.from(imag) : new Float64Array(re.length);
-  for (let r = 0; r < rows; r++) fft(re.subarray(r * cols, (r + 1) * cols), im.subarray(r * cols, (r + 1) * cols), inverse);
-  const colRe = new Float64Array(rows), colIm = new Float64Array(rows);
-  for (let c = 0; c < cols; c++) {
-    for (let r = 0; r < rows; r++) {
-      colRe[r] = re[r * cols + c]!;
-      colIm[r] = im[r * cols + c]!;
-    }
-    fft(colRe, colIm, inverse);
-    for (let r = 0; r < rows; r++) {
-      re[r * cols + c] = colRe[r]!;
-      im[r * cols + c] = colIm[r]!;
-    }
-  }
-  return { re, im };
+  return kernel;
 }
 
 /**
  * Phase correlation: the cyclic shift `d` (rows, cols) with `moving(x) ≈ reference(x - d)`, to sub-pixel
  * precision (parabola through the peak and its neighbours), and the peak's height (1 for a pure shift).
  */
-function phaseCorrelate(reference: { re: Float64Array; im: Float64Array }, moving: { re: Float64Array; im: Float64Array }, rows: number, cols: number): { dy: number; dx: number; peak: number } {
-  const re = new Float64Array(rows * cols), im = new Float64Array(rows * cols);
-  for (let i = 0; i < re.length; i++) {
-    const r = moving.re[i]! * reference.re[i]! + moving.im[i]! * reference.im[i]!;
-    const j = moving.im[i]! * reference.re[i]! - moving.re[i]! * reference.im[i]!;
-    const norm = Math.hypot(r, j) + 1e-12;
-    re[i] = r / norm;
-    im[i] = j / norm;
-  }
-  const surface = fft2(re, rows, cols, true, im).re;
+function phaseCorrelate(kernels: AlignKernels, reference: Spectrum, moving: Spectrum, rows: number, cols: number): { dy: number; dx: number; peak: number } {
+  const { re, im } = kernels.crossPower(reference, moving);
+  const surface = kernels.fft2(re, rows, cols, true, im).re;
   let best = 0;
   for (let i = 1; i < surface.length; i++) if (surface[i]! > surface[best]!) best = i;
   const py = Math.floor(best / cols), px = best % cols;
@@ -134,22 +56,22 @@ const RADIUS_WINDOW = hann(RADII);
 const LOG_RADIUS_STEP = Math.log(MAX_RADIUS / MIN_RADIUS) / RADII;
 
 /** The analysis grid image, mean-free and Hann-windowed, and its spectrum. */
-function gridSpectrum(grid: Float32Array): { re: Float64Array; im: Float64Array } {
+function gridSpectrum(kernels: AlignKernels, grid: Float32Array): Spectrum {
   let mean = 0;
   for (const v of grid) mean += v;
   mean /= grid.length;
   const windowed = new Float64Array(grid.length);
   for (let y = 0; y < GRID; y++) for (let x = 0; x < GRID; x++) windowed[y * GRID + x] = (grid[y * GRID + x]! - mean) * GRID_WINDOW[y]! * GRID_WINDOW[x]!;
-  return fft2(windowed, GRID, GRID);
+  return kernels.fft2(windowed, GRID, GRID);
 }
 
 /** Spectrum of the log-polar log-magnitude spectrum: its phase correlation gives rotation and log-scale. */
-function logPolarSpectrum(spectrum: { re: Float64Array; im: Float64Array }): { re: Float64Array; im: Float64Array } {
+function logPolarSpectrum(kernels: AlignKernels, spectrum: Spectrum): Spectrum {
   const magnitude = new Float32Array(GRID * GRID);
   for (let y = 0; y < GRID; y++) {
     for (let x = 0; x < GRID; x++) {
       const i = ((y + GRID / 2) % GRID) * GRID + ((x + GRID / 2) % GRID); // centred: zero frequency at (GRID/2, GRID/2)
-      magnitude[y * GRID + x] = Math.log1p(Math.hypot(spectrum.re[i]!, spectrum.im[i]!));
+      magnitude[y * GRID + x] = Math.log1p(Math.sqrt(spectrum.re[i]! ** 2 + spectrum.im[i]! ** 2));
     }
   }
   const polar = new Float64Array(RADII * ANGLES);
@@ -161,7 +83,7 @@ function logPolarSpectrum(spectrum: { re: Float64Array; im: Float64Array }): { r
       polar[r * ANGLES + a] = (Number.isNaN(value) ? 0 : value) * RADIUS_WINDOW[r]!;
     }
   }
-  return fft2(polar, RADII, ANGLES);
+  return kernels.fft2(polar, RADII, ANGLES);
 }
 
 /** A frame prepared for estimation: smoothed at the refinement level, and on the Fourier–Mellin grid. */
@@ -173,34 +95,36 @@ interface Prepared {
   refineWidth: number;
   refineHeight: number;
   grid: Float32Array;
-  spectrum: { re: Float64Array; im: Float64Array };
+  spectrum: Spectrum;
 }
 
-function prepare(frame: Frame): Prepared {
+function prepare(kernels: AlignKernels, frame: Frame): Prepared {
   const { width, height } = frame;
   const f = Math.min(1, REFINE_SIDE / Math.max(width, height));
   const refineWidth = Math.max(2, Math.round(width * f)), refineHeight = Math.max(2, Math.round(height * f));
-  const smoothed = blur(Float32Array.from(frame.data), width, height, SPECKLE_SIGMA / f);
+  const smoothed = kernels.blur(Float32Array.from(frame.data), width, height, gaussian(SPECKLE_SIGMA / f));
   const refineMap = toLevel(f);
-  const refine = f === 1 ? smoothed : warpImage(smoothed, width, height, invert(refineMap), refineWidth, refineHeight, 0);
+  const refine = f === 1 ? smoothed : kernels.warpImage(smoothed, width, height, invert(refineMap), refineWidth, refineHeight, 0);
   const g = GRID / Math.max(width, height);
   const gridMap = toLevel(g, (GRID - g * width) / 2, (GRID - g * height) / 2);
-  const grid = warpImage(smoothed, width, height, invert(gridMap), GRID, GRID, 0);
-  return { refineMap, gridMap, refine, refineWidth, refineHeight, grid, spectrum: gridSpectrum(grid) };
+  const grid = kernels.warpImage(smoothed, width, height, invert(gridMap), GRID, GRID, 0);
+  return { refineMap, gridMap, refine, refineWidth, refineHeight, grid, spectrum: gridSpectrum(kernels, grid) };
 }
 
 /** What estimation keeps of a reference: its prepared images, log-polar spectrum and refinement gradients. */
 export interface Reference {
   frame: Frame;
+  /** The kernels it was prepared with, and estimates against it use. */
+  kernels: AlignKernels;
   prepared: Prepared;
-  logPolar: { re: Float64Array; im: Float64Array };
+  logPolar: Spectrum;
   gradientX: Float32Array;
   gradientY: Float32Array;
 }
 
 /** Prepares `frame` as a reference: the operator keeps one per reference frame. */
-export function makeReference(frame: Frame): Reference {
-  const prepared = prepare(frame);
+export function makeReference(frame: Frame, kernels: AlignKernels): Reference {
+  const prepared = prepare(kernels, frame);
   const { refine, refineWidth: w, refineHeight: h } = prepared;
   const gradientX = new Float32Array(w * h), gradientY = new Float32Array(w * h);
   for (let y = 1; y < h - 1; y++) {
@@ -210,7 +134,7 @@ export function makeReference(frame: Frame): Reference {
       gradientY[i] = (refine[i + w]! - refine[i - w]!) / 2;
     }
   }
-  return { frame, prepared, logPolar: logPolarSpectrum(prepared.spectrum), gradientX, gradientY };
+  return { frame, kernels, prepared, logPolar: logPolarSpectrum(kernels, prepared.spectrum), gradientX, gradientY };
 }
 
 /**
@@ -219,14 +143,15 @@ export function makeReference(frame: Frame): Reference {
  * frame unrotated and unscaled; the candidate with the higher peak wins. Returns reference grid -> frame grid.
  */
 function coarseWarp(reference: Reference, moving: Prepared, rigid: boolean): Affine {
-  const { dy, dx } = phaseCorrelate(reference.logPolar, logPolarSpectrum(moving.spectrum), RADII, ANGLES);
+  const { kernels } = reference;
+  const { dy, dx } = phaseCorrelate(kernels, reference.logPolar, logPolarSpectrum(kernels, moving.spectrum), RADII, ANGLES);
   const scale = rigid ? 1 : Math.exp(dy * LOG_RADIUS_STEP);
   const rotation = (-dx * Math.PI) / ANGLES;
   const centre = (GRID - 1) / 2;
   let best: { warp: Affine; peak: number } | undefined;
   for (const turn of [0, Math.PI]) {
     const unrotate = invert(similarity(scale, rotation + turn, 0, 0, centre, centre)); // reference grid -> frame grid, no shift
-    const shift = phaseCorrelate(reference.prepared.spectrum, gridSpectrum(warpImage(moving.grid, GRID, GRID, unrotate, GRID, GRID, 0)), GRID, GRID);
+    const shift = phaseCorrelate(kernels, reference.prepared.spectrum, gridSpectrum(kernels, kernels.warpImage(moving.grid, GRID, GRID, unrotate, GRID, GRID, 0)), GRID, GRID);
     if (!best || shift.peak > best.peak) best = { warp: compose(unrotate, [1, 0, shift.dx, 0, 1, shift.dy]), peak: shift.peak };
   }
   return best!.warp;
@@ -267,21 +192,7 @@ function refineWarp(reference: Reference, moving: Prepared, start: Affine, rigid
   let warp = start;
   for (let iteration = 0; iteration < MAX_ITERATIONS; iteration++) {
     // Normal equations over (rotation b, tx, ty, scale a): the 4x4 Hessian's lower triangle and the gradient.
-    let hbb = 0, hxb = 0, hxx = 0, hyb = 0, hyx = 0, hyy = 0, hab = 0, hax = 0, hay = 0, haa = 0;
-    let gb = 0, gx = 0, gy = 0, ga = 0;
-    for (let y = 1; y < h - 1; y++) {
-      for (let x = 1; x < w - 1; x++) {
-        const i = y * w + x;
-        const value = sample(moving.refine, moving.refineWidth, moving.refineHeight, warp[0] * x + warp[1] * y + warp[2], warp[3] * x + warp[4] * y + warp[5]);
-        if (Number.isNaN(value)) continue;
-        const error = value - template[i]!;
-        const dx = gradientX[i]!, dy = gradientY[i]!, u = x - cx, v = y - cy;
-        const sb = -dx * v + dy * u, sa = dx * u + dy * v;
-        hbb += sb * sb; hxb += dx * sb; hxx += dx * dx; hyb += dy * sb; hyx += dy * dx; hyy += dy * dy;
-        hab += sa * sb; hax += sa * dx; hay += sa * dy; haa += sa * sa;
-        gb += sb * error; gx += dx * error; gy += dy * error; ga += sa * error;
-      }
-    }
+    const [hbb, hxb, hxx, hyb, hyx, hyy, hab, hax, hay, haa, gb, gx, gy, ga] = reference.kernels.gaussNewtonSums(template, gradientX, gradientY, w, h, moving.refine, moving.refineWidth, moving.refineHeight, warp, cx, cy);
     const hessian = [[hbb, hxb, hyb, hab], [hxb, hxx, hyx, hax], [hyb, hyx, hyy, hay], [hab, hax, hay, haa]];
     const unknowns = rigid ? 3 : 4;
     const step = solve(hessian.slice(0, unknowns).map((row) => row.slice(0, unknowns)), [gb, gx, gy, ga].slice(0, unknowns));
@@ -298,20 +209,7 @@ function refineWarp(reference: Reference, moving: Prepared, start: Affine, rigid
 /** NCC of the reference with the warped frame over their overlap, times `min(1, overlap / 0.5)`; 0 when negative. */
 function overlapQuality(reference: Reference, moving: Prepared, warp: Affine): number {
   const { refine: template, refineWidth: w, refineHeight: h } = reference.prepared;
-  let n = 0, sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const value = sample(moving.refine, moving.refineWidth, moving.refineHeight, warp[0] * x + warp[1] * y + warp[2], warp[3] * x + warp[4] * y + warp[5]);
-      if (Number.isNaN(value)) continue;
-      const t = template[y * w + x]!;
-      n++;
-      sa += t;
-      sb += value;
-      saa += t * t;
-      sbb += value * value;
-      sab += t * value;
-    }
-  }
+  const [n, sa, sb, saa, sbb, sab] = reference.kernels.overlapSums(template, w, h, moving.refine, moving.refineWidth, moving.refineHeight, warp);
   if (n < 16) return 0;
   const covariance = sab - (sa * sb) / n;
   const variance = Math.sqrt(Math.max(0, saa - (sa * sa) / n) * Math.max(0, sbb - (sb * sb) / n));
@@ -323,15 +221,15 @@ function overlapQuality(reference: Reference, moving: Prepared, warp: Affine): n
  * Estimates the transform taking `frame` onto `reference`. Exported for the benchmark and tests; the operator
  * caches the reference's preparation, which this recomputes.
  */
-export function estimateAlignment(reference: Frame, frame: Frame, model: 'similarity' | 'rigid' = 'similarity'): { transform: SimilarityTransform; quality: number } {
+export function estimateAlignment(reference: Frame, frame: Frame, model: 'similarity' | 'rigid' = 'similarity', kernels: KernelChoice = 'auto'): { transform: SimilarityTransform; quality: number } {
   checkFrame(frame);
   checkFrame(reference);
-  return estimate(makeReference(reference), frame, model === 'rigid');
+  return estimate(makeReference(reference, alignKernels(kernels)), frame, model === 'rigid');
 }
 
 /** The transform taking `frame` onto a prepared reference, and its quality (see {@link estimateAlignment}). */
 export function estimate(reference: Reference, frame: Frame, rigid: boolean): { transform: SimilarityTransform; quality: number } {
-  const moving = prepare(frame);
+  const moving = prepare(reference.kernels, frame);
   const ref = reference.prepared;
   // Grid and refinement levels are both scalings of the frame: carry the coarse warp over by their maps.
   const coarse = compose(compose(moving.refineMap, invert(moving.gridMap)), compose(coarseWarp(reference, moving, rigid), compose(ref.gridMap, invert(ref.refineMap))));

@@ -1,0 +1,316 @@
+// Native kernels of frame alignment (src/operators/alignFrames/kernels.ts), through the C N-API (node_api.h).
+//
+// Each function is the JavaScript kernel of the same name, operation for operation: doubles wherever JavaScript
+// computes in doubles, floats wherever it stores into a Float32Array, the same summation order, and no fused
+// multiply-add (built with -ffp-contract=off), so that both paths give bit-identical results. Outputs are written
+// into arrays the caller allocates. Arguments are checked (types, sizes); a bad call throws a JavaScript error.
+#include <node_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+// Bump with any change of a function's signature or results: the loader refuses an addon of another version.
+constexpr int32_t kVersion = 1;
+
+struct Args {
+  napi_env env;
+  napi_value values[12];
+  size_t count = 12;
+  bool ok = true;
+};
+
+bool Fail(napi_env env, const char* message) {
+  napi_throw_type_error(env, "ERR_LFUSION_NATIVE", message);
+  return false;
+}
+
+bool GetArgs(napi_env env, napi_callback_info info, Args& args, size_t expected) {
+  args.env = env;
+  if (napi_get_cb_info(env, info, &args.count, args.values, nullptr, nullptr) != napi_ok) return Fail(env, "cannot read arguments");
+  if (args.count < expected) return Fail(env, "too few arguments");
+  return true;
+}
+
+template <typename T>
+bool Typed(napi_env env, napi_value value, napi_typedarray_type want, T** data, size_t* length) {
+  bool is = false;
+  if (napi_is_typedarray(env, value, &is) != napi_ok || !is) return Fail(env, "expected a typed array");
+  napi_typedarray_type type;
+  void* raw = nullptr;
+  if (napi_get_typedarray_info(env, value, &type, length, &raw, nullptr, nullptr) != napi_ok) return Fail(env, "cannot read a typed array");
+  if (type != want) return Fail(env, want == napi_float32_array ? "expected a Float32Array" : "expected a Float64Array");
+  *data = static_cast<T*>(raw);
+  return true;
+}
+
+bool Int(napi_env env, napi_value value, int32_t min, int32_t* out) {
+  if (napi_get_value_int32(env, value, out) != napi_ok) return Fail(env, "expected an integer");
+  if (*out < min) return Fail(env, "integer argument out of range");
+  return true;
+}
+
+bool Number(napi_env env, napi_value value, double* out) {
+  if (napi_get_value_double(env, value, out) != napi_ok) return Fail(env, "expected a number");
+  return true;
+}
+
+bool Fits(napi_env env, size_t length, int64_t needed) {
+  if (needed < 0 || static_cast<int64_t>(length) < needed) return Fail(env, "typed array shorter than its dimensions");
+  return true;
+}
+
+// Bilinear sample, NaN outside the image (warp.ts `sample`). width, height >= 2.
+inline double Sample(const float* image, int32_t width, int32_t height, double x, double y) {
+  if (!(x >= 0 && y >= 0 && x <= width - 1 && y <= height - 1)) return NAN;
+  const int32_t x0 = static_cast<int32_t>(std::min(std::floor(x), static_cast<double>(width - 2)));
+  const int32_t y0 = static_cast<int32_t>(std::min(std::floor(y), static_cast<double>(height - 2)));
+  const double fx = x - x0, fy = y - y0;
+  const size_t i = static_cast<size_t>(y0) * width + x0;
+  const double a = image[i], b = image[i + 1], c = image[i + width], d = image[i + width + 1];
+  const double top = a + fx * (b - a);
+  const double bottom = c + fx * (d - c);
+  return top + fy * (bottom - top);
+}
+
+struct Image {
+  const float* data;
+  int32_t width;
+  int32_t height;
+};
+
+// (image: Float32Array, width, height) at args[at..at+2]; width and height at least 2.
+bool GetImage(Args& a, size_t at, Image* image) {
+  float* data;
+  size_t length;
+  if (!Typed(a.env, a.values[at], napi_float32_array, &data, &length)) return false;
+  if (!Int(a.env, a.values[at + 1], 2, &image->width) || !Int(a.env, a.values[at + 2], 2, &image->height)) return false;
+  if (!Fits(a.env, length, static_cast<int64_t>(image->width) * image->height)) return false;
+  image->data = data;
+  return true;
+}
+
+bool GetWarp(Args& a, size_t at, double warp[6]) {
+  double* data;
+  size_t length;
+  if (!Typed(a.env, a.values[at], napi_float64_array, &data, &length) || !Fits(a.env, length, 6)) return false;
+  std::copy(data, data + 6, warp);
+  return true;
+}
+
+// blur(image, width, height, kernel, out): separable blur with clamped edges; the row pass stored as floats.
+napi_value Blur(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, a, 5)) return nullptr;
+  Image image;
+  float *kernel, *out;
+  size_t kernelLength, outLength;
+  if (!GetImage(a, 0, &image) || !Typed(env, a.values[3], napi_float32_array, &kernel, &kernelLength) ||
+      !Typed(env, a.values[4], napi_float32_array, &out, &outLength)) return nullptr;
+  const int32_t w = image.width, h = image.height;
+  if (kernelLength % 2 == 0) return Fail(env, "blur kernel length must be odd"), nullptr;
+  if (!Fits(env, outLength, static_cast<int64_t>(w) * h)) return nullptr;
+  const int32_t radius = static_cast<int32_t>(kernelLength / 2);
+  std::vector<float> rows(static_cast<size_t>(w) * h);
+  for (int32_t y = 0; y < h; y++) {
+    for (int32_t x = 0; x < w; x++) {
+      double sum = 0;
+      for (int32_t k = -radius; k <= radius; k++) sum += static_cast<double>(kernel[k + radius]) * image.data[static_cast<size_t>(y) * w + std::min(w - 1, std::max(0, x + k))];
+      rows[static_cast<size_t>(y) * w + x] = static_cast<float>(sum);
+    }
+  }
+  for (int32_t y = 0; y < h; y++) {
+    for (int32_t x = 0; x < w; x++) {
+      double sum = 0;
+      for (int32_t k = -radius; k <= radius; k++) sum += static_cast<double>(kernel[k + radius]) * rows[static_cast<size_t>(std::min(h - 1, std::max(0, y + k))) * w + x];
+      out[static_cast<size_t>(y) * w + x] = static_cast<float>(sum);
+    }
+  }
+  return nullptr;
+}
+
+// warpImage(image, width, height, warp, out, outWidth, outHeight, fill): out(q) = image(warp q), fill outside.
+napi_value WarpImage(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, a, 8)) return nullptr;
+  Image image;
+  double warp[6], fill;
+  float* out;
+  size_t outLength;
+  int32_t outWidth, outHeight;
+  if (!GetImage(a, 0, &image) || !GetWarp(a, 3, warp) || !Typed(env, a.values[4], napi_float32_array, &out, &outLength) ||
+      !Int(env, a.values[5], 0, &outWidth) || !Int(env, a.values[6], 0, &outHeight) || !Number(env, a.values[7], &fill) ||
+      !Fits(env, outLength, static_cast<int64_t>(outWidth) * outHeight)) return nullptr;
+  for (int32_t y = 0; y < outHeight; y++) {
+    for (int32_t x = 0; x < outWidth; x++) {
+      const double value = Sample(image.data, image.width, image.height, warp[0] * x + warp[1] * y + warp[2], warp[3] * x + warp[4] * y + warp[5]);
+      out[static_cast<size_t>(y) * outWidth + x] = static_cast<float>(std::isnan(value) ? fill : value);
+    }
+  }
+  return nullptr;
+}
+
+// In-place radix-2 FFT of n values `stride` apart; twiddles[2s], twiddles[2s+1]: cos and sin of the step of stage s.
+void Fft(double* re, double* im, int32_t n, size_t stride, const double* twiddles) {
+  for (int32_t i = 1, j = 0; i < n; i++) {
+    int32_t bit = n >> 1;
+    for (; j & bit; bit >>= 1) j ^= bit;
+    j ^= bit;
+    if (i < j) {
+      std::swap(re[i * stride], re[j * stride]);
+      std::swap(im[i * stride], im[j * stride]);
+    }
+  }
+  for (int32_t size = 2, stage = 0; size <= n; size <<= 1, stage++) {
+    const int32_t half = size >> 1;
+    const double wr = twiddles[2 * stage], wi = twiddles[2 * stage + 1];
+    double cr = 1, ci = 0;
+    for (int32_t k = 0; k < half; k++) {
+      for (int32_t a = k; a < n; a += size) {
+        const size_t p = a * stride, q = (a + half) * stride;
+        const double tr = re[q] * cr - im[q] * ci, ti = re[q] * ci + im[q] * cr;
+        re[q] = re[p] - tr;
+        im[q] = im[p] - ti;
+        re[p] = re[p] + tr;
+        im[p] = im[p] + ti;
+      }
+      const double next = cr * wr - ci * wi;
+      ci = cr * wi + ci * wr;
+      cr = next;
+    }
+  }
+}
+
+bool PowerOfTwo(int32_t n) { return n >= 1 && (n & (n - 1)) == 0; }
+int32_t Stages(int32_t n) {
+  int32_t stages = 0;
+  while ((1 << stages) < n) stages++;
+  return stages;
+}
+
+// fft2(re, im, rows, cols, rowTwiddles, colTwiddles): in place, rows first, then columns (twiddles of the row
+// length, then of the column length).
+napi_value Fft2(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, a, 6)) return nullptr;
+  double *re, *im, *rowTwiddles, *colTwiddles;
+  size_t reLength, imLength, rowLength, colLength;
+  int32_t rows, cols;
+  if (!Typed(env, a.values[0], napi_float64_array, &re, &reLength) || !Typed(env, a.values[1], napi_float64_array, &im, &imLength) ||
+      !Int(env, a.values[2], 1, &rows) || !Int(env, a.values[3], 1, &cols) ||
+      !Typed(env, a.values[4], napi_float64_array, &rowTwiddles, &rowLength) || !Typed(env, a.values[5], napi_float64_array, &colTwiddles, &colLength)) return nullptr;
+  if (!PowerOfTwo(rows) || !PowerOfTwo(cols)) return Fail(env, "fft2 sides must be powers of two"), nullptr;
+  const int64_t size = static_cast<int64_t>(rows) * cols;
+  if (!Fits(env, reLength, size) || !Fits(env, imLength, size) || !Fits(env, rowLength, 2 * Stages(cols)) || !Fits(env, colLength, 2 * Stages(rows))) return nullptr;
+  for (int32_t r = 0; r < rows; r++) Fft(re + static_cast<size_t>(r) * cols, im + static_cast<size_t>(r) * cols, cols, 1, rowTwiddles);
+  for (int32_t c = 0; c < cols; c++) Fft(re + c, im + c, rows, cols, colTwiddles);
+  return nullptr;
+}
+
+// crossPower(referenceRe, referenceIm, movingRe, movingIm, outRe, outIm): moving * conj(reference), unit modulus.
+napi_value CrossPower(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, a, 6)) return nullptr;
+  double* arrays[6];
+  size_t lengths[6];
+  for (int i = 0; i < 6; i++) if (!Typed(env, a.values[i], napi_float64_array, &arrays[i], &lengths[i])) return nullptr;
+  const size_t n = lengths[0];
+  for (int i = 1; i < 6; i++) if (!Fits(env, lengths[i], static_cast<int64_t>(n))) return nullptr;
+  const double *rr = arrays[0], *ri = arrays[1], *mr = arrays[2], *mi = arrays[3];
+  double *outRe = arrays[4], *outIm = arrays[5];
+  for (size_t i = 0; i < n; i++) {
+    const double r = mr[i] * rr[i] + mi[i] * ri[i];
+    const double j = mi[i] * rr[i] - mr[i] * ri[i];
+    const double norm = std::sqrt(r * r + j * j) + 1e-12;
+    outRe[i] = r / norm;
+    outIm[i] = j / norm;
+  }
+  return nullptr;
+}
+
+// gaussNewtonSums(template, gradientX, gradientY, width, height, moving, movingWidth, movingHeight, warp, cx, cy, out):
+// the 10 Hessian entries and 4 gradient entries of one inverse-compositional step (estimate.ts `refineWarp`).
+napi_value GaussNewtonSums(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, a, 12)) return nullptr;
+  float *templ, *gradientX, *gradientY;
+  size_t tl, gxl, gyl, outLength;
+  int32_t w, h;
+  Image moving;
+  double warp[6], cx, cy, *out;
+  if (!Typed(env, a.values[0], napi_float32_array, &templ, &tl) || !Typed(env, a.values[1], napi_float32_array, &gradientX, &gxl) ||
+      !Typed(env, a.values[2], napi_float32_array, &gradientY, &gyl) || !Int(env, a.values[3], 2, &w) || !Int(env, a.values[4], 2, &h) ||
+      !GetImage(a, 5, &moving) || !GetWarp(a, 8, warp) || !Number(env, a.values[9], &cx) || !Number(env, a.values[10], &cy) ||
+      !Typed(env, a.values[11], napi_float64_array, &out, &outLength)) return nullptr;
+  const int64_t size = static_cast<int64_t>(w) * h;
+  if (!Fits(env, tl, size) || !Fits(env, gxl, size) || !Fits(env, gyl, size) || !Fits(env, outLength, 14)) return nullptr;
+  double hbb = 0, hxb = 0, hxx = 0, hyb = 0, hyx = 0, hyy = 0, hab = 0, hax = 0, hay = 0, haa = 0;
+  double gb = 0, gx = 0, gy = 0, ga = 0;
+  for (int32_t y = 1; y < h - 1; y++) {
+    for (int32_t x = 1; x < w - 1; x++) {
+      const size_t i = static_cast<size_t>(y) * w + x;
+      const double value = Sample(moving.data, moving.width, moving.height, warp[0] * x + warp[1] * y + warp[2], warp[3] * x + warp[4] * y + warp[5]);
+      if (std::isnan(value)) continue;
+      const double error = value - static_cast<double>(templ[i]);
+      const double dx = gradientX[i], dy = gradientY[i], u = x - cx, v = y - cy;
+      const double sb = -dx * v + dy * u, sa = dx * u + dy * v;
+      hbb += sb * sb; hxb += dx * sb; hxx += dx * dx; hyb += dy * sb; hyx += dy * dx; hyy += dy * dy;
+      hab += sa * sb; hax += sa * dx; hay += sa * dy; haa += sa * sa;
+      gb += sb * error; gx += dx * error; gy += dy * error; ga += sa * error;
+    }
+  }
+  const double sums[14] = {hbb, hxb, hxx, hyb, hyx, hyy, hab, hax, hay, haa, gb, gx, gy, ga};
+  std::copy(sums, sums + 14, out);
+  return nullptr;
+}
+
+// overlapSums(template, width, height, moving, movingWidth, movingHeight, warp, out): n, sums of t, m, t^2, m^2, t*m
+// over the pixels whose warped position falls inside the moving image (estimate.ts `overlapQuality`).
+napi_value OverlapSums(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, a, 8)) return nullptr;
+  Image templ, moving;
+  double warp[6], *out;
+  size_t outLength;
+  if (!GetImage(a, 0, &templ) || !GetImage(a, 3, &moving) || !GetWarp(a, 6, warp) ||
+      !Typed(env, a.values[7], napi_float64_array, &out, &outLength) || !Fits(env, outLength, 6)) return nullptr;
+  double n = 0, sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+  for (int32_t y = 0; y < templ.height; y++) {
+    for (int32_t x = 0; x < templ.width; x++) {
+      const double value = Sample(moving.data, moving.width, moving.height, warp[0] * x + warp[1] * y + warp[2], warp[3] * x + warp[4] * y + warp[5]);
+      if (std::isnan(value)) continue;
+      const double t = templ.data[static_cast<size_t>(y) * templ.width + x];
+      n++;
+      sa += t;
+      sb += value;
+      saa += t * t;
+      sbb += value * value;
+      sab += t * value;
+    }
+  }
+  const double sums[6] = {n, sa, sb, saa, sbb, sab};
+  std::copy(sums, sums + 6, out);
+  return nullptr;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  const struct {
+    const char* name;
+    napi_callback callback;
+  } functions[] = {{"blur", Blur}, {"warpImage", WarpImage}, {"fft2", Fft2}, {"crossPower", CrossPower}, {"gaussNewtonSums", GaussNewtonSums}, {"overlapSums", OverlapSums}};
+  for (const auto& f : functions) {
+    napi_value fn;
+    if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.callback, nullptr, &fn) != napi_ok || napi_set_named_property(env, exports, f.name, fn) != napi_ok) return nullptr;
+  }
+  napi_value version;
+  if (napi_create_int32(env, kVersion, &version) != napi_ok || napi_set_named_property(env, exports, "version", version) != napi_ok) return nullptr;
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(lfusion_native, Init)
