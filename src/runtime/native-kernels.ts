@@ -18,7 +18,7 @@ export interface NativeKernels {
 }
 
 /** The addon version this code expects (`kVersion` in native/lfusion_native.cc). */
-const VERSION = 1;
+const VERSION = 2;
 // Same relative path from src/runtime/ and dist/runtime/.
 const ADDON = new URL('../../native/build/lfusion_native.node', import.meta.url);
 

@@ -48,24 +48,35 @@ export function sample(image: Float32Array, width: number, height: number, x: nu
 }
 
 const twiddleCache = new Map<string, Float64Array>();
-/** Per radix-2 stage of an `n`-point FFT, cos and sin of its angular step: both implementations use these numbers. */
+/**
+ * The twiddle factors of an `n`-point radix-2 FFT, stage after stage (sizes 2, 4, ... n): for a stage of size
+ * `2h`, `h` pairs (cos, sin) of `k * step`, k = 0..h-1, by the recurrence from the step's cos and sin. Both
+ * implementations read these numbers, so their butterflies agree to the last bit.
+ */
 function twiddles(n: number, inverse: boolean): Float64Array {
   const key = `${n}${inverse ? 'i' : 'f'}`;
   let table = twiddleCache.get(key);
   if (!table) {
-    table = new Float64Array(2 * Math.log2(n));
-    for (let size = 2, stage = 0; size <= n; size <<= 1, stage++) {
+    table = new Float64Array(2 * (n - 1));
+    for (let size = 2, at = 0; size <= n; size <<= 1) {
       const angle = ((inverse ? 2 : -2) * Math.PI) / size;
-      table[2 * stage] = Math.cos(angle);
-      table[2 * stage + 1] = Math.sin(angle);
+      const wr = Math.cos(angle), wi = Math.sin(angle);
+      let cr = 1, ci = 0;
+      for (let k = 0; k < size >> 1; k++, at += 2) {
+        table[at] = cr;
+        table[at + 1] = ci;
+        const next = cr * wr - ci * wi;
+        ci = cr * wi + ci * wr;
+        cr = next;
+      }
     }
     twiddleCache.set(key, table);
   }
   return table;
 }
 
-/** In-place radix-2 FFT of `re + i im` (length a power of two), stage steps from {@link twiddles}. */
-function fft(re: Float64Array, im: Float64Array, steps: Float64Array): void {
+/** In-place radix-2 FFT of `re + i im` (length a power of two), twiddle factors from {@link twiddles}. */
+function fft(re: Float64Array, im: Float64Array, table: Float64Array): void {
   const n = re.length;
   for (let i = 1, j = 0; i < n; i++) {
     let bit = n >> 1;
@@ -79,22 +90,18 @@ function fft(re: Float64Array, im: Float64Array, steps: Float64Array): void {
       im[j] = m;
     }
   }
-  for (let size = 2, stage = 0; size <= n; size <<= 1, stage++) {
+  for (let size = 2, at = 0; size <= n; at += size, size <<= 1) {
     const half = size >> 1;
-    const wr = steps[2 * stage]!, wi = steps[2 * stage + 1]!;
-    let cr = 1, ci = 0;
-    for (let k = 0; k < half; k++) {
-      for (let a = k; a < n; a += size) {
-        const b = a + half;
+    for (let start = 0; start < n; start += size) {
+      for (let k = 0; k < half; k++) {
+        const cr = table[at + 2 * k]!, ci = table[at + 2 * k + 1]!;
+        const a = start + k, b = a + half;
         const tr = re[b]! * cr - im[b]! * ci, ti = re[b]! * ci + im[b]! * cr;
         re[b] = re[a]! - tr;
         im[b] = im[a]! - ti;
         re[a] = re[a]! + tr;
         im[a] = im[a]! + ti;
       }
-      const next = cr * wr - ci * wi;
-      ci = cr * wi + ci * wr;
-      cr = next;
     }
   }
 }
