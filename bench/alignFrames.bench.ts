@@ -11,7 +11,8 @@
 import { lastValueFrom, Subject, take, toArray } from 'rxjs';
 import { alignFrames } from '../src/operators/alignFrames.js';
 import { estimateAlignment } from '../src/operators/alignFrames/estimate.js';
-import { nativeAlignKernels } from '../src/operators/alignFrames/kernels.js';
+import type { Affine } from '../src/operators/alignFrames/affine.js';
+import { javascriptKernels, nativeAlignKernels, type AlignKernels } from '../src/operators/alignFrames/kernels.js';
 import { nativeKernelsStatus } from '../src/runtime/native-kernels.js';
 import { fromVideo } from '../src/operators/fromVideo.js';
 import type { AlignedFrame, Frame } from '../src/runtime/types/frames.js';
@@ -46,6 +47,38 @@ function rekeyedMs(frames: readonly Frame[], kernels: Kernels): number {
 const identical = (a: readonly AlignedFrame[], b: readonly AlignedFrame[]) =>
   a.length === b.length &&
   a.every((r, i) => JSON.stringify([r.transform, r.quality]) === JSON.stringify([b[i]!.transform, b[i]!.quality]) && r.frame.data.every((v, j) => v === b[i]!.frame.data[j]));
+
+/**
+ * Per kernel, at the sizes of a 224x224 frame, JavaScript time / native time of `CALLS` calls, the two taking
+ * turns `REPEATS` times: which kernels earn their place in native/.
+ */
+function kernelRatios(native: AlignKernels, frame: Frame): BenchResult[] {
+  const image = Float32Array.from(frame.data);
+  const gradient = new Float32Array(image.length).map((_, i) => image[i + 1]! - image[i]! || 0);
+  const kernel = Float32Array.from({ length: 7 }, (_, k) => Math.exp(-((k - 3) ** 2) / 4.5) / 3.76);
+  const warp: Affine = [0.98, -0.05, 3.5, 0.05, 0.98, -2.25];
+  const grid = new Float64Array(128 * 128).map((_, i) => image[i]!);
+  const spectrum = javascriptKernels.fft2(grid, 128, 128);
+  const calls: Record<string, (k: AlignKernels) => unknown> = {
+    blur: (k) => k.blur(image, 224, 224, kernel),
+    warpImage: (k) => k.warpImage(image, 224, 224, warp, 224, 224, 0),
+    fft2: (k) => k.fft2(grid, 128, 128),
+    crossPower: (k) => k.crossPower(spectrum, spectrum),
+    gaussNewtonSums: (k) => k.gaussNewtonSums(image, gradient, gradient, 224, 224, image, 224, 224, warp, 111.5, 111.5),
+    overlapSums: (k) => k.overlapSums(image, 224, 224, image, 224, 224, warp),
+  };
+  const CALLS = 20;
+  const ms = (call: (k: AlignKernels) => unknown, k: AlignKernels) => {
+    const started = performance.now();
+    for (let i = 0; i < CALLS; i++) call(k);
+    return performance.now() - started;
+  };
+  return Object.entries(calls).map(([name, call]) => {
+    ms(call, javascriptKernels); // warm-up
+    const samples = Array.from({ length: REPEATS }, () => ms(call, javascriptKernels) / ms(call, native));
+    return { name: `kernel ${name}: javascript / native time`, unit: 'x', samples, notes: { size: name.startsWith('fft') || name === 'crossPower' ? '128x128' : '224x224', calls: CALLS } };
+  });
+}
 
 const bench: BenchModule = {
   title: `alignFrames: sample video at 224x224, ${FRAMES} frames x ${REPEATS}`,
@@ -82,6 +115,7 @@ const bench: BenchModule = {
       ...results,
       { name: 'operator: javascript / native time', unit: 'x', samples: ratio(steady.javascript, steady.native), notes: same },
       { name: 'new reference: javascript / native time', unit: 'x', samples: ratio(rekeyed.javascript, rekeyed.native), notes: same },
+      ...kernelRatios(nativeAlignKernels, frames[0]!),
     ];
   },
 };

@@ -67,8 +67,9 @@ bool Fits(napi_env env, size_t length, int64_t needed) {
 // Bilinear sample, NaN outside the image (warp.ts `sample`). width, height >= 2.
 inline double Sample(const float* image, int32_t width, int32_t height, double x, double y) {
   if (!(x >= 0 && y >= 0 && x <= width - 1 && y <= height - 1)) return NAN;
-  const int32_t x0 = static_cast<int32_t>(std::min(std::floor(x), static_cast<double>(width - 2)));
-  const int32_t y0 = static_cast<int32_t>(std::min(std::floor(y), static_cast<double>(height - 2)));
+  // floor by truncation (x, y >= 0 here): std::floor is a libm call on baseline x86-64 (no SSE4.1 roundsd).
+  const int32_t x0 = std::min(static_cast<int32_t>(x), width - 2);
+  const int32_t y0 = std::min(static_cast<int32_t>(y), height - 2);
   const double fx = x - x0, fy = y - y0;
   const size_t i = static_cast<size_t>(y0) * width + x0;
   const double a = image[i], b = image[i + 1], c = image[i + width], d = image[i + width + 1];
