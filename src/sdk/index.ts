@@ -79,6 +79,7 @@ export { InferencePool, type InferencePoolOptions, type RunOptions } from '../ru
 export { alignFrames, type AlignFramesOptions } from '../operators/alignFrames.js';
 export { estimateAlignment } from '../operators/alignFrames/estimate.js';
 export { warpToOriginal } from '../operators/alignFrames/warp.js';
+export type { KernelChoice } from '../operators/alignFrames/kernels.js';
 export { windowClips, type ClipDrop, type FrameEncoder, type WindowClipsOptions } from '../operators/windowClips.js';
 export { mergeClipFrames } from '../operators/mergeClipFrames.js';
 export { lfusionClipUncertainty, stackWindow } from '../operators/lfusionClipUncertainty.js';
