@@ -65,22 +65,36 @@ function gridSpectrum(kernels: AlignKernels, grid: Float32Array): Spectrum {
   return kernels.fft2(windowed, GRID, GRID);
 }
 
+/** Where the log-polar grid samples the centred magnitude spectrum: x then y, (radius, angle) row-major. */
+const POLAR_POINTS = (() => {
+  const points = new Float64Array(2 * RADII * ANGLES);
+  for (let r = 0; r < RADII; r++) {
+    const radius = MIN_RADIUS * Math.exp(r * LOG_RADIUS_STEP);
+    for (let a = 0; a < ANGLES; a++) {
+      const angle = (Math.PI * a) / ANGLES;
+      points[2 * (r * ANGLES + a)] = GRID / 2 + radius * Math.cos(angle);
+      points[2 * (r * ANGLES + a) + 1] = GRID / 2 + radius * Math.sin(angle);
+    }
+  }
+  return points;
+})();
+
 /** Spectrum of the log-polar log-magnitude spectrum: its phase correlation gives rotation and log-scale. */
 function logPolarSpectrum(kernels: AlignKernels, spectrum: Spectrum): Spectrum {
   const magnitude = new Float32Array(GRID * GRID);
   for (let y = 0; y < GRID; y++) {
     for (let x = 0; x < GRID; x++) {
       const i = ((y + GRID / 2) % GRID) * GRID + ((x + GRID / 2) % GRID); // centred: zero frequency at (GRID/2, GRID/2)
-      magnitude[y * GRID + x] = Math.log1p(Math.sqrt(spectrum.re[i]! ** 2 + spectrum.im[i]! ** 2));
+      const re = spectrum.re[i]!, im = spectrum.im[i]!;
+      magnitude[y * GRID + x] = Math.log1p(Math.sqrt(re * re + im * im));
     }
   }
   const polar = new Float64Array(RADII * ANGLES);
   for (let r = 0; r < RADII; r++) {
-    const radius = MIN_RADIUS * Math.exp(r * LOG_RADIUS_STEP);
     for (let a = 0; a < ANGLES; a++) {
-      const angle = (Math.PI * a) / ANGLES;
-      const value = sample(magnitude, GRID, GRID, GRID / 2 + radius * Math.cos(angle), GRID / 2 + radius * Math.sin(angle));
-      polar[r * ANGLES + a] = (Number.isNaN(value) ? 0 : value) * RADIUS_WINDOW[r]!;
+      const p = r * ANGLES + a;
+      const value = sample(magnitude, GRID, GRID, POLAR_POINTS[2 * p]!, POLAR_POINTS[2 * p + 1]!);
+      polar[p] = (Number.isNaN(value) ? 0 : value) * RADIUS_WINDOW[r]!;
     }
   }
   return kernels.fft2(polar, RADII, ANGLES);
