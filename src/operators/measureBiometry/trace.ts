@@ -101,6 +101,8 @@ export class BoundaryTracer {
   private readonly xs: Float64Array;
   private readonly ys: Float64Array;
   private readonly ws: Float64Array;
+  /** The crossings of the last {@link crossingsNear} (read by one fit, then rewritten). */
+  private readonly near: WeightedPoints = { x: new Float64Array(MAX_POINTS), y: new Float64Array(MAX_POINTS), weight: new Float64Array(MAX_POINTS), n: 0 };
   /** The buffers of the last {@link planRays}. */
   private plan: RayPlan = emptyPlan(0);
 
@@ -203,7 +205,8 @@ export class BoundaryTracer {
   /**
    * The boundary crossings of `values` along a {@link planRays} plan: every sign change of the bilinearly
    * interpolated logits, whatever component it belongs to, in frame pixels, weighted. No component labelling and
-   * no scan of the map: each posterior sample costs the plan's short line walks.
+   * no scan of the map: each posterior sample costs the plan's short line walks. The points are this tracer's
+   * buffer: valid until the next call.
    */
   crossingsNear(values: Float32Array, offset: number, frame: TraceFrame, options: Pick<TraceOptions, 'logitSd'>, plan: RayPlan): WeightedPoints {
     const { width, xs, ys, ws } = this;
@@ -250,7 +253,7 @@ export class BoundaryTracer {
         previous = value;
       }
     }
-    return this.points(total);
+    return this.points(total, this.near);
   }
 
   /** The source grey level nearest to model pixel coordinates (clamped to the frame). */
@@ -260,12 +263,13 @@ export class BoundaryTracer {
     return frame.data[y * frame.width + x]!;
   }
 
-  /** The first `total` collected crossings, evenly thinned to at most `MAX_POINTS`. */
-  private points(total: number): WeightedPoints {
+  /** The first `total` collected crossings, evenly thinned to at most `MAX_POINTS`, into `into` (default new arrays). */
+  private points(total: number, into?: WeightedPoints): WeightedPoints {
     const { xs, ys, ws } = this;
     const stride = Math.max(1, total / MAX_POINTS);
     const n = Math.min(total, MAX_POINTS);
-    const points: WeightedPoints = { x: new Float64Array(n), y: new Float64Array(n), weight: new Float64Array(n), n };
+    const points: WeightedPoints = into ?? { x: new Float64Array(n), y: new Float64Array(n), weight: new Float64Array(n), n };
+    points.n = n;
     for (let i = 0; i < n; i++) {
       const j = Math.floor(i * stride);
       points.x[i] = xs[j]!;
