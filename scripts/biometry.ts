@@ -87,13 +87,14 @@ async function readRecords(report: string): Promise<{ records: FrameRecord[]; ap
   const run = JSON.parse(await readFile(join(report, 'run.json'), 'utf8')) as { biometry?: AppliedCalibration };
   const records = lines.map((line) => JSON.parse(line, (_key, value: unknown) => (value === 'Infinity' ? Infinity : value)) as FrameRecord);
   const applied = run.biometry ?? null;
-  if (applied && applied.interval !== 'normalised-conformal') throw new Error(`${report} was replayed with an older interval calibration: replay it again`);
+  if (applied && applied.interval !== 'normalised-conformal-outline') throw new Error(`${report} was replayed with an older interval calibration: replay it again`);
   return { records, applied };
 }
 
 /**
  * Interval cases of the records with a measurement and a reference HC: the posterior interval before calibration
- * (as replayed without one; after a normalised calibration, its difficulty `half-width / scale` about the median).
+ * and the outline misfit (as replayed without one; after a normalised calibration, its whole difficulty
+ * `half-width / scale` about the median, misfit included).
  */
 function intervalCases(records: readonly FrameRecord[], applied: AppliedCalibration) {
   return records
@@ -101,13 +102,13 @@ function intervalCases(records: readonly FrameRecord[], applied: AppliedCalibrat
     .map((r) => {
       const half = (r.hcHigh! - r.hcLow!) / 2 / (applied?.intervalScale ?? 1);
       const interval = applied ? { median: r.hcFit!, low: r.hcFit! - half, high: r.hcFit! + half } : { median: r.hcFit!, low: r.hcLow!, high: r.hcHigh! };
-      return { interval, truth: r.hcTrueMm!, status: r.biometryStatus };
+      return { interval, truth: r.hcTrueMm!, status: r.biometryStatus, outlineResidual: applied ? 0 : (r.outlineResidual ?? 0) };
     });
 }
 
 /** Coverage and width of the cases' intervals: as they are (`calibration` null) or calibrated. */
 function scored(cases: ReturnType<typeof intervalCases>, calibration: IntervalCalibration | null) {
-  const intervals = cases.map(({ interval }) => (calibration ? calibratedInterval(interval, calibration) : interval));
+  const intervals = cases.map(({ interval, outlineResidual }) => (calibration ? calibratedInterval(interval, calibration, outlineResidual) : interval));
   const covered = intervals.filter(({ low, high }, i) => cases[i]!.truth >= low && cases[i]!.truth <= high);
   const widths = intervals.map(({ low, high }) => high - low);
   return { coverage: covered.length / cases.length, meanWidth: mean(widths), medianWidth: median(widths) };
@@ -175,12 +176,12 @@ async function calibrate(): Promise<void> {
   const raw = scored(cases, null);
   const calibrated = scored(cases, { scale, floor });
   const section = {
-    interval: 'normalised-conformal',
+    interval: 'normalised-conformal-outline',
     intervalScale: Number(scale.toFixed(4)),
     intervalFloor: floor,
     calibration: {
       method:
-        'normalised split conformal: the smallest scale s such that median ± s × max(posterior 95% half-width, floor × median) covers ceil(0.95 (N + 1)) of N validation scans',
+        'normalised split conformal: the smallest scale s such that median ± s × hypot(max(posterior 95% half-width, floor × median), outlineResidual × median) covers ceil(0.95 (N + 1)) of N validation scans',
       split,
       scans: records.length,
       measured: cases.length,
@@ -259,8 +260,9 @@ async function results(): Promise<void> {
   lines.push(
     '### 95% HC interval (pooled: Laplace weight samples and dropout passes)',
     '',
-    'Calibrated: `median ± scale × max(posterior half-width, floor × median)`, the scale found on the validation scans ' +
-      '(normalised split conformal, `make -C models biometry`), so that a frame whose posterior spreads more gets a proportionally wider interval.',
+    'Calibrated: `median ± scale × hypot(max(posterior half-width, floor × median), outlineResidual × median)`, the scale found on the validation scans ' +
+      '(normalised split conformal, `make -C models biometry`), so that a frame whose posterior spreads more, or whose head outline fits an ellipse worse ' +
+      '(`outlineResidual`: RMS misfit relative to the head\'s size), gets a proportionally wider interval.',
     '',
     '| interval | scans | coverage | mean width (mm) | median width (mm) |',
     '|---|---|---|---|---|',
@@ -269,7 +271,7 @@ async function results(): Promise<void> {
     const r = scored(subset, with_);
     lines.push(`| ${name} | ${subset.length} | ${fmt(100 * r.coverage, 1)}% | ${fmt(r.meanWidth, 1)} | ${fmt(r.medianWidth, 1)} |`);
   };
-  row(applied ? 'posterior (half-width about the median, scale 1)' : 'raw posterior', cases, null);
+  row(applied ? 'difficulty about the median (scale 1: posterior half-width with the outline misfit)' : 'raw posterior', cases, null);
   if (calibration) {
     row(`calibrated on ${manifest.biometry!.calibration.split} (scale ${fmt(calibration.scale, 3)}, floor ${calibration.floor})`, cases, calibration);
     const ok = cases.filter((c) => c.status === 'ok');

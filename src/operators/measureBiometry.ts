@@ -34,8 +34,9 @@ export interface BiometryOptions {
   /** Status `no-head` when fewer than this fraction of the posterior samples give a head ellipse. Default 0.5. */
   minFitted?: number;
   /**
-   * Conformal scale of the intervals: each is `median ± intervalScale × max(posterior half-width, floor × median)`
-   * (floor: manifest `biometry.intervalFloor`, else 0.005). Default manifest `biometry.intervalScale`; without
+   * Conformal scale of the intervals: each is `median ± intervalScale × hypot(max(posterior half-width, floor × median),
+   * outlineResidual × median)` (floor: manifest `biometry.intervalFloor`, else 0.005; `outlineResidual`: the head
+   * outline's misfit to its ellipse, {@link Biometry}). Default manifest `biometry.intervalScale`; without
    * either, the posterior's own 95% intervals.
    */
   intervalScale?: number;
@@ -59,13 +60,15 @@ const COVERAGE_BINS = 36;
 const SAMPLE_BAND = [0.7, 1.4] as const;
 /** Smallest calibrated half-width, as a fraction of the median, when the manifest does not give one. */
 const DEFAULT_INTERVAL_FLOOR = 0.005;
+/** Pairs of this many largest candidates are also tried as one head. */
+const JOINED_CANDIDATES = 4;
 /** Rays along which each sample's boundary is found (one every 5 degrees of the reference's outline). */
 const SAMPLE_RAYS = 72;
 
 /** Per-pixel buffers reused from frame to frame (one set per operator, like its tracer: frames are measured one at a time). */
 interface Scratch {
   mean: Float32Array;
-  sd: Float32Array;
+  squares: Float32Array;
 }
 
 interface Measured {
@@ -100,11 +103,37 @@ function plausibleHead(e: Ellipse, frame: { width: number; height: number }): bo
   return e.a <= 2 * Math.hypot(frame.width, frame.height) && e.b >= MIN_AXIS_RATIO * e.a;
 }
 
-/** The most head-like candidate's ellipse, or null when none fits one. */
+/** Two candidates as one: their boundary points together, the echo their points' mean. */
+function joined(first: HeadCandidate, second: HeadCandidate): HeadCandidate {
+  const n = first.points.n + second.points.n;
+  const join = (key: 'x' | 'y' | 'weight') => {
+    const values = new Float64Array(n);
+    values.set(first.points[key].subarray(0, first.points.n));
+    values.set(second.points[key].subarray(0, second.points.n), first.points.n);
+    return values;
+  };
+  return {
+    area: first.area + second.area,
+    points: { x: join('x'), y: join('y'), weight: join('weight'), n },
+    echo: (first.echo * first.points.n + second.echo * second.points.n) / Math.max(n, 1),
+  };
+}
+
+/**
+ * Head hypotheses: each candidate, and each pair of the largest few joined (a head whose mask a midline echo or
+ * a dark ventricle splits in two halves is two components; their outer arcs together are its skull, the cut
+ * between them the robust fit's outliers).
+ */
+function hypotheses(candidates: readonly HeadCandidate[]): HeadCandidate[] {
+  const largest = candidates.slice(0, JOINED_CANDIDATES);
+  return [...candidates, ...largest.flatMap((first, i) => largest.slice(i + 1).map((second) => joined(first, second)))];
+}
+
+/** The most head-like candidate's (or pair of candidates') ellipse, or null when none fits one. */
 export function headEllipse(candidates: readonly HeadCandidate[], frame: { width: number; height: number }): Measured | null {
   let best: Measured | null = null;
   let bestScore = 0;
-  for (const candidate of candidates) {
+  for (const candidate of hypotheses(candidates)) {
     const fit = fitEllipse(candidate.points);
     if (!fit || !plausibleHead(fit.ellipse, frame)) continue;
     const score = headLikeness(candidate, fit);
@@ -140,18 +169,18 @@ function medianEllipse(ellipses: readonly Ellipse[]): Ellipse {
   };
 }
 
-/** The posterior's 95% interval of `values`, calibrated when a calibration is given. */
-function interval(values: number[], calibration: IntervalCalibration | null): Interval {
+/** The posterior's 95% interval of `values`, calibrated (with the head outline's misfit) when a calibration is given. */
+function interval(values: number[], calibration: IntervalCalibration | null, outlineResidual: number): Interval {
   const raw = credibleInterval(values)!;
-  return calibration ? calibratedInterval(raw, calibration) : raw;
+  return calibration ? calibratedInterval(raw, calibration, outlineResidual) : raw;
 }
 
-function measuresOf(ellipses: readonly Ellipse[], samples: number, calibration: IntervalCalibration | null): HeadMeasures | null {
+function measuresOf(ellipses: readonly Ellipse[], samples: number, calibration: IntervalCalibration | null, outlineResidual: number): HeadMeasures | null {
   if (ellipses.length === 0) return null;
   return {
-    hc: interval(ellipses.map((e) => ellipseCircumference(e.a, e.b)), calibration),
-    bpd: interval(ellipses.map((e) => 2 * e.b), calibration),
-    ofd: interval(ellipses.map((e) => 2 * e.a), calibration),
+    hc: interval(ellipses.map((e) => ellipseCircumference(e.a, e.b)), calibration, outlineResidual),
+    bpd: interval(ellipses.map((e) => 2 * e.b), calibration, outlineResidual),
+    ofd: interval(ellipses.map((e) => 2 * e.a), calibration, outlineResidual),
     fitted: ellipses.length,
     samples,
   };
@@ -203,44 +232,55 @@ function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, scratch
   const dropout = samples.dropoutLogits.data;
   const m = logitMean.length / pixels;
   const k = dropout.length / pixels;
-  // The posterior-mean logits (both paths weighing equally) for choosing the head, in one sequential pass; the
-  // logit SD across all samples only where a boundary asks for it.
-  const { mean: meanLogits, sd } = scratch;
+  // The posterior mean and mean square of the logits (both paths weighing equally), for choosing the head and for the
+  // logit SD where a boundary asks for it, in one sequential pass over the samples (an SD read sample by sample at
+  // each crossing would jump across all the maps).
+  const { mean: meanLogits, squares } = scratch;
   meanLogits.fill(0);
+  squares.fill(0);
   const accumulate = (rows: Float32Array, count: number) => {
     const share = 1 / (2 * count);
     let i = 0;
     // Four rows per pass: a quarter of the writes.
     for (; i + 4 <= count; i += 4) {
-      const [r0, r1, r2, r3] = [i * pixels, (i + 1) * pixels, (i + 2) * pixels, (i + 3) * pixels];
-      for (let p = 0; p < pixels; p++) meanLogits[p]! += share * (rows[r0 + p]! + rows[r1 + p]! + rows[r2 + p]! + rows[r3 + p]!);
+      const r0 = i * pixels;
+      const r1 = r0 + pixels;
+      const r2 = r1 + pixels;
+      const r3 = r2 + pixels;
+      for (let p = 0; p < pixels; p++) {
+        const v0 = rows[r0 + p]!;
+        const v1 = rows[r1 + p]!;
+        const v2 = rows[r2 + p]!;
+        const v3 = rows[r3 + p]!;
+        meanLogits[p]! += share * (v0 + v1 + v2 + v3);
+        squares[p]! += share * (v0 * v0 + v1 * v1 + v2 * v2 + v3 * v3);
+      }
     }
-    for (; i < count; i++) for (let p = 0, row = i * pixels; p < pixels; p++) meanLogits[p]! += share * rows[row + p]!;
+    for (; i < count; i++) {
+      for (let p = 0, row = i * pixels; p < pixels; p++) {
+        const v = rows[row + p]!;
+        meanLogits[p]! += share * v;
+        squares[p]! += share * v * v;
+      }
+    }
   };
   accumulate(logitMean, m);
   accumulate(dropout, k);
-  sd.fill(NaN);
-  const logitSd = (p: number) => {
-    if (Number.isNaN(sd[p]!)) {
-      let sum = 0;
-      let squares = 0;
-      for (let i = 0; i < m; i++) (sum += logitMean[i * pixels + p]!), (squares += logitMean[i * pixels + p]! ** 2);
-      for (let i = 0; i < k; i++) (sum += dropout[i * pixels + p]!), (squares += dropout[i * pixels + p]! ** 2);
-      const mean = sum / (m + k);
-      sd[p] = Math.sqrt(Math.max(squares / (m + k) - mean * mean, 0));
-    }
-    return sd[p]!;
-  };
+  const logitSd = (p: number) => Math.sqrt(Math.max(squares[p]! - meanLogits[p]! * meanLogits[p]!, 0));
   const trace: TraceFrame = frame;
   const traceOptions = { minArea: MIN_AREA_FRACTION * pixels, borderMargin: BORDER_MARGIN, logitSd };
   // The head is chosen once, on the posterior mean; each sample is then fitted on its crossings near that head,
   // so that every sample measures the same structure and none is relabelled.
-  const reference = headEllipse(tracer.candidates(meanLogits, 0, trace, traceOptions), frame)?.fit.ellipse;
+  const head = headEllipse(tracer.candidates(meanLogits, 0, trace, traceOptions), frame)?.fit;
+  const reference = head?.ellipse;
+  // How far the head's boundary on the posterior mean is from an ellipse, relative to its size (0 for a clean skull).
+  const outlineResidual = head ? head.residual / Math.sqrt(head.ellipse.a * head.ellipse.b) : 0;
+  const plan = reference ? tracer.planRays(frame, traceOptions, reference, SAMPLE_BAND, SAMPLE_RAYS) : null;
   const fitRows = (values: Float32Array, rows: number): EllipseFit[] => {
-    if (!reference) return [];
+    if (!plan) return [];
     const fits: EllipseFit[] = [];
     for (let row = 0; row < rows; row++) {
-      const fit = fitEllipse(tracer.crossingsNear(values, row * pixels, trace, traceOptions, reference, SAMPLE_BAND, SAMPLE_RAYS));
+      const fit = fitEllipse(tracer.crossingsNear(values, row * pixels, trace, traceOptions, plan));
       if (fit && plausibleHead(fit.ellipse, frame)) fits.push(fit);
     }
     return fits;
@@ -263,10 +303,12 @@ function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, scratch
     dropout: null,
     ga: null,
     intervalScale: s.intervalScale ?? 1,
+    outlineResidual: head ? outlineResidual : null,
   };
-  if (all.length === 0 || all.length < s.minFitted * (m + k)) return { ...empty, laplace: measuresOf(laplace.map((x) => inUnit(x.ellipse)), m, s.calibration), dropout: measuresOf(drop.map((x) => inUnit(x.ellipse)), k, s.calibration) };
+  const measures = (fits: readonly EllipseFit[], samples: number) => measuresOf(fits.map((x) => inUnit(x.ellipse)), samples, s.calibration, outlineResidual);
+  if (all.length === 0 || all.length < s.minFitted * (m + k)) return { ...empty, laplace: measures(laplace, m), dropout: measures(drop, k) };
   const ellipse = medianEllipse(all.map((x) => x.ellipse));
-  const pooled = measuresOf(all.map((x) => inUnit(x.ellipse)), m + k, s.calibration)!;
+  const pooled = measures(all, m + k)!;
   const visible = visibleFraction(ellipse, frame.width, frame.height);
   const hc = pooled.hc;
   const width = hc.high - hc.low;
@@ -280,8 +322,8 @@ function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, scratch
     residual: credibleInterval(all.map((x) => x.residual))!.median,
     visible,
     pooled,
-    laplace: measuresOf(laplace.map((x) => inUnit(x.ellipse)), m, s.calibration),
-    dropout: measuresOf(drop.map((x) => inUnit(x.ellipse)), k, s.calibration),
+    laplace: measures(laplace, m),
+    dropout: measures(drop, k),
     ga,
   };
 }
@@ -295,8 +337,9 @@ export function withOod(biometry: Biometry, ood: OodScore | undefined): Biometry
  * Adds the frame's head biometry to each frame's head samples (before `measureUncertainty`, which releases them).
  * The head is chosen once per frame on the posterior-mean logits: its connected foreground components, each fitted
  * with a robust ellipse on its boundary crossings (points on the image border or the sector's black border left
- * out, each weighted by how certain its position is across the samples), the most head-like one kept (fit quality,
- * boundary coverage, skull echo; not size). Each posterior sample is then fitted on its crossings along rays from
+ * out, each weighted by how certain its position is across the samples), and each pair of the four largest joined (a
+ * head split in halves by a midline echo), the most head-like one kept (fit quality, boundary coverage, skull echo;
+ * not size); how far its boundary is from its ellipse (`outlineResidual`) widens the calibrated intervals. Each posterior sample is then fitted on its crossings along rays from
  * that head's centre, between 0.7 and 1.4 times its outline. Medians and 95% intervals per path and pooled; status `ok`,
  * `no-head`, `clipped` or `uncertain` (apply {@link withOod} once the OOD score is known).
  *
@@ -310,7 +353,7 @@ export function measureBiometry(manifest: BiometryManifestPart, options: Biometr
   const resolved = settings(manifest, options);
   const tracer = new BoundaryTracer(manifest.input.width, manifest.input.height);
   const pixels = manifest.input.width * manifest.input.height;
-  const scratch: Scratch = { mean: new Float32Array(pixels), sd: new Float32Array(pixels) };
+  const scratch: Scratch = { mean: new Float32Array(pixels), squares: new Float32Array(pixels) };
   return map((samples) => {
     const started = performance.now();
     const biometry = biometryOfSamples(samples, tracer, scratch, resolved);

@@ -52,6 +52,8 @@ export interface FrameRecord {
   /** With a reference HC: HC (ellipse) - reference, and whether the 95% interval covers the reference. */
   hcSignedErrorMm: number | null;
   hcCovered: boolean | null;
+  /** The head outline's misfit on the posterior mean (`Biometry.outlineResidual`), which widens its calibrated interval. */
+  outlineResidual: number | null;
   /** With a ground-truth mask: Dice and Hausdorff (mm) of the pixel label map and of the biometry ellipse, and the pixel map's moment HC. */
   pixelsDice: number | null;
   pixelsHausdorffMm: number | null;
@@ -68,11 +70,11 @@ export interface FrameRecord {
 export const CSV_COLUMNS: readonly (keyof FrameRecord)[] = [
   'seq', 'source', 'index', 'pts', 'width', 'height', 'oodScore', 'oodThreshold', 'oodAbove', 'oodReasons', 'density', 'meanUncertainty', 'headFraction',
   'spacingXMm', 'spacingYMm', 'hcMm', 'dice', 'hausdorffMm', 'hcTrueMm', 'hcAbsErrorMm',
-  'biometryStatus', 'biometryUnit', 'hcFit', 'hcLow', 'hcHigh', 'bpd', 'ofd', 'gaWeeks', 'hcSignedErrorMm', 'hcCovered',
+  'biometryStatus', 'biometryUnit', 'hcFit', 'hcLow', 'hcHigh', 'bpd', 'ofd', 'gaWeeks', 'hcSignedErrorMm', 'hcCovered', 'outlineResidual',
   'pixelsDice', 'pixelsHausdorffMm', 'pixelsHcMm', 'ellipseDice', 'ellipseHausdorffMm', 'labelMap', 'processingMs',
 ];
 
-type BiometryFields = Pick<FrameRecord, 'biometryStatus' | 'biometryUnit' | 'hcFit' | 'hcLow' | 'hcHigh' | 'bpd' | 'ofd' | 'gaWeeks' | 'hcSignedErrorMm' | 'hcCovered'>;
+type BiometryFields = Pick<FrameRecord, 'biometryStatus' | 'biometryUnit' | 'hcFit' | 'hcLow' | 'hcHigh' | 'bpd' | 'ofd' | 'gaWeeks' | 'hcSignedErrorMm' | 'hcCovered' | 'outlineResidual'>;
 
 /** The record's biometry fields; error and coverage only with a reference HC and a biometry in mm. */
 export function biometryFields(biometry: Biometry | undefined, hcTrueMm: number | null): BiometryFields {
@@ -90,6 +92,7 @@ export function biometryFields(biometry: Biometry | undefined, hcTrueMm: number 
     gaWeeks: biometry?.ga?.median ?? null,
     hcSignedErrorMm: hc && inMm && hcTrueMm !== null ? hc.median - hcTrueMm : null,
     hcCovered: hc && inMm && hcTrueMm !== null ? hc.low <= hcTrueMm && hcTrueMm <= hc.high : null,
+    outlineResidual: biometry?.outlineResidual ?? null,
   };
 }
 

@@ -234,7 +234,7 @@ export function validateManifest(json: unknown, packagePath: string): ModelManif
   if (m.biometry !== undefined) {
     const biometry = read.object(m.biometry, 'biometry');
     manifest.biometry = {
-      interval: read.literal(biometry.interval, 'biometry.interval', ['normalised-conformal'] as const),
+      interval: read.literal(biometry.interval, 'biometry.interval', ['normalised-conformal-outline'] as const),
       intervalScale: read.number(biometry.intervalScale, 'biometry.intervalScale', { positive: true }),
       intervalFloor: read.number(biometry.intervalFloor, 'biometry.intervalFloor', { min: 0 }),
       calibration: read.object(biometry.calibration, 'biometry.calibration'),

@@ -142,6 +142,17 @@ test('credible intervals cover a synthetic posterior\'s truth about 95% of the t
   assert.is(conformalScale([], 0), Infinity);
 });
 
+test('the outline misfit widens a calibrated interval as an independent error: hypot(posterior half-width, misfit x median)', () => {
+  const raw = { median: 170, low: 168, high: 173 };
+  // Half-width 2.5, misfit 0.02 x 170 = 3.4: difficulty hypot(2.5, 3.4) = 4.22, times the scale 3.
+  const widened = calibratedInterval(raw, { scale: 3, floor: 0.005 }, 0.02);
+  assert.ok(Math.abs(widened.high - 170 - 3 * Math.hypot(2.5, 3.4)) < 1e-9 && Math.abs(170 - widened.low - 3 * Math.hypot(2.5, 3.4)) < 1e-9);
+  assert.equal(calibratedInterval(raw, { scale: 3, floor: 0.005 }, 0), calibratedInterval(raw, { scale: 3, floor: 0.005 }));
+  // Cases whose errors grow with their misfit, not with their posterior spread: the scale with the misfit is smaller.
+  const cases = [0.01, 0.02, 0.05, 0.1, 0.15].flatMap((misfit) => [-1, 1].map((sign) => ({ interval: raw, truth: 170 + sign * 170 * misfit, outlineResidual: misfit })));
+  assert.ok(conformalScale(cases, 0.005, 0.8) < conformalScale(cases.map(({ interval, truth }) => ({ interval, truth })), 0.005, 0.8));
+});
+
 /** Logits of a filled ellipse (positive inside), `SIZE x SIZE`, plus optional extra blobs. */
 function logitMap(e: Ellipse | null, extra: (x: number, y: number) => boolean = () => false): Float32Array {
   const map = new Float32Array(SIZE * SIZE);
@@ -203,6 +214,32 @@ test('the head is chosen by how head-like it is, not by size', () => {
   assert.ok(Math.abs(chosen.cx - head.cx) < 1 && Math.abs(chosen.a - head.a) < 1, `chose ${JSON.stringify(chosen)}`);
 });
 
+test('a head whose mask a midline gap splits in two halves is measured whole, not as one half', () => {
+  const tracer = new BoundaryTracer(SIZE, SIZE);
+  const head = { cx: 32, cy: 32, a: 22, b: 17, angle: 0 };
+  const gap = logitMap(head);
+  for (let x = 0; x < SIZE; x++) gap[32 * SIZE + x] = -4; // the midline echo, one model pixel, across the head
+  const frame = { width: SIZE, height: SIZE, data: new Uint8Array(SIZE * SIZE).fill(60) };
+  const candidates = tracer.candidates(gap, 0, frame, { minArea: 10, borderMargin: 2, logitSd: () => 0 });
+  assert.is(candidates.length, 2);
+  const chosen = headEllipse(candidates, frame)!.fit.ellipse;
+  assertClose(chosen, { ...head, cx: head.cx, cy: head.cy }, { centre: 1, axis: 1, angle: 0.05 });
+});
+
+test('outlineResidual: small for a clean head, large for a head merged with a blob, whose calibrated interval is then wider', async () => {
+  const head = { cx: 26, cy: 32, a: 14, b: 11, angle: 0 };
+  const body = (x: number, y: number) => x >= 30 && x < 56 && y >= 24 && y < 44; // a body segmented with the head as one blob
+  const rows = (extra?: (x: number, y: number) => boolean) => [-0.5, 0, 0.5, 0, -0.5, 0.5].map((d) => logitMap({ ...head, a: head.a + d, b: head.b + d }, extra));
+  const measure = (list: Float32Array[]) => firstValueFrom(of(samplesOf(list)).pipe(measureBiometry({ ...MANIFEST, biometry: { interval: 'normalised-conformal-outline', intervalScale: 2, intervalFloor: 0.005, calibration: {} } }, { pixelSpacing: { x: 0.1, y: 0.1 } })));
+  const clean = (await measure(rows())).biometry;
+  const merged = (await measure(rows(body))).biometry;
+  assert.ok(clean.outlineResidual! < 0.03, `clean ${clean.outlineResidual}`);
+  assert.ok(merged.outlineResidual! > 2 * clean.outlineResidual!, `merged ${merged.outlineResidual} vs clean ${clean.outlineResidual}`);
+  const width = (b: typeof clean) => (b.pooled!.hc.high - b.pooled!.hc.low) / b.pooled!.hc.median;
+  assert.ok(width(merged) > width(clean), `relative widths ${width(merged)} vs ${width(clean)}`);
+  assert.is((await measure([logitMap(null), logitMap(null)])).biometry.outlineResidual, null);
+});
+
 test('crossings along rays: on a smooth logit map, within 0.3 frame px of the true outline; none in the border margin or against a black sector', () => {
   const tracer = new BoundaryTracer(SIZE, SIZE);
   // Signed distance-like logits of an ellipse at model resolution (positive inside), seen in a frame 4x larger.
@@ -220,7 +257,7 @@ test('crossings along rays: on a smooth logit map, within 0.3 frame px of the tr
   const options = { minArea: 10, borderMargin: 2, logitSd: () => 0 };
   // The reference is off by 10% in size and 2 px in centre: the rays still find the true outline.
   const reference = { ...toFrame(head), cx: toFrame(head).cx + 8, a: toFrame(head).a * 1.1 };
-  const points = tracer.crossingsNear(values, 0, frame, options, reference, [0.7, 1.4], 72);
+  const points = tracer.crossingsNear(values, 0, frame, options, tracer.planRays(frame, options, reference, [0.7, 1.4], 72));
   assert.ok(points.n >= 72, `${points.n} crossings`);
   const truth = toFrame(head);
   for (let i = 0; i < points.n; i++) {
@@ -232,10 +269,10 @@ test('crossings along rays: on a smooth logit map, within 0.3 frame px of the tr
   // A head cut by the left border: no crossings within the margin; a black sector on the right: none against it.
   const shifted = new Float32Array(SIZE * SIZE);
   for (let y = 0; y < SIZE; y++) for (let x = 0; x < SIZE; x++) shifted[y * SIZE + x] = values[y * SIZE + Math.min(SIZE - 1, x + 20)]!;
-  const clipped = tracer.crossingsNear(shifted, 0, frame, options, { ...truth, cx: truth.cx - 80 }, [0.7, 1.4], 72);
+  const clipped = tracer.crossingsNear(shifted, 0, frame, options, tracer.planRays(frame, options, { ...truth, cx: truth.cx - 80 }, [0.7, 1.4], 72));
   for (let i = 0; i < clipped.n; i++) assert.ok(clipped.x[i]! > 2 * 4, `x ${clipped.x[i]}`);
   const sector = { ...frame, data: frame.data.map((value, p) => (p % (SIZE * 4) >= 30 * 4 ? 0 : value)) };
-  const beside = tracer.crossingsNear(values, 0, sector, options, truth, [0.7, 1.4], 72);
+  const beside = tracer.crossingsNear(values, 0, sector, options, tracer.planRays(sector, options, truth, [0.7, 1.4], 72));
   assert.ok(beside.n > 10);
   for (let i = 0; i < beside.n; i++) assert.ok(beside.x[i]! < 30 * 4 + 4, `x ${beside.x[i]} against the black sector`);
 });

@@ -25,6 +25,7 @@ function frame(index: number, pts: number, hc: number, half: number, status: Bio
       dropout: null,
       ga: null,
       intervalScale: 1,
+      outlineResidual: 0.02,
     },
   };
 }

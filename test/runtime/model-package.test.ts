@@ -216,17 +216,17 @@ test('a conformal OOD decision loads, and one that cannot hold its false-alarm r
 
 test('a biometry section is validated at load: the interval method, a positive scale, a floor >= 0', async () => {
   const calibration = { method: 'test', split: 'val' };
-  const good = await tinyPackageCopy((m) => (m.biometry = { interval: 'normalised-conformal', intervalScale: 4.2, intervalFloor: 0.005, calibration }));
+  const good = await tinyPackageCopy((m) => (m.biometry = { interval: 'normalised-conformal-outline', intervalScale: 4.2, intervalFloor: 0.005, calibration }));
   try {
     const { biometry } = (await loadModelPackage(good)).manifest;
-    assert.equal(biometry, { interval: 'normalised-conformal', intervalScale: 4.2, intervalFloor: 0.005, calibration });
+    assert.equal(biometry, { interval: 'normalised-conformal-outline', intervalScale: 4.2, intervalFloor: 0.005, calibration });
   } finally {
     await removeDir(good);
   }
   // A section from the older calibration (one asymmetric scale, no method): the error says which field.
   assert.match((await loadEdited((m) => (m.biometry = { intervalScale: 6.7, calibration }))).message, /"biometry\.interval"/);
-  assert.match((await loadEdited((m) => (m.biometry = { interval: 'normalised-conformal', intervalScale: 0, intervalFloor: 0, calibration }))).message, /"biometry\.intervalScale"/);
-  assert.match((await loadEdited((m) => (m.biometry = { interval: 'normalised-conformal', intervalScale: 2, intervalFloor: -1, calibration }))).message, /"biometry\.intervalFloor"/);
+  assert.match((await loadEdited((m) => (m.biometry = { interval: 'normalised-conformal-outline', intervalScale: 0, intervalFloor: 0, calibration }))).message, /"biometry\.intervalScale"/);
+  assert.match((await loadEdited((m) => (m.biometry = { interval: 'normalised-conformal-outline', intervalScale: 2, intervalFloor: -1, calibration }))).message, /"biometry\.intervalFloor"/);
 });
 
 test.run();

@@ -61,6 +61,7 @@ test('a frame\'s biometry travels in the header with every field; without it the
     dropout: { ...measures, fitted: 10, samples: 10 },
     ga: { median: 20.0, low: 19.7, high: 20.4, inRange: true },
     intervalScale: 1.3,
+    outlineResidual: 0.02,
   };
   const decoded = decodeFrameMessage(encodeFrameMessage({ ...result, biometry }, 8)).header;
   assert.equal(decoded.biometry, biometry);

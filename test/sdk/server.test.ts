@@ -180,6 +180,7 @@ function measured(index: number, half: number): FrameResult {
     dropout: null,
     ga: null,
     intervalScale: 1,
+    outlineResidual: 0.02,
   };
   return { ...result(index), biometry };
 }

@@ -292,6 +292,7 @@ test('the viewer draws the biometry ellipse and calipers and shows HC with its i
       dropout: null,
       ga: { median: 20.0, low: 19.7, high: 20.5, inRange: true },
       intervalScale: 1,
+      outlineResidual: 0.02,
     },
   };
   const server = await ResultServer.listen({ port: 0, model: { name: 'test', classes: ['background', 'fetal-head'], input: { width: 224, height: 224 } }, streams: ['image', 'mask'] });

@@ -25,16 +25,26 @@ export function credibleInterval(samples: readonly number[]): Interval | null {
   return { median: quantileSorted(sorted, 0.5), low: quantileSorted(sorted, 0.025), high: quantileSorted(sorted, 0.975) };
 }
 
-/** A calibration of posterior intervals: `median ± scale × max(half-width, floor × |median|)` (normalised conformal). */
+/**
+ * A calibration of posterior intervals (normalised conformal): `median ± scale × difficulty`, the difficulty
+ * combining the posterior's half-width (at least `floor × |median|`) and the head outline's misfit.
+ */
 export interface IntervalCalibration {
   scale: number;
   /** Smallest half-width as a fraction of the median, so that a posterior whose samples all agree still gets an interval. */
   floor: number;
 }
 
-/** A frame's difficulty: the half-width of its posterior interval, at least `floor × |median|`. */
-export function intervalDifficulty(raw: Interval, floor: number): number {
-  return Math.max((raw.high - raw.low) / 2, floor * Math.abs(raw.median));
+/**
+ * A frame's difficulty: the half-width of its posterior interval (at least `floor × |median|`) and the head outline's
+ * misfit `outlineResidual × |median|` combined as independent errors (root sum of squares). The misfit is what the
+ * measurement would change by if the outline moved by its RMS distance from the ellipse (for HC, 2π × that distance):
+ * the samples of a blob that is not one clean head (a head merged with a body, a mask cut inside the skull) may agree
+ * with one another, but its boundary does not fit an ellipse. `outlineResidual`: the biometry's `outlineResidual`.
+ */
+export function intervalDifficulty(raw: Interval, floor: number, outlineResidual = 0): number {
+  const posterior = Math.max((raw.high - raw.low) / 2, floor * Math.abs(raw.median));
+  return Math.hypot(posterior, outlineResidual * Math.abs(raw.median));
 }
 
 /**
@@ -44,8 +54,8 @@ export function intervalDifficulty(raw: Interval, floor: number): number {
  * @example
  * calibratedInterval({ median: 170, low: 168, high: 173 }, { scale: 3, floor: 0.005 }); // { median: 170, low: 162.5, high: 177.5 }
  */
-export function calibratedInterval(raw: Interval, calibration: IntervalCalibration): Interval {
-  const half = calibration.scale * intervalDifficulty(raw, calibration.floor);
+export function calibratedInterval(raw: Interval, calibration: IntervalCalibration, outlineResidual = 0): Interval {
+  const half = calibration.scale * intervalDifficulty(raw, calibration.floor, outlineResidual);
   return { median: raw.median, low: raw.median - half, high: raw.median + half };
 }
 
@@ -59,10 +69,10 @@ export function mapInterval(interval: Interval, f: (value: number) => number): I
  * `median ± s × difficulty` covers the truth on at least `ceil(coverage (N + 1))` of N calibration cases, with the
  * nonconformity score `|truth - median| / difficulty`. Infinity when too few cases.
  */
-export function conformalScale(cases: readonly { interval: Interval; truth: number }[], floor: number, coverage = 0.95): number {
+export function conformalScale(cases: readonly { interval: Interval; truth: number; outlineResidual?: number }[], floor: number, coverage = 0.95): number {
   const scores = cases
-    .map(({ interval, truth }) => {
-      const difficulty = intervalDifficulty(interval, floor);
+    .map(({ interval, truth, outlineResidual }) => {
+      const difficulty = intervalDifficulty(interval, floor, outlineResidual);
       const distance = Math.abs(truth - interval.median);
       return difficulty > 0 ? distance / difficulty : distance > 0 ? Infinity : 0;
     })

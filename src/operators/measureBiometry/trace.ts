@@ -53,6 +53,46 @@ interface Box {
   y1: number;
 }
 
+/** Rays from a reference head's centre and their sample points (model pixels): see {@link BoundaryTracer.planRays}. */
+export interface RayPlan {
+  rays: number;
+  reference: Ellipse;
+  band: readonly [number, number];
+  /** The reference's centre in model pixels, and frame pixels per model pixel. */
+  ox: number;
+  oy: number;
+  sx: number;
+  sy: number;
+  /** Per ray: its first point, its number of points, its direction (model pixels per unit of normalised radius), its step in normalised radius. */
+  first: Int32Array;
+  count: Int32Array;
+  dx: Float64Array;
+  dy: Float64Array;
+  step: Float64Array;
+  /** Per point: the top-left model pixel of its bilinear cell (-1 within the border margin) and its fractions across the cell. */
+  pixel: Int32Array;
+  fx: Float32Array;
+  fy: Float32Array;
+}
+
+function emptyPlan(rays: number): RayPlan {
+  const reference = { cx: 0, cy: 0, a: 0, b: 0, angle: 0 };
+  const perRay = { first: new Int32Array(rays), count: new Int32Array(rays), dx: new Float64Array(rays), dy: new Float64Array(rays), step: new Float64Array(rays) };
+  return { rays, reference, band: [0, 0], ox: 0, oy: 0, sx: 1, sy: 1, ...perRay, pixel: new Int32Array(0), fx: new Float32Array(0), fy: new Float32Array(0) };
+}
+
+/** Room for `points` sample points (the plan's points are rewritten after growing). */
+function growPlan(plan: RayPlan, points: number): void {
+  const grow = <T extends Int32Array | Float32Array>(old: T, make: (n: number) => T): T => {
+    const next = make(points);
+    next.set(old);
+    return next;
+  };
+  plan.pixel = grow(plan.pixel, (n) => new Int32Array(n));
+  plan.fx = grow(plan.fx, (n) => new Float32Array(n));
+  plan.fy = grow(plan.fy, (n) => new Float32Array(n));
+}
+
 /** Reusable scratch for tracing maps of one size (one per operator subscription). */
 export class BoundaryTracer {
   private readonly labels: Int32Array;
@@ -61,6 +101,10 @@ export class BoundaryTracer {
   private readonly xs: Float64Array;
   private readonly ys: Float64Array;
   private readonly ws: Float64Array;
+  /** The crossings of the last {@link crossingsNear} (read by one fit, then rewritten). */
+  private readonly near: WeightedPoints = { x: new Float64Array(MAX_POINTS), y: new Float64Array(MAX_POINTS), weight: new Float64Array(MAX_POINTS), n: 0 };
+  /** The buffers of the last {@link planRays}. */
+  private plan: RayPlan = emptyPlan(0);
 
   constructor(
     readonly width: number,
@@ -109,13 +153,14 @@ export class BoundaryTracer {
   }
 
   /**
-   * The boundary crossings of `values` near a reference ellipse (frame pixels), along `rays` rays from its centre
-   * through evenly spaced points of its outline, between normalised radii `band` (1: the reference): every sign
-   * change of the bilinearly interpolated logits, whatever component it belongs to, in frame pixels, weighted.
-   * No component labelling and no scan of the map: each posterior sample costs `rays` short line walks.
+   * The rays along which {@link crossingsNear} looks for a boundary near a reference ellipse (frame pixels): `rays`
+   * rays from its centre through evenly spaced points of its outline, sampled every model pixel between normalised
+   * radii `band` (1: the reference). Each point's bilinear cell and weights are worked out here, once per frame, so
+   * that walking a posterior sample's map costs four reads and three blends a point. The plan reuses this tracer's
+   * buffers: it is valid until the next call.
    */
-  crossingsNear(values: Float32Array, offset: number, frame: TraceFrame, options: TraceOptions, reference: Ellipse, band: readonly [number, number], rays: number): WeightedPoints {
-    const { width, height, xs, ys, ws } = this;
+  planRays(frame: { width: number; height: number }, options: Pick<TraceOptions, 'borderMargin'>, reference: Ellipse, band: readonly [number, number], rays: number): RayPlan {
+    const { width, height } = this;
     const sx = frame.width / width;
     const sy = frame.height / height;
     const low = options.borderMargin;
@@ -126,57 +171,89 @@ export class BoundaryTracer {
     // The centre in model pixels.
     const ox = (reference.cx + 0.5) / sx - 0.5;
     const oy = (reference.cy + 0.5) / sy - 0.5;
+    const plan = this.plan.rays === rays ? this.plan : (this.plan = emptyPlan(rays));
+    Object.assign(plan, { reference, band, ox, oy, sx, sy });
     let total = 0;
     for (let ray = 0; ray < rays; ray++) {
       const t = (2 * Math.PI * ray) / rays;
       // The ray's direction: centre to the reference's outline, in model pixels per unit of normalised radius.
       const dx = (reference.a * Math.cos(t) * c - reference.b * Math.sin(t) * s) / sx;
       const dy = (reference.a * Math.cos(t) * s + reference.b * Math.sin(t) * c) / sy;
-      const length = Math.hypot(dx, dy);
-      const step = RAY_STEP / length;
-      let previous = NaN;
-      for (let r = band[0]; r <= band[1]; r += step) {
+      const step = RAY_STEP / Math.hypot(dx, dy);
+      const count = Math.floor((band[1] - band[0]) / step + 1e-9) + 1;
+      if (total + count > plan.pixel.length) growPlan(plan, 2 * (total + count));
+      plan.first[ray] = total;
+      plan.count[ray] = count;
+      plan.dx[ray] = dx;
+      plan.dy[ray] = dy;
+      plan.step[ray] = step;
+      for (let i = 0; i < count; i++, total++) {
+        const r = band[0] + i * step;
         const mx = ox + r * dx;
         const my = oy + r * dy;
         const x0 = Math.floor(mx);
         const y0 = Math.floor(my);
-        if (x0 < low || y0 < low || x0 + 1 > highX || y0 + 1 > highY) {
+        const inside = x0 >= low && y0 >= low && x0 + 1 <= highX && y0 + 1 <= highY;
+        plan.pixel[total] = inside ? y0 * width + x0 : -1;
+        plan.fx[total] = mx - x0;
+        plan.fy[total] = my - y0;
+      }
+    }
+    return plan;
+  }
+
+  /**
+   * The boundary crossings of `values` along a {@link planRays} plan: every sign change of the bilinearly
+   * interpolated logits, whatever component it belongs to, in frame pixels, weighted. No component labelling and
+   * no scan of the map: each posterior sample costs the plan's short line walks. The points are this tracer's
+   * buffer: valid until the next call.
+   */
+  crossingsNear(values: Float32Array, offset: number, frame: TraceFrame, options: Pick<TraceOptions, 'logitSd'>, plan: RayPlan): WeightedPoints {
+    const { width, xs, ys, ws } = this;
+    const { pixel, fx, fy, ox, oy, sx, sy, reference, band } = plan;
+    let total = 0;
+    for (let ray = 0; ray < plan.rays; ray++) {
+      const first = plan.first[ray]!;
+      const dx = plan.dx[ray]!;
+      const dy = plan.dy[ray]!;
+      const step = plan.step[ray]!;
+      let previous = NaN;
+      for (let i = 0, j = first; i < plan.count[ray]!; i++, j++) {
+        const q = pixel[j]!;
+        if (q < 0) {
           previous = NaN;
           continue;
         }
-        const fx = mx - x0;
-        const fy = my - y0;
-        const p = offset + y0 * width + x0;
-        const top = values[p]! + fx * (values[p + 1]! - values[p]!);
-        const bottom = values[p + width]! + fx * (values[p + width + 1]! - values[p + width]!);
-        const value = top + fy * (bottom - top);
+        const p = offset + q;
+        const top = values[p]! + fx[j]! * (values[p + 1]! - values[p]!);
+        const bottom = values[p + width]! + fx[j]! * (values[p + width + 1]! - values[p + width]!);
+        const value = top + fy[j]! * (bottom - top);
         if (previous > 0 !== value > 0 && !Number.isNaN(previous) && !Number.isNaN(value)) {
           const f = previous / (previous - value);
-          const at = r - step + f * step;
-          const px = reference.cx + at * dx * sx;
-          const py = reference.cy + at * dy * sy;
-          // Against the black outside of the sector: the region's border, not the skull.
+          const at = band[0] + (i - 1 + f) * step;
+          // The crossing in model pixels, and the outward direction of the boundary along the ray.
+          const cx = ox + at * dx;
+          const cy = oy + at * dy;
+          const length = Math.hypot(dx, dy);
           const outward = previous > 0 ? 1 : -1;
           const ux = (outward * dx) / length;
           const uy = (outward * dy) / length;
-          const cx = mx - (1 - f) * step * dx;
-          const cy = my - (1 - f) * step * dy;
+          // Against the black outside of the sector: the region's border, not the skull.
           if (this.grey(frame, cx + ux, cy + uy) <= BLACK && this.grey(frame, cx + 3 * ux, cy + 3 * uy) <= BLACK) {
             previous = value;
             continue;
           }
-          const pixel = Math.round(cy) * width + Math.round(cx);
-          const positionSd = (options.logitSd(pixel) * RAY_STEP) / Math.abs(previous - value);
+          const positionSd = (options.logitSd(Math.round(cy) * width + Math.round(cx)) * RAY_STEP) / Math.abs(previous - value);
           if (total === xs.length) break;
-          xs[total] = px;
-          ys[total] = py;
+          xs[total] = reference.cx + at * dx * sx;
+          ys[total] = reference.cy + at * dy * sy;
           ws[total] = 1 / (1 + positionSd * positionSd);
           total += 1;
         }
         previous = value;
       }
     }
-    return this.points(total);
+    return this.points(total, this.near);
   }
 
   /** The source grey level nearest to model pixel coordinates (clamped to the frame). */
@@ -186,12 +263,13 @@ export class BoundaryTracer {
     return frame.data[y * frame.width + x]!;
   }
 
-  /** The first `total` collected crossings, evenly thinned to at most `MAX_POINTS`. */
-  private points(total: number): WeightedPoints {
+  /** The first `total` collected crossings, evenly thinned to at most `MAX_POINTS`, into `into` (default new arrays). */
+  private points(total: number, into?: WeightedPoints): WeightedPoints {
     const { xs, ys, ws } = this;
     const stride = Math.max(1, total / MAX_POINTS);
     const n = Math.min(total, MAX_POINTS);
-    const points: WeightedPoints = { x: new Float64Array(n), y: new Float64Array(n), weight: new Float64Array(n), n };
+    const points: WeightedPoints = into ?? { x: new Float64Array(n), y: new Float64Array(n), weight: new Float64Array(n), n };
+    points.n = n;
     for (let i = 0; i < n; i++) {
       const j = Math.floor(i * stride);
       points.x[i] = xs[j]!;

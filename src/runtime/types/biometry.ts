@@ -59,4 +59,10 @@ export interface Biometry {
   ga: (Interval & { inRange: boolean }) | null;
   /** The scale applied to the raw posterior intervals (manifest `biometry.intervalScale`, 1 when uncalibrated). */
   intervalScale: number;
+  /**
+   * RMS distance of the head's boundary on the posterior mean from its ellipse, as a fraction of the ellipse's size
+   * (geometric mean of the semi-axes): about 0.01-0.03 for a clean skull outline, 0.1 and more for a blob that is not
+   * one head. A calibrated interval widens with it. Null when no head component was found.
+   */
+  outlineResidual: number | null;
 }

@@ -50,10 +50,10 @@ export interface ModelManifest {
 
 /**
  * `manifest.biometry`: the calibration of the posterior intervals (normalised split conformal on validation scans):
- * each is `median ± intervalScale × max(posterior half-width, intervalFloor × median)`.
+ * each is `median ± intervalScale × hypot(max(posterior half-width, intervalFloor × median), outlineResidual × median)`.
  */
 export interface BiometryManifest {
-  interval: 'normalised-conformal';
+  interval: 'normalised-conformal-outline';
   intervalScale: number;
   /** Smallest half-width before scaling, as a fraction of the median. */
   intervalFloor: number;
