@@ -70,16 +70,16 @@ export function combineSampleSets(sets: readonly SampleSet[], order: readonly st
     }
   }
   const pairs = Math.max(total - 1, 1);
-  const outputs = Object.fromEntries(POOLED_MEASURES.map((name) => [name, plane(out, name)])) as Record<(typeof POOLED_MEASURES)[number], Float32Array>;
+  out.set(meanProb, row.mean_prob * pixels);
+  out.set(expectedEntropy, row.expected_entropy * pixels);
+  out.set(pixelVariance, row.pixel_variance * pixels);
+  out.set(logitVariance, row.logit_variance * pixels);
+  const [totalEntropy, information, kl] = [plane(out, 'total_entropy'), plane(out, 'mutual_information'), plane(out, 'expected_pairwise_kl')];
   for (let p = 0; p < pixels; p++) {
-    const totalEntropy = binaryEntropy(meanProb[p]!, eps);
-    outputs.mean_prob[p] = meanProb[p]!;
-    outputs.expected_entropy[p] = expectedEntropy[p]!;
-    outputs.total_entropy[p] = totalEntropy;
-    outputs.mutual_information[p] = totalEntropy - expectedEntropy[p]!;
-    outputs.pixel_variance[p] = pixelVariance[p]!;
-    outputs.logit_variance[p] = logitVariance[p]!;
-    outputs.expected_pairwise_kl[p] = pairwise[p]! / pairs;
+    const entropy = binaryEntropy(meanProb[p]!, eps);
+    totalEntropy[p] = entropy;
+    information[p] = entropy - expectedEntropy[p]!;
+    kl[p] = pairwise[p]! / pairs;
   }
   return out;
 }
