@@ -30,7 +30,7 @@ import type { PathName } from '../src/sdk/pipeline-options.js';
 import { createPipeline } from '../src/sdk/pipeline.js';
 import { decodeFrameMessage } from '../src/sdk/protocol.js';
 import { modelInfo, ResultServer } from '../src/sdk/server.js';
-import type { BenchModule, BenchResult } from './run.js';
+import { percentile, type BenchModule, type BenchResult } from './run.js';
 
 const SECONDS = Number(process.env.BENCH_LIVE_SECONDS ?? 10);
 const SOURCE_FPS = 30;
@@ -58,12 +58,6 @@ export function pacedRecording(dir: string, seconds = SECONDS, fps = SOURCE_FPS)
   const speedUp = fps / 20; // the sample's own rate
   execFileSync('ffmpeg', ['-v', 'error', '-y', '-stream_loop', '-1', '-i', SAMPLE, '-vf', `setpts=PTS/${speedUp}`, '-r', String(fps), '-frames:v', String(frames), '-an', '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '18', '-pix_fmt', 'yuv420p', file]);
   return { file, frames };
-}
-
-/** The value below which `fraction` of `values` lie (nearest rank). */
-function percentile(values: readonly number[], fraction: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))] ?? Number.NaN;
 }
 
 /** What the client saw of one case's frame path. */
