@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lastValueFrom, take } from 'rxjs';
 import { WebSocket } from 'ws';
+import { resolveFfmpeg } from '../src/runtime/ffmpeg.js';
 import { DEFAULT_MODEL_PATH } from '../src/runtime/model-package.js';
 import type { PathName } from '../src/sdk/pipeline-options.js';
 import { createPipeline } from '../src/sdk/pipeline.js';
@@ -56,7 +57,7 @@ export function pacedRecording(dir: string, seconds = SECONDS, fps = SOURCE_FPS)
   const file = join(dir, `paced-${fps}fps.mp4`);
   const frames = Math.round(seconds * fps);
   const speedUp = fps / 20; // the sample's own rate
-  execFileSync('ffmpeg', ['-v', 'error', '-y', '-stream_loop', '-1', '-i', SAMPLE, '-vf', `setpts=PTS/${speedUp}`, '-r', String(fps), '-frames:v', String(frames), '-an', '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '18', '-pix_fmt', 'yuv420p', file]);
+  execFileSync(resolveFfmpeg().path, ['-v', 'error', '-y', '-stream_loop', '-1', '-i', SAMPLE, '-vf', `setpts=PTS/${speedUp}`, '-r', String(fps), '-frames:v', String(frames), '-an', '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '18', '-pix_fmt', 'yuv420p', file]);
   return { file, frames };
 }
 
