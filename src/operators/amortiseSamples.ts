@@ -24,12 +24,6 @@ export interface LiveSamplingOptions {
    * cut or moved too far: the pool is emptied and that frame samples all of (m, n, k) itself. Default 0.25.
    */
   resetDifference?: number;
-  /**
-   * Where the mean probability (the `mean_prob` maps, so the mask and the fused map's entropy factor) comes from:
-   * `own` (default): the frame's own share of samples, so the mask follows a moving head without lag (the spread
-   * measures still pool); `pooled`: the pool, like every other measure (on a still scene exactly exact mode's).
-   */
-  mask?: 'own' | 'pooled';
 }
 
 /** One frame's contribution to the pool. */
@@ -75,10 +69,8 @@ export function amortiseSamples<S extends HeadSamples>(
   const frames = Math.min(spread, counts.m, counts.k);
   const resetDifference = live.resetDifference ?? 0.25;
   if (!(resetDifference >= 0)) throw new LfusionError('INVALID_OPTION', `live.resetDifference must be a number >= 0, got ${resetDifference}`, { resetDifference });
-  const ownMask = (live.mask ?? 'own') === 'own';
-  if (live.mask !== undefined && live.mask !== 'own' && live.mask !== 'pooled') throw new LfusionError('INVALID_OPTION', `live.mask must be "own" or "pooled", got ${JSON.stringify(live.mask)}`, { mask: live.mask });
   const order = manifest.measures.order;
-  const meanProbRow = measureRows(order).mean_prob;
+  measureRows(order);
   const pixels = mapPixels(manifest);
   const seed = options.seed ?? manifest.sampling.seed;
   const dims = drawDimensions(manifest);
@@ -131,11 +123,6 @@ export function amortiseSamples<S extends HeadSamples>(
                   });
                   entries = retained(entries, counts);
                   const pooled = { m: sum(entries, 'm'), n, k: sum(entries, 'k') };
-                  const combine = (path: 'laplace' | 'dropout') => {
-                    const maps = combineSampleSets(entries.map((entry) => entry[path]), order, pixels, eps);
-                    if (ownMask) maps.set(measured.maps[path].subarray(meanProbRow * pixels, (meanProbRow + 1) * pixels), meanProbRow * pixels);
-                    return maps;
-                  };
                   const { draws: _draws, laplace: _laplace, dropoutLogits: _dropout, frame: _frame, timings: _timings, ...extra } = samples;
                   return {
                     ...extra,
@@ -143,8 +130,8 @@ export function amortiseSamples<S extends HeadSamples>(
                     counts: pooled,
                     maps: {
                       ...measured.maps,
-                      laplace: combine('laplace'),
-                      dropout: combine('dropout'),
+                      laplace: combineSampleSets(entries.map((entry) => entry.laplace), order, pixels, eps),
+                      dropout: combineSampleSets(entries.map((entry) => entry.dropout), order, pixels, eps),
                     },
                     timings: { ...measured.timings, pool: performance.now() - started },
                   };

@@ -6,7 +6,6 @@ import { combineSampleSets, laplaceSampleMean, POOLED_MEASURES } from '../../src
 import { measureUncertainty } from '../../src/operators/measureUncertainty.js';
 import { sampleHeads } from '../../src/operators/sampleHeads.js';
 import { LfusionError } from '../../src/runtime/errors.js';
-import { drawDimensions, drawSamples } from '../../src/runtime/draws.js';
 import { Random } from '../../src/runtime/random.js';
 import type { EncodedFrame } from '../../src/runtime/types/frames.js';
 import type { GraphRunner, TensorData } from '../../src/runtime/types/inference.js';
@@ -111,7 +110,7 @@ function maxDifference(a: Float32Array, b: Float32Array, rows: readonly string[]
   return worst;
 }
 
-const live = (frames: EncodedFrame[], spread = 2, mask: 'own' | 'pooled' = 'pooled') => lastValueFrom(from(frames).pipe(amortiseSamples(runner, manifest, {}, { frames: spread, mask }), toArray()));
+const live = (frames: EncodedFrame[], spread = 2) => lastValueFrom(from(frames).pipe(amortiseSamples(runner, manifest, {}, { frames: spread }), toArray()));
 const exact = (frame: EncodedFrame) => lastValueFrom(of(frame).pipe(sampleHeads(runner, manifest), measureUncertainty(runner, manifest)));
 const EXACT_ROWS = ORDER.filter((name) => name !== 'expected_pairwise_kl');
 
@@ -150,17 +149,6 @@ test('on a still scene the pooled shares are exactly the common draws of (m, n, 
   assert.ok(maxDifference(results[2]!.maps.laplace, reference.maps.laplace, ['expected_pairwise_kl']) < 1e-3, 'pairwise KL close');
 });
 
-test('mask "own" (the default): the mean probability is the share of the frame, every other measure pooled', async () => {
-  const frames = [encoded(0), encoded(1), encoded(2)];
-  const [own, pooled] = await Promise.all([lastValueFrom(from(frames).pipe(amortiseSamples(runner, manifest, {}, { frames: 2 }), toArray())), live(frames)]);
-  const share = await lastValueFrom(of(encoded(2)).pipe(sampleHeads(runner, manifest, { m: 2, k: 2, draws: () => ({ ...drawSamples(manifest.sampling.seed, { m: 2, n: 3, k: 2 }, drawDimensions(manifest), { m: 2, k: 2 }), reused: true }) }), measureUncertainty(runner, manifest)));
-  for (const path of ['laplace', 'dropout'] as const) {
-    assert.ok(maxDifference(own[2]!.maps[path], share.maps[path], ['mean_prob']) < 1e-6, `${path}: mean_prob of the frame's share`);
-    assert.ok(maxDifference(own[2]!.maps[path], pooled[2]!.maps[path], ORDER.filter((name) => name !== 'mean_prob')) === 0, `${path}: the rest pooled`);
-  }
-  assert.ok(maxDifference(own[2]!.maps.laplace, pooled[2]!.maps.laplace, ['mean_prob']) > 0, 'the pooled mean differs from the share\'s');
-});
-
 test('the pool outlives a subscription: one subscription per frame (as the pipeline does) pools as one stream', async () => {
   const operator = amortiseSamples(runner, manifest, {}, { frames: 2 });
   const results: MeasuredFrame[] = [];
@@ -180,9 +168,9 @@ test('a scene cut empties the pool: that frame samples all of (m, n, k) itself, 
 });
 
 test('bad live options are INVALID_OPTION at set-up', () => {
-  for (const [options, liveOptions] of [[{ draws: 'fresh' }, {}], [{}, { frames: 0 }], [{}, { frames: 1.5 }], [{}, { resetDifference: -1 }], [{}, { mask: 'latest' }]] as const) {
+  for (const [options, liveOptions] of [[{ draws: 'fresh' }, {}], [{}, { frames: 0 }], [{}, { frames: 1.5 }], [{}, { resetDifference: -1 }]] as const) {
     try {
-      amortiseSamples(runner, manifest, options as never, liveOptions as never);
+      amortiseSamples(runner, manifest, options as never, liveOptions);
       assert.unreachable(`accepted ${JSON.stringify([options, liveOptions])}`);
     } catch (error) {
       assert.instance(error, LfusionError);
