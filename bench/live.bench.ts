@@ -31,7 +31,8 @@ import type { PathName } from '../src/sdk/pipeline-options.js';
 import { createPipeline } from '../src/sdk/pipeline.js';
 import { decodeFrameMessage } from '../src/sdk/protocol.js';
 import { modelInfo, ResultServer } from '../src/sdk/server.js';
-import { percentile, type BenchModule, type BenchResult } from './run.js';
+import { percentile } from './percentile.js';
+import type { BenchModule, BenchResult } from './run.js';
 
 const SECONDS = Number(process.env.BENCH_LIVE_SECONDS ?? 10);
 const SOURCE_FPS = 30;

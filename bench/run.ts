@@ -33,12 +33,6 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
-/** The value below which `fraction` of `values` lie (nearest rank); NaN for none. */
-export function percentile(values: readonly number[], fraction: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))] ?? Number.NaN;
-}
-
 const benchDir = fileURLToPath(new URL('.', import.meta.url));
 
 /** Where a run's results go: the committed file only when asked, so a run does not dirty the checkout. */

@@ -25,7 +25,8 @@ import type { Frame } from '../src/runtime/types/frames.js';
 import type { GraphRunner } from '../src/runtime/types/inference.js';
 import type { SampleCounts } from '../src/runtime/types/uncertainty.js';
 import { lfusionUncertainty } from '../src/operators/lfusionUncertainty.js';
-import { percentile, type BenchModule, type BenchResult } from './run.js';
+import { percentile } from './percentile.js';
+import type { BenchModule, BenchResult } from './run.js';
 
 const FRAMES = Number(process.env.BENCH_UNCERTAINTY_FRAMES ?? 5);
 const RESIDENT_PAIRS = Number(process.env.BENCH_RESIDENT_PAIRS ?? 3);
