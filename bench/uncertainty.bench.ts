@@ -25,6 +25,7 @@ import type { Frame } from '../src/runtime/types/frames.js';
 import type { GraphRunner } from '../src/runtime/types/inference.js';
 import type { SampleCounts } from '../src/runtime/types/uncertainty.js';
 import { lfusionUncertainty } from '../src/operators/lfusionUncertainty.js';
+import { percentile } from './percentile.js';
 import type { BenchModule, BenchResult } from './run.js';
 
 const FRAMES = Number(process.env.BENCH_UNCERTAINTY_FRAMES ?? 5);
@@ -124,12 +125,6 @@ export function benchResidentDraws(modelPath = DEFAULT_MODEL_PATH, counts: reado
     }
     return results;
   });
-}
-
-/** The value below which `fraction` of `values` lie (nearest rank). */
-function percentile(values: readonly number[], fraction: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))]!;
 }
 
 /**

@@ -40,36 +40,46 @@ export function combineSampleSets(sets: readonly SampleSet[], order: readonly st
   if (sets.length === 1) return sets[0]!.maps.slice();
   const total = sets.reduce((sum, set) => sum + set.samples, 0);
   const out = new Float32Array(order.length * pixels);
-  const at = (name: keyof typeof row, p: number) => row[name] * pixels + p;
+  const plane = (maps: Float32Array, name: keyof typeof row) => maps.subarray(row[name] * pixels, (row[name] + 1) * pixels);
+  // Set by set over whole rows (typed-array views, no per-pixel lookups), summing each pixel in the same order as
+  // pixel by pixel, in doubles: the same values, several times faster.
+  const meanProb = new Float64Array(pixels);
+  const expectedEntropy = new Float64Array(pixels);
+  const logitMean = new Float64Array(pixels);
+  for (const set of sets) {
+    const weight = set.samples / total;
+    const [prob, entropy, logit] = [plane(set.maps, 'mean_prob'), plane(set.maps, 'expected_entropy'), set.logitMean];
+    for (let p = 0; p < pixels; p++) {
+      meanProb[p]! += weight * prob[p]!;
+      expectedEntropy[p]! += weight * entropy[p]!;
+      logitMean[p]! += weight * logit[p]!;
+    }
+  }
+  const pixelVariance = new Float64Array(pixels);
+  const logitVariance = new Float64Array(pixels);
+  const pairwise = new Float64Array(pixels);
+  for (const set of sets) {
+    const weight = set.samples / total;
+    const [prob, probVariance, logit, variance, kl] = [plane(set.maps, 'mean_prob'), plane(set.maps, 'pixel_variance'), set.logitMean, plane(set.maps, 'logit_variance'), plane(set.maps, 'expected_pairwise_kl')];
+    for (let p = 0; p < pixels; p++) {
+      const dProb = prob[p]! - meanProb[p]!;
+      const dLogit = logit[p]! - logitMean[p]!;
+      pixelVariance[p]! += weight * (probVariance[p]! + dProb * dProb);
+      logitVariance[p]! += weight * (variance[p]! + dLogit * dLogit);
+      pairwise[p]! += (set.samples - 1) * kl[p]! + set.samples * dProb * dLogit;
+    }
+  }
+  const pairs = Math.max(total - 1, 1);
+  out.set(meanProb, row.mean_prob * pixels);
+  out.set(expectedEntropy, row.expected_entropy * pixels);
+  out.set(pixelVariance, row.pixel_variance * pixels);
+  out.set(logitVariance, row.logit_variance * pixels);
+  const [totalEntropy, information, kl] = [plane(out, 'total_entropy'), plane(out, 'mutual_information'), plane(out, 'expected_pairwise_kl')];
   for (let p = 0; p < pixels; p++) {
-    let meanProb = 0;
-    let expectedEntropy = 0;
-    let logitMean = 0;
-    for (const set of sets) {
-      const weight = set.samples / total;
-      meanProb += weight * set.maps[at('mean_prob', p)]!;
-      expectedEntropy += weight * set.maps[at('expected_entropy', p)]!;
-      logitMean += weight * set.logitMean[p]!;
-    }
-    let pixelVariance = 0;
-    let logitVariance = 0;
-    let pairwise = 0;
-    for (const set of sets) {
-      const weight = set.samples / total;
-      const dProb = set.maps[at('mean_prob', p)]! - meanProb;
-      const dLogit = set.logitMean[p]! - logitMean;
-      pixelVariance += weight * (set.maps[at('pixel_variance', p)]! + dProb * dProb);
-      logitVariance += weight * (set.maps[at('logit_variance', p)]! + dLogit * dLogit);
-      pairwise += (set.samples - 1) * set.maps[at('expected_pairwise_kl', p)]! + set.samples * dProb * dLogit;
-    }
-    const totalEntropy = binaryEntropy(meanProb, eps);
-    out[at('mean_prob', p)] = meanProb;
-    out[at('expected_entropy', p)] = expectedEntropy;
-    out[at('total_entropy', p)] = totalEntropy;
-    out[at('mutual_information', p)] = totalEntropy - expectedEntropy;
-    out[at('pixel_variance', p)] = pixelVariance;
-    out[at('logit_variance', p)] = logitVariance;
-    out[at('expected_pairwise_kl', p)] = pairwise / Math.max(total - 1, 1);
+    const entropy = binaryEntropy(meanProb[p]!, eps);
+    totalEntropy[p] = entropy;
+    information[p] = entropy - expectedEntropy[p]!;
+    kl[p] = pairwise[p]! / pairs;
   }
   return out;
 }
@@ -101,7 +111,7 @@ export function laplaceSampleMean(samples: Pick<HeadSamples, 'laplace' | 'draws'
     }
     for (let p = 0; p < pixels; p++) sum[p]! += Math.sqrt(covDiag.data[j * pixels + p]!) * diagSum[p]!;
   }
-  return Float32Array.from(sum, (value) => value / (m * n));
+  return divided(sum, m * n);
 }
 
 /** The mean over rows of `[rows, HW]` logits. */
@@ -109,7 +119,14 @@ export function rowMean(logits: Float32Array, pixels: number): Float32Array {
   const rows = logits.length / pixels;
   const sum = new Float64Array(pixels);
   for (let row = 0; row < rows; row++) for (let p = 0; p < pixels; p++) sum[p]! += logits[row * pixels + p]!;
-  return Float32Array.from(sum, (value) => value / rows);
+  return divided(sum, rows);
+}
+
+/** `values / divisor` in float32 (a loop: `Float32Array.from` with a map function goes through a JS array). */
+function divided(values: Float64Array, divisor: number): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = values[i]! / divisor;
+  return out;
 }
 
 /** Mean absolute difference of two model inputs: how far the scene moved between frames. */
