@@ -7,13 +7,11 @@
 import { beamShadow } from './shadow.js';
 
 /** Evidence score names, in the order alerts list them. */
-export const EVIDENCE = ['density', 'uncertainty', 'head-area-low', 'head-area-high', 'ellipse-misfit', 'brightness-high', 'brightness-low', 'head-shadow', 'beam-shadow'] as const;
+export const EVIDENCE = ['density', 'uncertainty', 'head-area-low', 'head-area-high', 'ellipse-misfit', 'brightness-high', 'brightness-low', 'beam-shadow'] as const;
 export type EvidenceName = (typeof EVIDENCE)[number];
 
 /** Below this many mask pixels there is no shape to fit: the misfit is 1. */
 const MIN_FIT_PIXELS = 20;
-/** Grey level (0..1) under which a pixel inside the head counts as shadowed. */
-const SHADOW_LEVEL = 0.06;
 
 export interface SegmentationEvidence {
   /** Fraction of the frame the head mask covers. */
@@ -83,29 +81,17 @@ export function brightness(image: Float32Array, normalization: { mean: number; s
   return sum / image.length;
 }
 
-/**
- * Mean grey level (0..1) of the frame, the fraction of the ellipse's pixels darker than {@link SHADOW_LEVEL} and
- * the fraction of the ellipse in a dark band along the beam ({@link beamShadow}).
- */
+/** Mean grey level (0..1) of the frame and the fraction of the head (its moment ellipse) in a dark band along the beam ({@link beamShadow}). */
 export function acquisitionEvidence(
   image: Float32Array,
   normalization: { mean: number; std: number },
   ellipse: Uint8Array,
   size: { width: number; height: number },
-): { brightness: number; shadow: number; beamShadow: number } {
-  let inside = 0;
-  let dark = 0;
+): { brightness: number; shadow: number } {
+  // The 8-bit levels the frame had: exactly black stays exactly 0 (no image, for beamShadow).
   const greys = new Float32Array(image.length);
-  for (let i = 0; i < image.length; i++) {
-    const grey = image[i]! * normalization.std + normalization.mean;
-    // The 8-bit level the frame had: exactly black stays exactly 0 (no image, for beamShadow).
-    greys[i] = Math.round(grey * 255) / 255;
-    if (ellipse[i]) {
-      inside += 1;
-      if (grey < SHADOW_LEVEL) dark += 1;
-    }
-  }
-  return { brightness: brightness(image, normalization), shadow: inside === 0 ? 0 : dark / inside, beamShadow: beamShadow(greys, ellipse, size.width, size.height) };
+  for (let i = 0; i < image.length; i++) greys[i] = Math.round((image[i]! * normalization.std + normalization.mean) * 255) / 255;
+  return { brightness: brightness(image, normalization), shadow: beamShadow(greys, ellipse, size.width, size.height) };
 }
 
 /** Every evidence score of one frame. */
@@ -124,7 +110,6 @@ export function evidenceScores(
     'ellipse-misfit': segmentation.misfit,
     'brightness-high': acquisition.brightness,
     'brightness-low': -acquisition.brightness,
-    'head-shadow': acquisition.shadow,
-    'beam-shadow': acquisition.beamShadow,
+    'beam-shadow': acquisition.shadow,
   };
 }
