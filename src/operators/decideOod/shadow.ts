@@ -59,16 +59,31 @@ class BeamCounter {
  * const shadow = beamShadow(grey, segmentation.ellipse, 224, 224); // > its threshold: `acquisition`
  */
 export function beamShadow(grey: Float32Array, head: Uint8Array, width: number, height: number, level = SHADOW_DARK_LEVEL): number {
+  // Each row's leftmost and rightmost head pixel: the head's angular extent from any apex (the ellipse is convex).
   let headPixels = 0;
   let sumX = 0;
   let sumY = 0;
+  const edges: number[] = [];
+  let top = height;
+  let left = width;
+  let right = -1;
   for (let y = 0, i = 0; y < height; y++) {
+    let first = -1;
+    let last = -1;
     for (let x = 0; x < width; x++, i++) {
       if (head[i]) {
         headPixels += 1;
         sumX += x;
         sumY += y;
+        if (first < 0) first = x;
+        last = x;
       }
+    }
+    if (first >= 0) {
+      edges.push(first, y, last, y);
+      top = Math.min(top, y);
+      left = Math.min(left, first);
+      right = Math.max(right, last);
     }
   }
   if (headPixels === 0) return 0;
@@ -79,10 +94,12 @@ export function beamShadow(grey: Float32Array, head: Uint8Array, width: number, 
     counter.covered = 0;
     counter.total = 0;
   };
-  // Straight down: one beam per column, from the bottom row up.
-  for (let x = 0; x < width; x++) {
+  // Beams are followed to a gap's length above the head's top row: no head pixel is left beyond it to count.
+  const stop = Math.max(0, top - RUN_GAP - 1);
+  // Straight down: one beam per column through the head, from the bottom row up.
+  for (let x = left; x <= right; x++) {
     counter.next();
-    for (let y = height - 1; y >= 0; y--) counter.step(grey[y * width + x]!, head[y * width + x] === 1);
+    for (let y = height - 1; y >= stop; y--) counter.step(grey[y * width + x]!, head[y * width + x] === 1);
   }
   keep();
   // Fans from apexes above the frame: beams through the head one pixel apart at the head's centre.
@@ -94,13 +111,10 @@ export function beamShadow(grey: Float32Array, head: Uint8Array, width: number, 
       const apexX = column * width;
       let lowest = Infinity;
       let highest = -Infinity;
-      for (let y = 0, i = 0; y < height; y++) {
-        for (let x = 0; x < width; x++, i++) {
-          if (!head[i]) continue;
-          const angle = Math.atan2(x - apexX, y - apexY);
-          if (angle < lowest) lowest = angle;
-          if (angle > highest) highest = angle;
-        }
+      for (let e = 0; e < edges.length; e += 2) {
+        const angle = Math.atan2(edges[e]! - apexX, edges[e + 1]! - apexY);
+        if (angle < lowest) lowest = angle;
+        if (angle > highest) highest = angle;
       }
       const spacing = 1 / Math.hypot(centreX - apexX, centreY - apexY);
       for (let angle = lowest; angle <= highest; angle += spacing) {
@@ -108,11 +122,11 @@ export function beamShadow(grey: Float32Array, head: Uint8Array, width: number, 
         const dx = Math.sin(angle);
         const dy = Math.cos(angle);
         // The beam's last step inside the frame (dy > 0: it travels down), then back towards the apex.
-        const exits = [(height - 1 - apexY) / dy, dx > 0 ? (width - 1 - apexX) / dx : dx < 0 ? -apexX / dx : Infinity];
-        for (let d = Math.floor(Math.min(...exits)); d >= 0; d--) {
+        const sideExit = dx > 0 ? (width - 1 - apexX) / dx : dx < 0 ? -apexX / dx : Infinity;
+        for (let d = Math.floor(Math.min((height - 1 - apexY) / dy, sideExit)); d >= 0; d--) {
           const x = Math.round(apexX + d * dx);
           const y = Math.round(apexY + d * dy);
-          if (y < 0) break;
+          if (y < stop) break;
           if (x < 0 || x >= width) continue;
           counter.step(grey[y * width + x]!, head[y * width + x] === 1);
         }
