@@ -31,11 +31,13 @@ test('no mask: area 0, misfit 1; a ragged mask (two blobs) fits badly', () => {
 
 test('acquisition: mean grey level, and the share of the head in a shadow reaching the far edge', () => {
   const normalization = { mean: 0.5, std: 0.25 };
-  const image = new Float32Array(4).fill((0.02 - 0.5) / 0.25); // grey 0.02 everywhere
-  image[0] = (0.9 - 0.5) / 0.25;
-  const { brightness, shadow } = acquisitionEvidence(image, normalization, Uint8Array.from([1, 1, 0, 0]), { width: 2, height: 2 });
-  assert.ok(Math.abs(brightness - (0.9 + 3 * 0.02) / 4) < 1e-6);
-  assert.is(shadow, 0.5, 'the dark head pixel (top right) lies in a dark column to the bottom edge, the bright one does not');
+  const size = { width: 4, height: 2 };
+  const head = Uint8Array.from([1, 1, 1, 1, 0, 0, 0, 0]); // the top row
+  const frame = (top: number, bottom: number) => Float32Array.from({ length: 8 }, (_, i) => ((i < 4 ? top : bottom) - 0.5) / 0.25);
+  const lit = acquisitionEvidence(frame(0.9, 0.02), normalization, head, size);
+  assert.ok(Math.abs(lit.brightness - (0.9 + 0.02) / 2) < 1e-6);
+  assert.is(lit.shadow, 0, 'a bright head above dark tissue is not in a shadow');
+  assert.is(acquisitionEvidence(frame(0.02, 0.02), normalization, head, size).shadow, 1, 'a dark head over dark tissue to the far edge is');
 });
 
 /** Tissue at grey 0.4 with the head of {@link ellipseProb}(20, 12); `paint` darkens (or blanks) pixels. */

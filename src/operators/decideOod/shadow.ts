@@ -10,6 +10,8 @@
 export const SHADOW_DARK_LEVEL = 0.1;
 /** Non-dark pixels a dark run may jump (speckle, an attenuated skull echo) before it ends. */
 const RUN_GAP = 3;
+/** Pixels between neighbouring beams at the head (a shadow is wider than a few pixels). */
+const BEAM_SPACING = 2;
 /** Candidate transducer apexes, as fractions of the frame: rows above the top edge, columns across it. */
 const APEX_ROWS = [-0.3, -0.6, -1.0];
 const APEX_COLUMNS = [0.3, 0.5, 0.7];
@@ -96,13 +98,13 @@ export function beamShadow(grey: Float32Array, head: Uint8Array, width: number, 
   };
   // Beams are followed to a gap's length above the head's top row: no head pixel is left beyond it to count.
   const stop = Math.max(0, top - RUN_GAP - 1);
-  // Straight down: one beam per column through the head, from the bottom row up.
-  for (let x = left; x <= right; x++) {
+  // Straight down: a beam every BEAM_SPACING columns through the head, from the bottom row up.
+  for (let x = left; x <= right; x += BEAM_SPACING) {
     counter.next();
     for (let y = height - 1; y >= stop; y--) counter.step(grey[y * width + x]!, head[y * width + x] === 1);
   }
   keep();
-  // Fans from apexes above the frame: beams through the head one pixel apart at the head's centre.
+  // Fans from apexes above the frame: beams through the head BEAM_SPACING pixels apart at the head's centre.
   const centreX = sumX / headPixels;
   const centreY = sumY / headPixels;
   for (const row of APEX_ROWS) {
@@ -116,7 +118,7 @@ export function beamShadow(grey: Float32Array, head: Uint8Array, width: number, 
         if (angle < lowest) lowest = angle;
         if (angle > highest) highest = angle;
       }
-      const spacing = 1 / Math.hypot(centreX - apexX, centreY - apexY);
+      const spacing = BEAM_SPACING / Math.hypot(centreX - apexX, centreY - apexY);
       for (let angle = lowest; angle <= highest; angle += spacing) {
         counter.next();
         const dx = Math.sin(angle);
