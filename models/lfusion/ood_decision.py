@@ -3,7 +3,7 @@
 The SDK scores every frame with several evidence scores (higher = less like a fetal head scan):
 ``density`` (feature density, reason ``wrong-anatomy``), ``uncertainty`` (the L-FUSION image score,
 ``uncertain-shape``), ``head-area-low``/``head-area-high``/``ellipse-misfit`` (segmentation evidence,
-``no-head``), ``brightness-high``/``brightness-low``/``head-shadow`` (``acquisition``). The decision fires
+``no-head``), ``brightness-high``/``brightness-low``/``beam-shadow`` (``acquisition``). The decision fires
 when any score is strictly above its threshold.
 
 The thresholds are one conformal test (``lfusion.conformal``): each score's p-value against the calibration
@@ -38,7 +38,7 @@ REASONS = {
     "ellipse-misfit": "no-head",
     "brightness-high": "acquisition",
     "brightness-low": "acquisition",
-    "head-shadow": "acquisition",
+    "beam-shadow": "acquisition",
 }
 
 

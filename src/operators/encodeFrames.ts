@@ -85,6 +85,13 @@ export function greyResizer(inWidth: number, inHeight: number, outWidth: number,
   };
 }
 
+/** The encoder's input from 8-bit grey pixels already at the input size: (grey / 255 - mean) / std. */
+export function normaliseGrey(pixels: Uint8Array, normalization: { mean: number; std: number }): Float32Array {
+  const image = new Float32Array(pixels.length);
+  for (let i = 0; i < image.length; i++) image[i] = (pixels[i]! / 255 - normalization.mean) / normalization.std;
+  return image;
+}
+
 /**
  * Prepares each grey frame for the model and runs the package's `encoder` once per frame, in order.
  *
@@ -115,8 +122,7 @@ export function encodeFrames(pool: GraphRunner, manifest: ModelManifest): Operat
     const key = `${frame.width}x${frame.height}`;
     if (resizer?.key !== key) resizer = { key, resize: greyResizer(frame.width, frame.height, width, height) };
     resizer.resize(frame.data, resized);
-    const image = new Float32Array(width * height);
-    for (let i = 0; i < image.length; i++) image[i] = (resized[i]! / 255 - normalization.mean) / normalization.std;
+    const image = normaliseGrey(resized, normalization);
     const encoding = performance.now();
     const outputs = await pool.run('encoder', { image: { data: image, dims: [1, 1, height, width] } }, { keep: ['image'] });
     const result = outputs.features;

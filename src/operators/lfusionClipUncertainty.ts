@@ -7,6 +7,7 @@ import { firedReasons } from './decideOod.js';
 import { fuseUncertainty } from './fuseUncertainty.js';
 import { checkMapName, measureUncertainty, selectMap } from './measureUncertainty.js';
 import { sampleHeads } from './sampleHeads.js';
+import { brightness } from './decideOod/evidence.js';
 import { featureDensity } from './scoreFeatureDensity.js';
 import { scoreOod } from './scoreOod.js';
 import { clipModel } from '../runtime/clip-model.js';
@@ -49,9 +50,10 @@ export function stackWindow(window: ClipWindow, frames: number): EncodedFrame {
  * L-FUSION on each window with the package's clip heads: m weight samples of the 3D Laplacian head (n logit
  * samples each) and k passes of the 3D Dropout head, one run of each for the whole window; the per-path
  * measures, the fused map and the window's OOD score, all with the clip settings of the manifest (`clip`)
- * unless `options` overrides them. With a package that has a fused OOD decision (`density`, `oodDecision`) the
- * window's `ood.above` is the decision: its median frame density above the 2D density threshold
- * (`wrong-anatomy`) or its clip score above the clip threshold (`uncertain-shape`), with `evidence` and `reasons`. Per-frame maps come out `outputSize x outputSize`; merge overlapping windows
+ * unless `options` overrides them. With a package that has a fused OOD decision (`oodDecision`) the window's
+ * `ood.above` is the decision: its median frame density above the 2D density threshold (`wrong-anatomy`, with
+ * `density` statistics), its median frame brightness above or below the 2D brightness thresholds (`acquisition`),
+ * or its clip score above the clip threshold (`uncertain-shape`), with `evidence` and `reasons`. Per-frame maps come out `outputSize x outputSize`; merge overlapping windows
  * with `mergeClipFrames`.
  *
  * @param pool runs the package's graphs (the SDK's inference pool).
@@ -78,22 +80,34 @@ export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifes
   const measure = measureUncertainty(runner, view);
   const fuse = fuseUncertainty(view, options.fusion);
   const score = scoreOod(view, options.ood);
-  // The fused decision per window, with the package's density statistics and 2D density threshold: the window's
-  // median frame density (`wrong-anatomy`) or the clip score above the clip threshold (`uncertain-shape`). The
-  // segmentation and acquisition thresholds were chosen on 2D masks, so they are not applied to clip masks.
-  const densityThreshold = manifest.oodDecision?.thresholds.density;
-  const density = manifest.density?.statistics && densityThreshold ? manifest.density : undefined;
-  const frameDensity = new WeakMap<EncodedFrame, number>(); // a frame is in several windows: scored once
+  // The fused decision per window, with the 2D decision's thresholds for what a clip shares with a frame: the
+  // window's median frame density (`wrong-anatomy`) and median frame brightness (`acquisition`), and the clip
+  // score above the clip threshold (`uncertain-shape`). The mask-based thresholds (head area, ellipse fit,
+  // shadows) were chosen on 2D masks, so they are not applied to the clip heads' masks.
+  const decision = manifest.oodDecision;
+  const density = manifest.density?.statistics && decision?.thresholds.density ? manifest.density : undefined;
+  const frameEvidence = new WeakMap<EncodedFrame, { density?: number; brightness: number }>(); // a frame is in several windows: scored once
+  const median = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    return sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+  };
   const decideWindow = (ood: ClipOodScore, encoded: readonly EncodedFrame[]): ClipOodScore => {
-    if (!density || !densityThreshold) return ood;
+    if (!decision) return ood;
     const scores = encoded.map((frame) => {
-      if (!frameDensity.has(frame)) frameDensity.set(frame, featureDensity(frame.features, density));
-      return frameDensity.get(frame)!;
+      if (!frameEvidence.has(frame)) {
+        frameEvidence.set(frame, { ...(density ? { density: featureDensity(frame.features, density) } : {}), brightness: brightness(frame.image, manifest.input.normalization) });
+      }
+      return frameEvidence.get(frame)!;
     });
-    const sorted = scores.sort((a, b) => a - b);
-    const median = sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
-    const evidence = { density: median, uncertainty: ood.score };
-    const reasons = firedReasons(evidence, { falseAlarmRate: manifest.oodDecision!.falseAlarmRate, thresholds: { density: densityThreshold, uncertainty: { reason: 'uncertain-shape', threshold: ood.threshold } } });
+    const light = median(scores.map((s) => s.brightness));
+    const evidence: Record<string, number> = {
+      ...(density ? { density: median(scores.map((s) => s.density!)) } : {}),
+      uncertainty: ood.score,
+      'brightness-high': light,
+      'brightness-low': -light,
+    };
+    const thresholds = Object.fromEntries(Object.keys(evidence).flatMap((name) => (decision.thresholds[name] ? [[name, decision.thresholds[name]]] : [])));
+    const reasons = firedReasons(evidence, { falseAlarmRate: decision.falseAlarmRate, thresholds: { ...thresholds, uncertainty: { reason: 'uncertain-shape', threshold: ood.threshold } } });
     return { ...ood, above: reasons.length > 0, evidence, reasons };
   };
   // Views into the window's maps: mergeClipFrames copies what it keeps.

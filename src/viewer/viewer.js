@@ -287,7 +287,8 @@ function draw(frame) {
 function drawBiometry(biometry, scaleX, scaleY) {
   showBiometry(biometry);
   const e = biometry?.ellipse;
-  if (!e || PATH === 'clip') return;
+  // Under an OOD alert the head is not to be trusted: no contour, no numbers (showBiometry).
+  if (!e || PATH === 'clip' || biometry.status === 'ood') return;
   const colour = biometry.status === 'ok' ? BIOMETRY.ok : BIOMETRY.other;
   const line = Math.max(2, Math.round(overlay.width / 500));
   const at = (u, v) => [(e.cx + u * Math.cos(e.angle) - v * Math.sin(e.angle)) * scaleX, (e.cy + u * Math.sin(e.angle) + v * Math.cos(e.angle)) * scaleY];
@@ -325,11 +326,11 @@ function showBiometry(biometry) {
   const pill = $('bio-status');
   pill.textContent = biometry.status;
   pill.dataset.state = biometry.status === 'ok' ? 'ok' : biometry.status === 'no-head' || biometry.status === 'ood' ? 'lost' : 'near';
-  const p = biometry.pooled;
+  const p = biometry.status === 'ood' ? null : biometry.pooled;
   const unit = biometry.unit;
   $('bio-hc').textContent = p ? `${fixed(p.hc.median)} ${unit} (95%: ${fixed(p.hc.low)}-${fixed(p.hc.high)})` : '-';
   $('bio-diameters').textContent = p ? `${fixed(p.bpd.median)} / ${fixed(p.ofd.median)} ${unit}` : '-';
-  const ga = biometry.ga;
+  const ga = p ? biometry.ga : null;
   $('bio-ga').textContent = ga ? (ga.inRange ? `${fixed(ga.median)} w (${fixed(ga.low)}-${fixed(ga.high)})` : 'outside range') : unit === 'px' ? 'needs pixel spacing' : '-';
 }
 

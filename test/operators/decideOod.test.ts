@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { firstValueFrom, of } from 'rxjs';
 import { decideOod, firedReasons, type EvidenceFrame } from '../../src/operators/decideOod.js';
 import { acquisitionEvidence, segmentationEvidence } from '../../src/operators/decideOod/evidence.js';
+import { beamShadow } from '../../src/operators/decideOod/shadow.js';
 import type { OodDecisionManifest } from '../../src/runtime/types/model.js';
 
 const SIZE = 64;
@@ -28,13 +29,39 @@ test('no mask: area 0, misfit 1; a ragged mask (two blobs) fits badly', () => {
   assert.ok(segmentationEvidence(blobs, SIZE, SIZE).misfit > 0.5);
 });
 
-test('acquisition: mean grey level, and the dark share inside the ellipse', () => {
+test('acquisition: mean grey level, and the share of the head in a shadow reaching the far edge', () => {
   const normalization = { mean: 0.5, std: 0.25 };
-  const image = new Float32Array(4).fill((0.02 - 0.5) / 0.25); // grey 0.02 everywhere
-  image[0] = (0.9 - 0.5) / 0.25;
-  const { brightness, shadow } = acquisitionEvidence(image, normalization, Uint8Array.from([1, 1, 0, 0]));
-  assert.ok(Math.abs(brightness - (0.9 + 3 * 0.02) / 4) < 1e-6);
-  assert.is(shadow, 0.5);
+  const size = { width: 4, height: 2 };
+  const head = Uint8Array.from([1, 1, 1, 1, 0, 0, 0, 0]); // the top row
+  const frame = (top: number, bottom: number) => Float32Array.from({ length: 8 }, (_, i) => ((i < 4 ? top : bottom) - 0.5) / 0.25);
+  const lit = acquisitionEvidence(frame(0.9, 0.02), normalization, head, size);
+  assert.ok(Math.abs(lit.brightness - (0.9 + 0.02) / 2) < 1e-6);
+  assert.is(lit.shadow, 0, 'a bright head above dark tissue is not in a shadow');
+  assert.is(acquisitionEvidence(frame(0.02, 0.02), normalization, head, size).shadow, 1, 'a dark head over dark tissue to the far edge is');
+});
+
+/** Tissue at grey 0.4 with the head of {@link ellipseProb}(20, 12); `paint` darkens (or blanks) pixels. */
+function scan(paint: (x: number, y: number) => number | undefined): Float32Array {
+  const grey = new Float32Array(SIZE * SIZE);
+  for (let y = 0; y < SIZE; y++) for (let x = 0; x < SIZE; x++) grey[y * SIZE + x] = paint(x, y) ?? 0.4;
+  return grey;
+}
+
+test('beam shadow: a dark band from inside the head to the far edge counts, fluid bounded by tissue and a black box do not', () => {
+  const head = Uint8Array.from(ellipseProb(20, 12));
+  const headPixels = head.reduce((a, b) => a + b, 0);
+  assert.is(beamShadow(scan(() => undefined), head, SIZE, SIZE), 0);
+  // A vertical band 8 columns wide, dark (with an attenuated echo the run jumps) from the head's centre row down.
+  const band = scan((x, y) => (x >= 28 && x < 36 && y >= 30 ? (y === 40 ? 0.3 : 0.03) : undefined));
+  let shadowed = 0;
+  for (let y = 30; y < SIZE; y++) for (let x = 28; x < 36; x++) shadowed += head[y * SIZE + x]!;
+  const score = beamShadow(band, head, SIZE, SIZE);
+  assert.ok(Math.abs(score - shadowed / headPixels) < 0.03, `band ${score} vs ${shadowed / headPixels}`);
+  // The same dark band ending in tissue 6 pixels below the head (amniotic fluid): no shadow.
+  assert.is(beamShadow(scan((x, y) => (x >= 28 && x < 36 && y >= 30 && y < 48 ? 0.03 : undefined)), head, SIZE, SIZE), 0);
+  // An exactly black overlay box over the bottom of the head and below: no image, not a shadow.
+  assert.is(beamShadow(scan((x, y) => (x >= 28 && x < 36 && y >= 36 ? 0 : undefined)), head, SIZE, SIZE), 0);
+  assert.is(beamShadow(band, new Uint8Array(SIZE * SIZE), SIZE, SIZE), 0);
 });
 
 const DECISION: OodDecisionManifest = {

@@ -133,7 +133,7 @@ test('a clip graph without an images input gets no images feed', async () => {
   assert.equal(Object.keys(calls[0]!.feeds).sort(), ['features', 'posterior_scale', 'weight_noise']);
 });
 
-test('with a fused OOD decision, a window fires wrong-anatomy on its median frame density, uncertain-shape on its clip score', async () => {
+test('with a fused OOD decision, a window fires wrong-anatomy on its median frame density, acquisition on its median brightness, uncertain-shape on its clip score', async () => {
   const manifest = clipManifest();
   // Mean pooling, identity precision scaled by 1e-6: frame i's features are all 100 + i, its density 8e-6 (100 + i)^2.
   manifest.density = { file: 'density.bin', sha256: sha, dtype: 'float32', dimension: F, pooling: 'mean', precisionBlocks: 1, statistics: { mean: new Float64Array(F), precision: Float64Array.from({ length: F * F }, (_, i) => (i % (F + 1) === 0 ? 1e-6 : 0)) } };
@@ -153,6 +153,13 @@ test('with a fused OOD decision, a window fires wrong-anatomy on its median fram
   const none = await windowOod(1, 0.9);
   assert.equal(none.reasons, []);
   assert.is(none.above, false, 'the clip score 0.5 is under 0.9 and the density under 1');
+  // Brightness: the window's median frame grey level (frames 10..13 hold normalised values 10..13) against the 2D thresholds.
+  const { mean, std } = manifest.input.normalization;
+  const light = 11.5 * std + mean;
+  assert.ok(Math.abs(none.evidence!['brightness-high']! - light) < 1e-6 && none.evidence!['brightness-low'] === -none.evidence!['brightness-high']!);
+  manifest.oodDecision = { falseAlarmRate: 0.025, thresholds: { ...decision(1).thresholds, 'brightness-high': { reason: 'acquisition', threshold: light - 0.01 } } };
+  const [bright] = await lastValueFrom(of(clipWindow(0, T)).pipe(lfusionClipUncertainty(fakeRunner().runner, manifest, { ood: { threshold: 0.9 } }), toArray()));
+  assert.equal(bright!.ood.reasons!.map((r) => `${r.reason}:${r.evidence}`), ['acquisition:brightness-high']);
 });
 
 test('bad options fail at set-up', () => {

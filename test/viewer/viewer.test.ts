@@ -310,15 +310,16 @@ test('the viewer draws the biometry ellipse and calipers and shows HC with its i
     const shot = decodePng(await page.locator('#overlay').screenshot());
     const scale = shot.width / frame.width;
     // Ellipse colour (#00e5ff over grey): blue and green high, red low.
-    const cyanNear = (x: number, y: number) => {
+    const cyanIn = (image: typeof shot) => (x: number, y: number) => {
       for (let dy = -4; dy <= 4; dy++) {
         for (let dx = -4; dx <= 4; dx++) {
-          const p = (Math.round(y * scale) + dy) * shot.width + Math.round(x * scale) + dx;
-          if (shot.data[p * 4 + 2]! > 180 && shot.data[p * 4]! < 90) return true;
+          const p = (Math.round(y * scale) + dy) * image.width + Math.round(x * scale) + dx;
+          if (image.data[p * 4 + 2]! > 180 && image.data[p * 4]! < 90) return true;
         }
       }
       return false;
     };
+    const cyanNear = cyanIn(shot);
     for (const [x, y] of [[520, 240], [120, 240], [320, 90], [320, 390]] as const) assert.ok(cyanNear(x, y), `ellipse drawn at ${x},${y}`);
     assert.ok(cyanNear(320, 240), 'the calipers cross at the centre');
     assert.not.ok(cyanNear(320 + 100, 240 + 100), 'nothing drawn off the ellipse and calipers');
@@ -333,6 +334,15 @@ test('the viewer draws the biometry ellipse and calipers and shows HC with its i
     await until('the next frame', () => viewerState(page), (s) => s.drawn?.index === 4);
     assert.is(await text('bio-status'), 'no-head');
     assert.is(await text('bio-hc'), '-');
+    // Under an OOD alert (status ood) the head's numbers and contour are withheld, though the package measured them.
+    server.publishFrame({ ...result, frame: { ...frame, index: 5 }, biometry: { ...result.biometry!, status: 'ood' } });
+    await until('the OOD frame', () => viewerState(page), (s) => s.drawn?.index === 5);
+    assert.is(await text('bio-status'), 'ood');
+    assert.is(await text('bio-hc'), '-');
+    assert.is(await text('bio-diameters'), '-');
+    assert.is(await text('bio-ga'), '-');
+    const cyanUnderOod = cyanIn(decodePng(await page.locator('#overlay').screenshot()));
+    for (const [x, y] of [[520, 240], [120, 240], [320, 240]] as const) assert.not.ok(cyanUnderOod(x, y), `no ellipse at ${x},${y} under an OOD alert`);
     assert.equal(browser.consoleErrors, [], 'no console errors');
   } finally {
     await browser.close();

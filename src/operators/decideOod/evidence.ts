@@ -4,14 +4,14 @@
  * moments): enough to tell a head-shaped mask from none or a ragged one; head biometry has its own fit.
  */
 
+import { beamShadow } from './shadow.js';
+
 /** Evidence score names, in the order alerts list them. */
-export const EVIDENCE = ['density', 'uncertainty', 'head-area-low', 'head-area-high', 'ellipse-misfit', 'brightness-high', 'brightness-low', 'head-shadow'] as const;
+export const EVIDENCE = ['density', 'uncertainty', 'head-area-low', 'head-area-high', 'ellipse-misfit', 'brightness-high', 'brightness-low', 'beam-shadow'] as const;
 export type EvidenceName = (typeof EVIDENCE)[number];
 
 /** Below this many mask pixels there is no shape to fit: the misfit is 1. */
 const MIN_FIT_PIXELS = 20;
-/** Grey level (0..1) under which a pixel inside the head counts as shadowed. */
-const SHADOW_LEVEL = 0.06;
 
 export interface SegmentationEvidence {
   /** Fraction of the frame the head mask covers. */
@@ -74,20 +74,24 @@ export function segmentationEvidence(meanProb: Float32Array, width: number, heig
   return { area, misfit: 1 - both / either, ellipse };
 }
 
-/** Mean grey level (0..1) of the frame and the fraction of the ellipse's pixels darker than {@link SHADOW_LEVEL}. */
-export function acquisitionEvidence(image: Float32Array, normalization: { mean: number; std: number }, ellipse: Uint8Array): { brightness: number; shadow: number } {
+/** Mean grey level (0..1) of a normalised frame: gain far too high or too low (also per clip window). */
+export function brightness(image: Float32Array, normalization: { mean: number; std: number }): number {
   let sum = 0;
-  let inside = 0;
-  let dark = 0;
-  for (let i = 0; i < image.length; i++) {
-    const grey = image[i]! * normalization.std + normalization.mean;
-    sum += grey;
-    if (ellipse[i]) {
-      inside += 1;
-      if (grey < SHADOW_LEVEL) dark += 1;
-    }
-  }
-  return { brightness: sum / image.length, shadow: inside === 0 ? 0 : dark / inside };
+  for (let i = 0; i < image.length; i++) sum += image[i]! * normalization.std + normalization.mean;
+  return sum / image.length;
+}
+
+/** Mean grey level (0..1) of the frame and the fraction of the head (its moment ellipse) in a dark band along the beam ({@link beamShadow}). */
+export function acquisitionEvidence(
+  image: Float32Array,
+  normalization: { mean: number; std: number },
+  ellipse: Uint8Array,
+  size: { width: number; height: number },
+): { brightness: number; shadow: number } {
+  // The 8-bit levels the frame had: exactly black stays exactly 0 (no image, for beamShadow).
+  const greys = new Float32Array(image.length);
+  for (let i = 0; i < image.length; i++) greys[i] = Math.round((image[i]! * normalization.std + normalization.mean) * 255) / 255;
+  return { brightness: brightness(image, normalization), shadow: beamShadow(greys, ellipse, size.width, size.height) };
 }
 
 /** Every evidence score of one frame. */
@@ -97,7 +101,7 @@ export function evidenceScores(
   normalization: { mean: number; std: number },
 ): Partial<Record<EvidenceName, number>> {
   const segmentation = segmentationEvidence(input.meanProb, size.width, size.height);
-  const acquisition = acquisitionEvidence(input.image, normalization, segmentation.ellipse);
+  const acquisition = acquisitionEvidence(input.image, normalization, segmentation.ellipse, size);
   return {
     ...(input.density === undefined ? {} : { density: input.density }),
     uncertainty: input.uncertainty,
@@ -106,6 +110,6 @@ export function evidenceScores(
     'ellipse-misfit': segmentation.misfit,
     'brightness-high': acquisition.brightness,
     'brightness-low': -acquisition.brightness,
-    'head-shadow': acquisition.shadow,
+    'beam-shadow': acquisition.shadow,
   };
 }
