@@ -51,9 +51,11 @@ class CurveConfig:
     head_minutes: float = 10.0
     dropout_passes: int = 10
     seed: int = 18
+    small_head_repeats: int = 1
 
     def key(self) -> str:
-        return f"dropout head, {self.head_epochs} epochs (<= {self.head_minutes:g} min), {self.augmented_copies} augmented copies, k={self.dropout_passes}"
+        oversampling = f", first-trimester scans x{self.small_head_repeats}" if self.small_head_repeats != 1 else ""
+        return f"dropout head, {self.head_epochs} epochs (<= {self.head_minutes:g} min), {self.augmented_copies} augmented copies, k={self.dropout_passes}{oversampling}"
 
 
 def pretraining_position(meta: dict) -> Dict[str, Optional[float]]:
@@ -107,12 +109,12 @@ def render_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def replace_section(text: str, section: str) -> str:
-    """``text`` with the marked curve section replaced by ``section``, or with it appended."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        return before + block + rest.split(END, 1)[1]
+def replace_section(text: str, section: str, begin: str = BEGIN, end: str = END) -> str:
+    """``text`` with the section between the markers (default: the curve's) replaced by ``section``, or with it appended."""
+    block = f"{begin}\n{section.rstrip()}\n{end}"
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        return before + block + rest.split(end, 1)[1]
     return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
@@ -123,12 +125,13 @@ def mean_of(values: Sequence[Optional[float]]) -> float:
 
 def encode_sets(encoder, prepared, cfg: CurveConfig, cache: Path, encoder_sha: str) -> None:
     """The feature cache ``lfusion.train_heads`` reads (train, val, test) plus the test elastic set."""
-    from lfusion.features import training_images, write_set
+    from lfusion.features import training_images, write_set, write_training_hc
     from lfusion.ood import make_ood_sets
 
     cache.mkdir(parents=True, exist_ok=True)
     images, masks = training_images(prepared, cfg.augmented_copies, cfg.seed)
     write_set(cache, "train", encoder, images, masks)
+    write_training_hc(cache, prepared, cfg.augmented_copies)
     for split in ("val", "test"):
         index = prepared.indices(split)
         write_set(cache, split, encoder, prepared.images[index], prepared.masks[index])
@@ -162,6 +165,7 @@ def measure(snapshot: Optional[Path], cfg: CurveConfig, prepared_path: Path, hc1
     from lfusion.data import load_prepared
     from lfusion.evaluate import test_metrics
     from lfusion.features import load_encoder_or_random, load_set
+    from lfusion.hc_bands import band_summary
     from lfusion.heads import HeadConfig
     from lfusion.metrics import auroc
     from lfusion.train_heads import TrainConfig, load_head, train
@@ -173,7 +177,7 @@ def measure(snapshot: Optional[Path], cfg: CurveConfig, prepared_path: Path, hc1
     folder = work / encoder_sha[:16]
     encode_sets(encoder, load_prepared(prepared_path), cfg, folder / "features", encoder_sha)
     encoded = time.time()
-    train_cfg = TrainConfig(head="dropout", epochs=cfg.head_epochs, minutes=cfg.head_minutes, seed=cfg.seed)
+    train_cfg = TrainConfig(head="dropout", epochs=cfg.head_epochs, minutes=cfg.head_minutes, seed=cfg.seed, small_head_repeats=cfg.small_head_repeats)
     progress = train(folder / "features", folder / "heads", train_cfg, HeadConfig(), resume=False)
     trained = time.time()
     head, _ = load_head(folder / "heads" / "dropout.pt")
@@ -190,6 +194,7 @@ def measure(snapshot: Optional[Path], cfg: CurveConfig, prepared_path: Path, hc1
         "config": asdict(cfg),
         "test": {key: mean_of(columns[key]) for key in ("dice", "iou", "hd_mm", "ad_mm")} | {"scans": len(columns["dice"])},
         "test_dice_median": float(np.median([d for d in columns["dice"] if d is not None])),
+        "test_by_band": band_summary(columns["hc_truth_mm"], columns["dice"], columns["hc_mm"]),
         "val_dice": float(progress["best_dice"]),
         "head_epochs_run": int(progress["epoch"]),
         "elastic_auroc": {name: auroc(in_scores[name], elastic_scores[name]) for name in CURVE_MEASURES},
@@ -223,7 +228,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--keep-features", action="store_true", help="keep the feature cache (about 200 MB) after measuring")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared, busy CPU: measured 2-4x)")
     defaults = CurveConfig()
-    for name in ("augmented_copies", "head_epochs", "head_minutes", "dropout_passes", "seed"):
+    for name in ("augmented_copies", "head_epochs", "head_minutes", "dropout_passes", "seed", "small_head_repeats"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(defaults, name)), default=getattr(defaults, name))
     args = parser.parse_args(argv)
     if not args.render:
