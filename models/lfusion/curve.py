@@ -94,7 +94,7 @@ def render_table(rows: Sequence[dict]) -> str:
         lines += [
             f"Budget: {budget}.",
             "",
-            "| encoder | pretraining images | minutes | MAE loss | test Dice | HD mm | HC AD mm | val Dice (head) | elastic AUROC (entropy / MI) | measured (load) |",
+            "| encoder | pretraining images | minutes | MAE loss | test Dice | HD mm | HC AD mm | val Dice (head epochs run) | elastic AUROC (entropy / MI) | measured (load) |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in rows if r["budget"] == budget):
@@ -102,9 +102,21 @@ def render_table(rows: Sequence[dict]) -> str:
             loss = "-" if position["loss"] is None else f"{position['loss']:.3f}"
             lines.append(
                 f"| {r['label']} | {position['images_seen']:,} | {position['minutes']:.0f} | {loss} | {test['dice']:.4f} | {test['hd_mm']:.1f} | "
-                f"{test['ad_mm']:.1f} | {r['val_dice']:.4f} | {auroc['expected_entropy']:.3f} / {auroc['mutual_information']:.3f} | "
+                f"{test['ad_mm']:.1f} | {r['val_dice']:.4f} ({r['head_epochs_run']}) | {auroc['expected_entropy']:.3f} / {auroc['mutual_information']:.3f} | "
                 f"{r['measured_utc'][:16].replace('T', ' ')} ({r['seconds']:.0f} s, load {r['load_average'][0]:.1f}) |"
             )
+        lines.append("")
+    banded = [r for r in rows if "test_by_band" in r]
+    if banded:
+        lines += [
+            "Per trimester band (`lfusion.hc_bands`; rows measured since the bands were recorded): test Dice mean and HC AD mean (mm).",
+            "",
+            "| encoder | budget | first trimester | second trimester | third trimester | all |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in banded:
+            cells = [f"{b['dice_mean']:.4f} / {b['hc_abs_error_mean_mm']:.1f} ({b['scans']})" for b in r["test_by_band"]]
+            lines.append(f"| {r['label']} | {r['budget']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
