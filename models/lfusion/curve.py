@@ -51,9 +51,11 @@ class CurveConfig:
     head_minutes: float = 10.0
     dropout_passes: int = 10
     seed: int = 18
+    small_head_repeats: int = 1
 
     def key(self) -> str:
-        return f"dropout head, {self.head_epochs} epochs (<= {self.head_minutes:g} min), {self.augmented_copies} augmented copies, k={self.dropout_passes}"
+        oversampling = f", first-trimester scans x{self.small_head_repeats}" if self.small_head_repeats != 1 else ""
+        return f"dropout head, {self.head_epochs} epochs (<= {self.head_minutes:g} min), {self.augmented_copies} augmented copies, k={self.dropout_passes}{oversampling}"
 
 
 def pretraining_position(meta: dict) -> Dict[str, Optional[float]]:
@@ -92,7 +94,7 @@ def render_table(rows: Sequence[dict]) -> str:
         lines += [
             f"Budget: {budget}.",
             "",
-            "| encoder | pretraining images | minutes | MAE loss | test Dice | HD mm | HC AD mm | val Dice (head) | elastic AUROC (entropy / MI) | measured (load) |",
+            "| encoder | pretraining images | minutes | MAE loss | test Dice | HD mm | HC AD mm | val Dice (head epochs run) | elastic AUROC (entropy / MI) | measured (load) |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in rows if r["budget"] == budget):
@@ -100,19 +102,31 @@ def render_table(rows: Sequence[dict]) -> str:
             loss = "-" if position["loss"] is None else f"{position['loss']:.3f}"
             lines.append(
                 f"| {r['label']} | {position['images_seen']:,} | {position['minutes']:.0f} | {loss} | {test['dice']:.4f} | {test['hd_mm']:.1f} | "
-                f"{test['ad_mm']:.1f} | {r['val_dice']:.4f} | {auroc['expected_entropy']:.3f} / {auroc['mutual_information']:.3f} | "
+                f"{test['ad_mm']:.1f} | {r['val_dice']:.4f} ({r['head_epochs_run']}) | {auroc['expected_entropy']:.3f} / {auroc['mutual_information']:.3f} | "
                 f"{r['measured_utc'][:16].replace('T', ' ')} ({r['seconds']:.0f} s, load {r['load_average'][0]:.1f}) |"
             )
+        lines.append("")
+    banded = [r for r in rows if "test_by_band" in r]
+    if banded:
+        lines += [
+            "Per trimester band (`lfusion.hc_bands`; rows measured since the bands were recorded): test Dice mean and HC AD mean (mm).",
+            "",
+            "| encoder | budget | first trimester | second trimester | third trimester | all |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in banded:
+            cells = [f"{b['dice_mean']:.4f} / {b['hc_abs_error_mean_mm']:.1f} ({b['scans']})" for b in r["test_by_band"]]
+            lines.append(f"| {r['label']} | {r['budget']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
 
-def replace_section(text: str, section: str) -> str:
-    """``text`` with the marked curve section replaced by ``section``, or with it appended."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        return before + block + rest.split(END, 1)[1]
+def replace_section(text: str, section: str, begin: str = BEGIN, end: str = END) -> str:
+    """``text`` with the section between the markers (default: the curve's) replaced by ``section``, or with it appended."""
+    block = f"{begin}\n{section.rstrip()}\n{end}"
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        return before + block + rest.split(end, 1)[1]
     return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
@@ -123,12 +137,13 @@ def mean_of(values: Sequence[Optional[float]]) -> float:
 
 def encode_sets(encoder, prepared, cfg: CurveConfig, cache: Path, encoder_sha: str) -> None:
     """The feature cache ``lfusion.train_heads`` reads (train, val, test) plus the test elastic set."""
-    from lfusion.features import training_images, write_set
+    from lfusion.features import training_images, write_set, write_training_hc
     from lfusion.ood import make_ood_sets
 
     cache.mkdir(parents=True, exist_ok=True)
     images, masks = training_images(prepared, cfg.augmented_copies, cfg.seed)
     write_set(cache, "train", encoder, images, masks)
+    write_training_hc(cache, prepared, cfg.augmented_copies)
     for split in ("val", "test"):
         index = prepared.indices(split)
         write_set(cache, split, encoder, prepared.images[index], prepared.masks[index])
@@ -162,6 +177,7 @@ def measure(snapshot: Optional[Path], cfg: CurveConfig, prepared_path: Path, hc1
     from lfusion.data import load_prepared
     from lfusion.evaluate import test_metrics
     from lfusion.features import load_encoder_or_random, load_set
+    from lfusion.hc_bands import band_summary
     from lfusion.heads import HeadConfig
     from lfusion.metrics import auroc
     from lfusion.train_heads import TrainConfig, load_head, train
@@ -173,7 +189,7 @@ def measure(snapshot: Optional[Path], cfg: CurveConfig, prepared_path: Path, hc1
     folder = work / encoder_sha[:16]
     encode_sets(encoder, load_prepared(prepared_path), cfg, folder / "features", encoder_sha)
     encoded = time.time()
-    train_cfg = TrainConfig(head="dropout", epochs=cfg.head_epochs, minutes=cfg.head_minutes, seed=cfg.seed)
+    train_cfg = TrainConfig(head="dropout", epochs=cfg.head_epochs, minutes=cfg.head_minutes, seed=cfg.seed, small_head_repeats=cfg.small_head_repeats)
     progress = train(folder / "features", folder / "heads", train_cfg, HeadConfig(), resume=False)
     trained = time.time()
     head, _ = load_head(folder / "heads" / "dropout.pt")
@@ -190,6 +206,7 @@ def measure(snapshot: Optional[Path], cfg: CurveConfig, prepared_path: Path, hc1
         "config": asdict(cfg),
         "test": {key: mean_of(columns[key]) for key in ("dice", "iou", "hd_mm", "ad_mm")} | {"scans": len(columns["dice"])},
         "test_dice_median": float(np.median([d for d in columns["dice"] if d is not None])),
+        "test_by_band": band_summary(columns["hc_truth_mm"], columns["dice"], columns["hc_mm"]),
         "val_dice": float(progress["best_dice"]),
         "head_epochs_run": int(progress["epoch"]),
         "elastic_auroc": {name: auroc(in_scores[name], elastic_scores[name]) for name in CURVE_MEASURES},
@@ -223,7 +240,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--keep-features", action="store_true", help="keep the feature cache (about 200 MB) after measuring")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared, busy CPU: measured 2-4x)")
     defaults = CurveConfig()
-    for name in ("augmented_copies", "head_epochs", "head_minutes", "dropout_passes", "seed"):
+    for name in ("augmented_copies", "head_epochs", "head_minutes", "dropout_passes", "seed", "small_head_repeats"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(defaults, name)), default=getattr(defaults, name))
     args = parser.parse_args(argv)
     if not args.render:

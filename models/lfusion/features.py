@@ -72,6 +72,12 @@ def training_images(prepared: Prepared, copies: int, seed: int, augmentation: st
     return np.concatenate(images), np.concatenate(masks)
 
 
+def write_training_hc(out: Path, prepared: Prepared, copies: int) -> None:
+    """``train.hc_mm.npy``: the reference HC of each training image, in ``training_images``' order
+    (read by ``lfusion.train_heads`` to oversample small heads)."""
+    np.save(out / "train.hc_mm.npy", np.tile(prepared.hc_mm[prepared.indices("train")], copies + 1))
+
+
 def write_set(out: Path, name: str, encoder, images: np.ndarray, masks: Optional[np.ndarray]) -> None:
     np.save(out / f"{name}.features.npy", encode(encoder, images))
     np.save(out / f"{name}.images.npy", images)
@@ -131,6 +137,7 @@ def build_cache(prepared_path: Path, checkpoint: Optional[Path], out: Path, copi
     encoder, encoder_sha = load_encoder_or_random(checkpoint, seed)
     images, masks = training_images(prepared, copies, seed, augmentation)
     write_set(out, "train", encoder, images, masks)
+    write_training_hc(out, prepared, copies)
     for split in ("val", "test"):
         index = prepared.indices(split)
         write_set(out, split, encoder, prepared.images[index], prepared.masks[index])

@@ -156,3 +156,13 @@ def first_trimester(hc_mm: np.ndarray | float) -> np.ndarray:
     """True where Hadlock's gestational age of the head circumference is below 14+0 weeks
     (HC below about 90 mm)."""
     return gestational_age_weeks(hc_mm) < FIRST_TRIMESTER_END_WEEKS
+
+
+TRIMESTER_ENDS_WEEKS = (FIRST_TRIMESTER_END_WEEKS, 28.0)  # the second trimester ends at 27+6 weeks
+TRIMESTERS = ("first trimester", "second trimester", "third trimester")
+
+
+def trimester(hc_mm: np.ndarray | float) -> np.ndarray:
+    """Index into ``TRIMESTERS`` of each head circumference, by Hadlock's gestational age
+    (0 where ``first_trimester`` is true: HC below about 89 mm; 2 from 28+0 weeks: HC from about 258 mm)."""
+    return np.searchsorted(TRIMESTER_ENDS_WEEKS, gestational_age_weeks(hc_mm), side="right")

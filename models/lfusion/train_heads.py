@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from lfusion.features import FRAMES, DataAccess, FeatureSet
 from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead, config_from_dict, random_masks
 from lfusion.measures import laplace_logit_samples
-from lfusion.metrics import dice
+from lfusion.metrics import dice, first_trimester
 
 HEAD_KINDS = ("laplace", "dropout")
 
@@ -49,6 +49,9 @@ class TrainConfig:
     patience: int = 4
     minutes: float = 20.0
     seed: int = 18
+    # Each first-trimester training image (metrics.first_trimester of its reference HC) is seen this many
+    # times per epoch (issue 16, item 3: small heads); 1 keeps the plain shuffled epoch.
+    small_head_repeats: int = 1
 
 
 def ssn_loss(logit_mean, cov_factor, cov_diag, target: torch.Tensor, samples: int, generator: torch.Generator) -> torch.Tensor:
@@ -100,6 +103,23 @@ def validation_dice(head, data: FeatureSet, batch: int = 16, access: DataAccess 
     return float(np.mean(scores))
 
 
+def epoch_pool(cache: Path, count: int, small_head_repeats: int) -> Optional[np.ndarray]:
+    """The training indices one epoch shuffles: every image once plus ``small_head_repeats - 1`` more
+    copies of each first-trimester image (None for 1: the plain permutation, unchanged)."""
+    if small_head_repeats == 1:
+        return None
+    if small_head_repeats < 1:
+        raise ValueError(f"small_head_repeats must be >= 1, got {small_head_repeats}")
+    hc_path = cache / "train.hc_mm.npy"
+    if not hc_path.exists():
+        raise FileNotFoundError(f"{hc_path} is missing: rebuild the feature cache (lfusion.features) to oversample small heads")
+    hc_mm = np.load(hc_path)
+    if len(hc_mm) != count:
+        raise ValueError(f"{hc_path} has {len(hc_mm)} values for {count} training images")
+    small = np.flatnonzero(first_trimester(hc_mm))
+    return np.concatenate([np.arange(count)] + [small] * (small_head_repeats - 1))
+
+
 def save_head(head, path: Path, extra: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"kind": "laplace" if isinstance(head, LaplaceHead) else "dropout", "config": head.cfg.to_dict(), "state_dict": head.state_dict(), **extra}, path)
@@ -133,16 +153,17 @@ def train(cache: Path, out: Path, cfg: TrainConfig, head_cfg: HeadConfig, resume
         progress = state["progress"]
     started = time.time() - progress["seconds"]
     count = len(train_set.images)
+    pool = epoch_pool(cache, count, cfg.small_head_repeats)
     while progress["epoch"] < cfg.epochs and progress["stale"] < cfg.patience:
         if (time.time() - started) / 60.0 > cfg.minutes:
             progress["stopped"] = "time budget"
             break
         epoch = progress["epoch"]
         generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-        order = torch.randperm(count, generator=generator).numpy()
+        order = torch.randperm(count, generator=generator).numpy() if pool is None else pool[torch.randperm(len(pool), generator=generator).numpy()]
         head.train()
         losses = []
-        for start in range(0, count - cfg.batch + 1, cfg.batch):
+        for start in range(0, len(order) - cfg.batch + 1, cfg.batch):
             features, image, mask = access.batch(train_set, order[start : start + cfg.batch])
             loss = head_loss(head, cfg.head, cfg, features, image, mask, generator)
             optimiser.zero_grad()
@@ -174,7 +195,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared, busy CPU: measured 2-4x)")
     defaults = TrainConfig()
-    for name in ("epochs", "batch", "lr", "weight_decay", "ssn_samples", "dice_weight", "patience", "minutes", "seed"):
+    for name in ("epochs", "batch", "lr", "weight_decay", "ssn_samples", "dice_weight", "patience", "minutes", "seed", "small_head_repeats"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(defaults, name)), default=getattr(defaults, name))
     head_defaults = HeadConfig()
     parser.add_argument("--rank", type=int, default=head_defaults.rank)

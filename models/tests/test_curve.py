@@ -7,7 +7,7 @@ def row(sha, images, budget="b", measured="2026-11-30T21:00:00+00:00", dice=0.93
     return {
         "label": f"encoder-{sha}", "encoder_sha256": sha, "budget": budget, "measured_utc": measured,
         "pretraining": {"minutes": images / 500, "images_seen": images, "run_step": None, "loss": 0.8},
-        "test": {"dice": dice, "iou": 0.88, "hd_mm": 9.9, "ad_mm": 8.2, "scans": 118}, "val_dice": 0.91,
+        "test": {"dice": dice, "iou": 0.88, "hd_mm": 9.9, "ad_mm": 8.2, "scans": 118}, "val_dice": 0.91, "head_epochs_run": 12,
         "elastic_auroc": {"expected_entropy": 0.55, "mutual_information": 0.6}, "seconds": 600.0, "load_average": [4.2, 5.0],
     }
 
@@ -38,7 +38,7 @@ def test_render_groups_by_budget_in_pretraining_order():
     assert lines[0] == "Budget: a." and lines.index("Budget: b.") > lines.index("Budget: a.")
     body = [line for line in lines if line.startswith("| encoder-")]
     assert [line.split(" | ")[0] for line in body] == ["| encoder-x", "| encoder-early", "| encoder-late"]
-    assert "| 50,000 | 100 | 0.800 | 0.9300 | 9.9 | 8.2 | 0.9100 | 0.550 / 0.600 | 2026-11-30 21:00 (600 s, load 4.2) |" in table
+    assert "| 50,000 | 100 | 0.800 | 0.9300 | 9.9 | 8.2 | 0.9100 (12) | 0.550 / 0.600 | 2026-11-30 21:00 (600 s, load 4.2) |" in table
 
 
 def test_section_is_replaced_in_place_or_appended():
@@ -57,3 +57,12 @@ def test_labels_name_the_run_and_step_of_a_milestone():
     assert snapshot_label(Path("/work/pretrain-runs/mae/snapshots/encoder-step000200.pt")) == "mae step000200"
     assert snapshot_label(Path("checkpoints/encoder.pt")) == "checkpoints/encoder.pt"
     assert snapshot_label(None) == "random initialisation"
+
+
+def test_render_adds_the_band_table_for_rows_that_have_bands():
+    from lfusion.hc_bands import band_summary
+
+    banded = row("b", 10) | {"test_by_band": band_summary([60.0, 150.0, 300.0], [0.8, 0.95, 0.9], [65.0, 148.0, 310.0])}
+    table = render_table([row("a", 0), banded])
+    assert "| encoder-b | b | 0.8000 / 5.0 (1) | 0.9500 / 2.0 (1) | 0.9000 / 10.0 (1) | 0.8833 / 5.7 (3) |" in table
+    assert "| encoder-a | b |" not in table and "band" not in render_table([row("a", 0)])
