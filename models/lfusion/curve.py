@@ -36,6 +36,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from lfusion.results import replace_section
+
 BEGIN = "<!-- pretraining-curve: written by lfusion.curve -->"
 END = "<!-- /pretraining-curve -->"
 # Image-level OOD scores of the Dropout path (pixel means), the first one the curve's headline.
@@ -119,15 +121,6 @@ def render_table(rows: Sequence[dict]) -> str:
             lines.append(f"| {r['label']} | {r['budget']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
-
-
-def replace_section(text: str, section: str, begin: str = BEGIN, end: str = END) -> str:
-    """``text`` with the section between the markers (default: the curve's) replaced by ``section``, or with it appended."""
-    block = f"{begin}\n{section.rstrip()}\n{end}"
-    if begin in text and end in text:
-        before, rest = text.split(begin, 1)
-        return before + block + rest.split(end, 1)[1]
-    return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
 def mean_of(values: Sequence[Optional[float]]) -> float:
@@ -257,7 +250,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(json.dumps(row, indent=1))
     rows = read_rows(args.record)
     if rows:
-        args.docs.write_text(replace_section(args.docs.read_text() if args.docs.exists() else "", CURVE_SECTION_HEAD + render_table(rows)))
+        args.docs.write_text(replace_section(args.docs.read_text() if args.docs.exists() else "", CURVE_SECTION_HEAD + render_table(rows), BEGIN, END))
 
 
 CURVE_SECTION_HEAD = """## Encoder pretraining curve (issue 16)

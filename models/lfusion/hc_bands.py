@@ -22,16 +22,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from lfusion.metrics import TRIMESTERS, trimester
+from lfusion.results import finite, replace_section
 
 BEGIN = "<!-- hc-bands: written by lfusion.hc_bands -->"
 END = "<!-- /hc-bands -->"
 # (output name, Dice column, HC column) of a replay report's frames.csv: the SDK's ellipse and pixel outputs.
 REPLAY_OUTPUTS = (("ellipse", "ellipseDice", "hcFit"), ("pixels", "pixelsDice", "pixelsHcMm"))
-
-
-def finite(values: Sequence[Optional[float]]) -> np.ndarray:
-    array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
-    return array[np.isfinite(array)]
 
 
 def band_summary(hc_truth: Sequence[float], dice: Sequence[Optional[float]], hc_pred: Sequence[Optional[float]]) -> List[dict]:
@@ -96,7 +92,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--frames", type=Path, default=Path("build/biometry-test/frames.csv"), help="frames.csv of `lfusion replay --report` with ground truth")
     parser.add_argument("--docs", type=Path, default=Path("../docs/results.md"))
     args = parser.parse_args(argv)
-    from lfusion.curve import replace_section
 
     section = render_replay_table(read_replay(args.frames), f"`{args.frames.parent.name}/frames.csv`")
     args.docs.write_text(replace_section(args.docs.read_text(), section, BEGIN, END))

@@ -97,6 +97,15 @@ def alignment_lines(alignment: dict) -> List[str]:
     return lines
 
 
+def replace_section(text: str, section: str, begin: str, end: str) -> str:
+    """``text`` with the section between the markers replaced by ``section``, or with it appended."""
+    block = f"{begin}\n{section.rstrip()}\n{end}"
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        return before + block + rest.split(end, 1)[1]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
 def finite(values: Iterable[Optional[float]]) -> np.ndarray:
     array = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
     return array[np.isfinite(array)]

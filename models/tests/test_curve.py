@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from lfusion.curve import BEGIN, END, CurveConfig, pretraining_position, render_table, replace_section, snapshot_label, upsert_row
+from lfusion.results import replace_section
+from lfusion.curve import BEGIN, END, CurveConfig, pretraining_position, render_table, snapshot_label, upsert_row
 
 
 def row(sha, images, budget="b", measured="2026-11-30T21:00:00+00:00", dice=0.93):
@@ -42,9 +43,9 @@ def test_render_groups_by_budget_in_pretraining_order():
 
 
 def test_section_is_replaced_in_place_or_appended():
-    appended = replace_section("# Results\n\ntext\n", "table 1")
+    appended = replace_section("# Results\n\ntext\n", "table 1", BEGIN, END)
     assert appended == f"# Results\n\ntext\n\n{BEGIN}\ntable 1\n{END}\n"
-    replaced = replace_section(appended + "\n## Later section\n", "table 2\n")
+    replaced = replace_section(appended + "\n## Later section\n", "table 2\n", BEGIN, END)
     assert replaced == f"# Results\n\ntext\n\n{BEGIN}\ntable 2\n{END}\n\n## Later section\n"
 
 
