@@ -18,6 +18,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { calibratedInterval, conformalScale, type IntervalCalibration } from '../src/operators/measureBiometry/summary.js';
 import { replayReport } from '../src/report/replay.js';
+import { writeSection } from './docs-section.js';
 import { DEFAULT_MODEL_PATH } from '../src/runtime/model-package.js';
 import type { FrameRecord } from '../src/report/records.js';
 
@@ -278,12 +279,8 @@ async function results(): Promise<void> {
     if (ok.length) row('calibrated, status ok only (interval at most 15 mm wide, head inside the image, not OOD)', ok, calibration);
   }
   lines.push('', 'Regenerate: `make -C models biometry-results` (replays the test scans), or `node --import tsx scripts/biometry.ts results --split test --report <an existing replay report of them>`.', END);
-  const docs = values.docs!;
-  const previous = existsSync(docs) ? await readFile(docs, 'utf8') : '';
-  const section = lines.join('\n');
-  const next = previous.includes(BEGIN) ? previous.replace(new RegExp(`${BEGIN.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[\\s\\S]*?${END}`), section) : `${previous.trimEnd()}\n\n${section}\n`;
-  await writeFile(docs, next);
-  console.log(section);
+  await writeSection(values.docs!, lines, BEGIN, END);
+  console.log(lines.join('\n'));
 }
 
 const command = positionals[0];

@@ -1,15 +1,15 @@
 """Per-frame Dice of the 2D heads on moving frames (issue 16, item 2): how the frame path holds up on a sweep.
 
 The 2D heads see one frame at a time. On the simulated test sweeps of ``lfusion.clips`` (each test scan under a
-smoothly moving affine transform: rotation, zoom, translation and shear, areas from outside the scan black) every
-frame is segmented by the package's L-FUSION mask at its default (m, n, k) with the SDK's draws, and scored
-against its own transformed mask. The still test scans at the same 224x224 resolution are the reference row, so
-the difference is what motion, rotation and zoom cost. Frames are read from the clip feature cache (each frame
-encoded once by ``make clip-features``), so only the heads run here.
+smoothly moving affine transform: rotation, zoom, translation and shear, areas from outside the scan black; written
+raw by ``make clip-features``) every frame is encoded and segmented by the package's L-FUSION mask at its default
+(m, n, k) with the SDK's draws, and scored against its own transformed mask. The still test scans at the same
+224x224 resolution (the feature cache) are the reference row, so the difference is what motion, rotation and zoom
+cost.
 
 ``sweep_summary`` (pure) summarises per-frame Dice; the CLI measures and writes the section of docs/results.md.
 
-CLI: ``python -m lfusion.sweep_dice --build build --encoder checkpoints/encoder.pt --docs ../docs/results.md``
+CLI: ``python -m lfusion.sweep_dice --build build --encoder checkpoints/encoder.pt --sweeps build/clips/test --docs ../docs/results.md``
 """
 from __future__ import annotations
 
@@ -88,14 +88,29 @@ def section(sweeps: dict, still: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def measure(bundle: Bundle, clip_cache: Path, still_cache: Path, draws: Draws, limit: Optional[int]) -> Dict[str, dict]:
-    frames_per_clip = int(json.loads((clip_cache / "meta.json").read_text())["frames"])
-    sweeps = load_set(clip_cache, "test")
+def load_sweeps(folder: Path, limit: Optional[int]):
+    """(images, masks) uint8 [clips * frames, S, S] clip-major, and frames per clip, of a raw sweep folder."""
+    index = json.loads((folder / "index.json").read_text())
+    clips = index["count"] if limit is None else min(limit, index["count"])
+    shape = (index["count"] * index["frames"], index["size"], index["size"])
+    count = clips * index["frames"]
+    images = np.fromfile(folder / "frames.u8", dtype=np.uint8).reshape(shape)[:count]
+    masks = np.fromfile(folder / "masks.u8", dtype=np.uint8).reshape(shape)[:count]
+    return images, masks, int(index["frames"])
+
+
+@torch.no_grad()
+def encode_frames(bundle: Bundle, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    """float16 features, as the feature cache of the still scans holds them."""
+    return np.concatenate([bundle.encoder.forward_features(torch.from_numpy(normalize(images[i : i + batch])).unsqueeze(1)).numpy().astype(np.float16) for i in range(0, len(images), batch)])
+
+
+def measure(bundle: Bundle, sweeps: Path, still_cache: Path, draws: Draws, limit: Optional[int]) -> Dict[str, dict]:
+    images, masks, frames_per_clip = load_sweeps(sweeps, limit)
     still = load_set(still_cache, "test")
-    count = len(sweeps.images) if limit is None else min(len(sweeps.images), limit * frames_per_clip)
     still_count = len(still.images) if limit is None else min(len(still.images), limit)
     return {
-        "sweeps": sweep_summary(frame_dices(bundle, sweeps.features[:count], sweeps.images[:count], sweeps.masks[:count], draws), frames_per_clip),
+        "sweeps": sweep_summary(frame_dices(bundle, encode_frames(bundle, images), images, masks, draws), frames_per_clip),
         "still": sweep_summary(frame_dices(bundle, still.features[:still_count], still.images[:still_count], still.masks[:still_count], draws)),
     }
 
@@ -105,6 +120,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--build", type=Path, default=Path("build"))
     parser.add_argument("--encoder", type=Path, default=Path("checkpoints/encoder.pt"))
     parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--sweeps", type=Path, help="raw test sweeps (frames.u8, masks.u8, index.json; default: <build>/clips/test)")
     parser.add_argument("--limit", type=int, help="first N test clips (and N still scans) only")
     parser.add_argument("--out", type=Path, help="JSON record (default: <build>/results/sweep-dice.json)")
     parser.add_argument("--docs", type=Path, help="results.md to write the section into")
@@ -115,7 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     bundle = bundle_from_build(args.build, args.encoder, args.seed)
     sampling = {key: DEFAULT_SAMPLING[key] for key in ("m", "n", "k")}
     draws = make_draws(bundle, sampling["m"], sampling["n"], sampling["k"], args.seed)
-    found = measure(bundle, args.build / "clips" / "features", args.build / "features", draws, args.limit)
+    found = measure(bundle, args.sweeps or args.build / "clips" / "test", args.build / "features", draws, args.limit)
     still_meta = json.loads((args.build / "features" / "meta.json").read_text())
     meta = {**sampling, "seed": args.seed, "seconds": time.time() - started, "limit": args.limit,
             "encoderSha256": still_meta.get("encoder_sha256", "unknown"), "augmentation": still_meta.get("augmentation", "paper")}

@@ -11,10 +11,15 @@ import { scannerScreen, type ScreenLayout } from './scanner-screen.js';
 
 const SAMPLE = fileURLToPath(new URL('../../assets/sample.mp4', import.meta.url));
 
-/** Encodes grey frames losslessly (FFV1 in Matroska), so that a pipeline decodes exactly these pixels. */
-export async function writeGreyVideo(path: string, frames: readonly Frame[], fps = 20): Promise<void> {
+/** Lossless FFV1 (Matroska): a pipeline decodes exactly the frames written. */
+export const LOSSLESS = ['-c:v', 'ffv1'] as const;
+/** H.264 as a screen recorder writes it (4:2:0, CRF 23): block and blur artefacts of video compression. */
+export const RECORDER = ['-c:v', 'libx264', '-preset', 'veryfast', '-crf', '23', '-pix_fmt', 'yuv420p'] as const;
+
+/** Encodes grey frames with `codec`'s ffmpeg arguments (default losslessly). */
+export async function writeGreyVideo(path: string, frames: readonly Frame[], fps = 20, codec: readonly string[] = LOSSLESS): Promise<void> {
   const { width, height } = frames[0]!;
-  const args = ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', `${width}x${height}`, '-r', String(fps), '-i', '-', '-c:v', 'ffv1', path];
+  const args = ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'gray', '-s', `${width}x${height}`, '-r', String(fps), '-i', '-', ...codec, path];
   const ffmpeg = spawn(resolveFfmpeg().path, args, { stdio: ['pipe', 'ignore', 'pipe'] });
   let stderr = '';
   ffmpeg.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
