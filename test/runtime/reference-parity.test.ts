@@ -191,16 +191,21 @@ if (!existsSync(`${PACKAGE}/manifest.json`)) {
     assert.ok(elastic > inDistribution && referenceElastic > referenceIn, scores);
   });
 
-  test('a setting error (gain far too low, as models/lfusion/ood.py makes it) scores above the threshold and the scan it came from below', async () => {
+  // The alert is the fused decision (manifest oodDecision): a gain error is caught by its grey level (reason
+  // `acquisition`), whatever the uncertainty score alone says (a confident model need not be uncertain on a dark frame).
+  test('a setting error (gain far too low, as models/lfusion/ood.py makes it) raises the OOD decision for acquisition; the scan it came from does not', async () => {
     const c = caseNamed('in-distribution');
     const { mean, std } = pkg.manifest.input.normalization;
     // back to 0..1 pixels, gain 0.1 (within ood.py's 0.06-0.2), normalised again
     const dark = { data: tensor(c, 'image').data.map((x) => (0.1 * (x * std + mean) - mean) / std), dims: [1, 1, 224, 224] };
     const { features } = await pool.run('encoder', { image: dark }, { keep: ['image'] });
     const darkFrame: EncodedFrame = { frame: { index: 0, pts: 0, captureTime: 0, width: 224, height: 224, data: new Uint8Array(224 * 224) }, image: dark.data, features: features!.data, timings: {} };
-    const [scan, setting] = [await shippedScore(await encode(c)), await shippedScore(darkFrame)];
-    const threshold = pkg.manifest.ood.threshold;
-    assert.ok(scan < threshold && setting > threshold, `in-distribution ${scan.toPrecision(4)}, gain 0.1 ${setting.toPrecision(4)}, threshold ${threshold.toPrecision(4)} (${pkg.manifest.ood.map}, ${pkg.manifest.ood.aggregation})`);
+    const decided = async (encoded: EncodedFrame) => (await lastValueFrom(of(encoded).pipe(lfusionUncertainty(pool, pkg.manifest)))).ood!;
+    const [scan, setting] = [await decided(await encode(c)), await decided(darkFrame)];
+    const fired = (ood: typeof scan) => JSON.stringify(ood.reasons);
+    assert.ok(pkg.manifest.oodDecision, 'the shipped package has a fused OOD decision');
+    assert.not.ok(scan.above, `in-distribution scan: ${fired(scan)}`);
+    assert.ok(setting.above && setting.reasons!.some((r) => r.reason === 'acquisition'), `gain 0.1: ${fired(setting)}`);
   });
 
   test('the same seed gives identical results; another seed different ones', async () => {
