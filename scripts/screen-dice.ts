@@ -15,6 +15,9 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { lastValueFrom, toArray } from 'rxjs';
+import { percentile } from '../bench/percentile.js';
+import { regionIou } from '../src/operators/ultrasoundRegion.js';
+import { resizeGrey } from '../src/report/overlay.js';
 import { createPipeline } from '../src/sdk/pipeline.js';
 import { DEFAULT_MODEL_PATH } from '../src/runtime/model-package.js';
 import type { Frame } from '../src/runtime/types/frames.js';
@@ -63,28 +66,6 @@ function sweepFrame(sweeps: Sweeps, i: number): Frame {
   return { index: i, pts: i / 20, captureTime: 0, width: sweeps.size, height: sweeps.size, data: sweeps.images.subarray(i * pixels, (i + 1) * pixels) };
 }
 
-/** Bilinear resize of a square grey image to `side` x `side` (pixel centres aligned). */
-function upscale(frame: Frame, side: number): Frame {
-  const { width: w, height: h, data } = frame;
-  const out = new Uint8Array(side * side);
-  for (let y = 0; y < side; y++) {
-    const fy = Math.min(Math.max(((y + 0.5) * h) / side - 0.5, 0), h - 1);
-    const y0 = Math.floor(fy);
-    const y1 = Math.min(y0 + 1, h - 1);
-    const wy = fy - y0;
-    for (let x = 0; x < side; x++) {
-      const fx = Math.min(Math.max(((x + 0.5) * w) / side - 0.5, 0), w - 1);
-      const x0 = Math.floor(fx);
-      const x1 = Math.min(x0 + 1, w - 1);
-      const wx = fx - x0;
-      const top = data[y0 * w + x0]! * (1 - wx) + data[y0 * w + x1]! * wx;
-      const bottom = data[y1 * w + x0]! * (1 - wx) + data[y1 * w + x1]! * wx;
-      out[y * side + x] = Math.round(top * (1 - wy) + bottom * wy);
-    }
-  }
-  return { ...frame, width: side, height: side, data: out };
-}
-
 /**
  * Dice of a result's mask against the sweep mask (`truth`, size x size) placed at `place` on the screen, on the truth's
  * grid: each truth pixel's centre is mapped onto the screen, then into the result's plane (nothing outside its region).
@@ -109,17 +90,12 @@ function screenDice(result: FrameResult, truth: Uint8Array, size: number, place:
   return total === 0 ? 1 : (2 * both) / total;
 }
 
-/** Sorted values' q-quantile (nearest rank). */
-function quantile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
 type DiceSummary = { frames: number; mean: number; median: number; p10: number; atLeast90: number; atLeastTarget: number };
 
 function summary(dices: readonly number[]): DiceSummary {
-  const pct = dices.map((d) => 100 * d).sort((a, b) => a - b);
+  const pct = dices.map((d) => 100 * d);
   const share = (limit: number) => pct.filter((d) => d >= limit).length / pct.length;
-  return { frames: pct.length, mean: pct.reduce((a, b) => a + b, 0) / pct.length, median: quantile(pct, 0.5), p10: quantile(pct, 0.1), atLeast90: share(90), atLeastTarget: share(TARGET_PCT) };
+  return { frames: pct.length, mean: pct.reduce((a, b) => a + b, 0) / pct.length, median: percentile(pct, 0.5), p10: percentile(pct, 0.1), atLeast90: share(90), atLeastTarget: share(TARGET_PCT) };
 }
 
 /** Every frame result of the frame path on `source`, in frame order. */
@@ -141,7 +117,7 @@ async function main(): Promise<void> {
   const place = { x: Math.round((SCREEN.width - side) / 2), y: Math.round((SCREEN.height - side) / 2) + 20, side };
   const total = sweeps.count * sweeps.frames;
   const frames = Array.from({ length: total }, (_, i) => sweepFrame(sweeps, i));
-  const screens = frames.map((frame, i) => scannerScreen(upscale(frame, side), { place: { x: place.x, y: place.y, width: side, height: side }, seed: 1 + Math.floor(i / sweeps.frames) }));
+  const screens = frames.map((frame, i) => scannerScreen({ ...frame, width: side, height: side, data: resizeGrey(frame, side, side) }, { place: { x: place.x, y: place.y, width: side, height: side }, seed: 1 + Math.floor(i / sweeps.frames) }));
   const dir = await mkdtemp(join(tmpdir(), 'screen-dice-'));
   try {
     const direct = join(dir, 'sweeps.mkv');
@@ -155,7 +131,7 @@ async function main(): Promise<void> {
     if (directResults.length !== total || screenResults.length !== total) throw new Error(`expected ${total} results, got ${directResults.length} and ${screenResults.length}`);
     const directDice = directResults.map((r) => screenDice(r, truthOf(r.frame.index), sweeps.size, { x: 0, y: 0, side: sweeps.size }));
     const screenDices = screenResults.map((r) => screenDice(r, truthOf(r.frame.index), sweeps.size, place));
-    const regionIou = screenResults.map((r) => boxIou(r.region, screens[r.frame.index]!.truth)).sort((a, b) => a - b);
+    const regionIous = screenResults.map((r) => (r.region ? regionIou(r.region, screens[r.frame.index]!.truth) : 0));
     const record = {
       date: new Date().toISOString(),
       command: `node --import tsx scripts/screen-dice.ts ${process.argv.slice(2).join(' ')}`.trim(),
@@ -167,7 +143,7 @@ async function main(): Promise<void> {
       seconds: (performance.now() - started) / 1000,
       sweeps: summary(directDice),
       screen: summary(screenDices),
-      regionIou: { mean: regionIou.reduce((a, b) => a + b, 0) / regionIou.length, p10: quantile(regionIou, 0.1) },
+      regionIou: { mean: regionIous.reduce((a, b) => a + b, 0) / regionIous.length, p10: percentile(regionIous, 0.1) },
     };
     await writeFile(values.out!, `${JSON.stringify(record, null, 1)}\n`);
     console.log(JSON.stringify(record));
@@ -175,13 +151,6 @@ async function main(): Promise<void> {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-function boxIou(found: FrameResult['region'], truth: { x: number; y: number; width: number; height: number }): number {
-  if (!found) return 0;
-  const w = Math.max(0, Math.min(found.x + found.width, truth.x + truth.width) - Math.max(found.x, truth.x));
-  const h = Math.max(0, Math.min(found.y + found.height, truth.y + truth.height) - Math.max(found.y, truth.y));
-  return (w * h) / (found.width * found.height + truth.width * truth.height - w * h);
 }
 
 function section(record: { clips: number; framesPerClip: number; placedSide: number; analysis?: string; seconds: number; loadavg: number[]; command: string; sweeps: DiceSummary; screen: DiceSummary; regionIou: { mean: number; p10: number } }): string[] {
