@@ -18,6 +18,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { calibratedInterval, conformalScale, type IntervalCalibration } from '../src/operators/measureBiometry/summary.js';
 import { replayReport } from '../src/report/replay.js';
+import { calibrationSection, withBiometrySection, withoutBiometrySection } from './biometry-manifest.js';
 import { writeSection } from './docs-section.js';
 import { DEFAULT_MODEL_PATH } from '../src/runtime/model-package.js';
 import type { FrameRecord } from '../src/report/records.js';
@@ -125,33 +126,6 @@ function mean(values: readonly number[]): number {
   return values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN;
 }
 
-/**
- * The manifest text with its `biometry` section set and every other byte unchanged (the Python exporter's number
- * formatting included): the section is kept as the manifest's last key, replaced or appended.
- */
-export function withBiometrySection(text: string, section: unknown): string {
-  const parsed = JSON.parse(text) as Record<string, unknown>;
-  const body = JSON.stringify(section, null, 1).replaceAll('\n', '\n ');
-  const marker = ',\n "biometry": ';
-  const at = text.lastIndexOf(marker);
-  if ('biometry' in parsed && (at < 0 || Object.keys(parsed).at(-1) !== 'biometry')) throw new Error('the manifest\'s biometry section is not its last key: patch it by hand');
-  const head = 'biometry' in parsed ? text.slice(0, at) : text.slice(0, text.lastIndexOf('}')).trimEnd();
-  const next = `${head}${marker}${body}\n}\n`;
-  JSON.parse(next); // still valid JSON
-  return next;
-}
-
-/** The manifest text without its `biometry` section (every other byte unchanged). */
-export function withoutBiometrySection(text: string): string {
-  const parsed = JSON.parse(text) as Record<string, unknown>;
-  if (!('biometry' in parsed)) return text;
-  const at = text.lastIndexOf(',\n "biometry": ');
-  if (at < 0 || Object.keys(parsed).at(-1) !== 'biometry') throw new Error('the manifest\'s biometry section is not its last key: patch it by hand');
-  const next = `${text.slice(0, at)}\n}\n`;
-  JSON.parse(next);
-  return next;
-}
-
 async function calibrate(): Promise<void> {
   const split = values.split ?? 'val';
   const floor = Number(values.floor);
@@ -176,24 +150,21 @@ async function calibrate(): Promise<void> {
   }
   const raw = scored(cases, null);
   const calibrated = scored(cases, { scale, floor });
-  const section = {
-    interval: 'normalised-conformal-outline',
-    intervalScale: Number(scale.toFixed(4)),
-    intervalFloor: floor,
-    calibration: {
-      method:
-        'normalised split conformal: the smallest scale s such that median ± s × hypot(max(posterior 95% half-width, floor × median), outlineResidual × median) covers ceil(0.95 (N + 1)) of N validation scans',
-      split,
-      scans: records.length,
-      measured: cases.length,
-      rawCoverage: raw.coverage,
-      rawMeanWidthMm: raw.meanWidth,
-      calibratedCoverage: calibrated.coverage,
-      calibratedMeanWidthMm: calibrated.meanWidth,
-      sampleCounts: { m: values.m ? Number(values.m) : 'manifest', n: values.n ? Number(values.n) : 'manifest', k: values.k ? Number(values.k) : 'manifest' },
-    },
-  };
-  await writeFile(manifestPath, withBiometrySection(withoutBiometrySection(original), section));
+  const section = calibrationSection(scale, floor, {
+    method:
+      'normalised split conformal: the smallest scale s such that median ± s × hypot(max(posterior 95% half-width, floor × median), outlineResidual × median) covers ceil(0.95 (N + 1)) of N validation scans',
+    split,
+    scans: records.length,
+    measured: cases.length,
+    rawCoverage: raw.coverage,
+    rawMeanWidthMm: raw.meanWidth,
+    calibratedCoverage: calibrated.coverage,
+    calibratedMeanWidthMm: calibrated.meanWidth,
+    sampleCounts: { m: values.m ? Number(values.m) : 'manifest', n: values.n ? Number(values.n) : 'manifest', k: values.k ? Number(values.k) : 'manifest' },
+  });
+  // The clip heads' calibration (scripts/clip-biometry.ts) is theirs: kept as it was.
+  const clip = (JSON.parse(original) as { biometry?: { clip?: unknown } }).biometry?.clip;
+  await writeFile(manifestPath, withBiometrySection(withoutBiometrySection(original), clip === undefined ? section : { ...section, clip }));
   console.log(JSON.stringify(section, null, 1));
 }
 

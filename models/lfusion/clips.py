@@ -301,8 +301,8 @@ def write_raw(folder: Path, batch: ClipBatch) -> dict:
     return index
 
 
-def build_clip_cache(prepared_path: Path, checkpoint: Optional[Path], out: Path, train_clips: int, ood_clips_per_set: int, seed: int, hc18: Optional[Path], raw_test: Optional[Path]) -> dict:
-    """Writes every set not yet in ``out`` (resumable), then meta.json."""
+def build_clip_cache(prepared_path: Path, checkpoint: Optional[Path], out: Path, train_clips: int, ood_clips_per_set: int, seed: int, hc18: Optional[Path], raw_test: Optional[Path], raw_val: Optional[Path] = None) -> dict:
+    """Writes every set not yet in ``out`` (resumable), then meta.json; the val and test sweeps also raw where asked and missing."""
     from lfusion.features import load_encoder_or_random
 
     out.mkdir(parents=True, exist_ok=True)
@@ -319,12 +319,17 @@ def build_clip_cache(prepared_path: Path, checkpoint: Optional[Path], out: Path,
     jobs = [("train", lambda: in_distribution_clips(prepared, train_index, seed, cfg, jitter_intensity=True))]
     jobs += [(split, lambda s=split: in_distribution_clips(prepared, prepared.indices(s), seed + 1, cfg, jitter_intensity=False)) for split in ("val", "test")]
     counts, ood_names = {}, {}
+    raw = {"val": raw_val, "test": raw_test}
     for name, make in jobs:
-        if not (out / f"{name}.clips.json").exists() or (name == "test" and raw_test is not None and not (raw_test / "index.json").exists()):
+        cached = (out / f"{name}.clips.json").exists()
+        raw_folder = raw.get(name)
+        wants_raw = raw_folder is not None and not (raw_folder / "index.json").exists()
+        if not cached or wants_raw:
             batch = make()
-            write_clip_set(out, name, encoder, batch)
-            if name == "test" and raw_test is not None:
-                write_raw(raw_test, batch)
+            if not cached:
+                write_clip_set(out, name, encoder, batch)
+            if wants_raw:
+                write_raw(raw_folder, batch)
             print(json.dumps({"set": name, "clips": len(batch.names), "seconds": round(time.time() - started, 1)}), flush=True)
         counts[name] = json.loads((out / f"{name}.clips.json").read_text())["count"]
     for split in ("val", "test"):
@@ -361,6 +366,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--random-encoder", action="store_true", help="use a randomly initialised encoder (development)")
     parser.add_argument("--out", type=Path, default=Path("build/clips/features"))
     parser.add_argument("--raw-test", type=Path, default=Path("build/clips/test"), help="also write the test clips raw here (frames.u8, masks.u8, index.json)")
+    parser.add_argument("--raw-val", type=Path, help="also write the validation clips raw here (the clip biometry's calibration sweeps)")
     parser.add_argument("--train-clips", type=int, default=570, help="training clips (one per training scan, at most)")
     parser.add_argument("--ood-clips", type=int, default=40, help="clips per OOD set and split")
     parser.add_argument("--seed", type=int, default=18)
@@ -372,7 +378,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if checkpoint is not None and not checkpoint.exists():
         parser.error(f"encoder checkpoint {checkpoint} not found")
     hc18 = args.hc18 if (args.hc18 / "training_set").is_dir() else None
-    print(json.dumps(build_clip_cache(args.prepared, checkpoint, args.out, args.train_clips, args.ood_clips, args.seed, hc18, args.raw_test), indent=1))
+    print(json.dumps(build_clip_cache(args.prepared, checkpoint, args.out, args.train_clips, args.ood_clips, args.seed, hc18, args.raw_test, args.raw_val), indent=1))
 
 
 if __name__ == "__main__":

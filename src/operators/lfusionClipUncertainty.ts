@@ -4,6 +4,7 @@
  */
 import { concatMap, map, of, type OperatorFunction } from 'rxjs';
 import { firedReasons } from './decideOod.js';
+import { biometryMeasurer, withOod } from './measureBiometry.js';
 import { fuseUncertainty } from './fuseUncertainty.js';
 import { checkMapName, measureUncertainty, selectMap } from './measureUncertainty.js';
 import { sampleHeads } from './sampleHeads.js';
@@ -16,7 +17,8 @@ import type { ClipWindow, EncodedFrame } from '../runtime/types/frames.js';
 import type { GraphRunner } from '../runtime/types/inference.js';
 import type { ModelManifest } from '../runtime/types/model.js';
 import type { ClipOodScore } from '../runtime/types/results.js';
-import type { ClipWindowMaps } from '../runtime/types/uncertainty.js';
+import type { Biometry } from '../runtime/types/biometry.js';
+import type { ClipWindowMaps, HeadSamples } from '../runtime/types/uncertainty.js';
 import type { UncertaintyOptions } from './lfusionUncertainty.js';
 
 /**
@@ -44,6 +46,39 @@ export function stackWindow(window: ClipWindow, frames: number): EncodedFrame {
   };
   const last = encoded[encoded.length - 1]!;
   return { frame: last.frame, features: stack('features'), image: stack('image'), timings: last.timings };
+}
+
+/**
+ * Head biometry of each frame of a window from the clip heads' samples: every sample's map of frame `t` (each
+ * weight sample's logit mean, each dropout pass), measured like a 2D frame's samples at the clip maps' size, with
+ * the clip heads' interval calibration (manifest `biometry.clip`; without one, the posterior's own intervals).
+ */
+function windowBiometry(manifest: ModelManifest, size: number, options: UncertaintyOptions['biometry']): ((samples: HeadSamples, frames: ClipWindow['frames']) => Biometry[]) | undefined {
+  if (!options) return undefined;
+  const calibration = manifest.biometry?.clip;
+  const measure = biometryMeasurer({ input: { width: size, height: size }, ...(calibration ? { biometry: calibration } : {}) }, options === true ? {} : options);
+  const pixels = size * size;
+  // Frame t of every sample row, gathered into one buffer per path (reused: the measurer copies what it keeps).
+  const gather = (rows: Float32Array, t: number, into: Float32Array): Float32Array => {
+    const count = into.length / pixels;
+    const stride = rows.length / count;
+    for (let row = 0; row < count; row++) into.set(rows.subarray(row * stride + t * pixels, row * stride + (t + 1) * pixels), row * pixels);
+    return into;
+  };
+  return (samples, frames) => {
+    const { logitMean } = samples.laplace;
+    const m = logitMean.dims[0]!;
+    const k = samples.dropoutLogits.dims[0]!;
+    const laplace = new Float32Array(m * pixels);
+    const dropout = new Float32Array(k * pixels);
+    return frames.map((frame, t) =>
+      measure({
+        frame,
+        laplace: { logitMean: { data: gather(logitMean.data as Float32Array, t, laplace), dims: [m, size, size] } },
+        dropoutLogits: { data: gather(samples.dropoutLogits.data as Float32Array, t, dropout), dims: [k, size, size] },
+      }),
+    );
+  };
 }
 
 /**
@@ -112,9 +147,16 @@ export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifes
   };
   // Views into the window's maps: mergeClipFrames copies what it keeps.
   const perFrame = (values: Float32Array, count: number) => Array.from({ length: count }, (_, t) => values.subarray(t * size * size, (t + 1) * size * size));
-  return concatMap((window) =>
-    of(stackWindow(window, frames)).pipe(
+  const biometry = windowBiometry(manifest, size, options.biometry);
+  return concatMap((window) => {
+    // Read from the samples before the measures graph releases them.
+    let measured: Biometry[] | undefined;
+    return of(stackWindow(window, frames)).pipe(
       sample,
+      map((samples) => {
+        measured = biometry?.(samples, window.frames);
+        return samples;
+      }),
       measure,
       fuse,
       score,
@@ -123,8 +165,9 @@ export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifes
         const maps: Record<string, Float32Array[]> = { mean_prob: perFrame(scored.meanProb, count), fused: perFrame(scored.fused, count) };
         for (const name of planes) maps[name] = perFrame(selectMap(scored.maps, name), count);
         const span = { first: window.frames[0]!.index, last: window.frames[count - 1]!.index };
-        return { start: window.start, frames: window.frames, size, maps, ood: decideWindow({ ...scored.ood, window: span }, window.features), timings: scored.timings };
+        const ood = decideWindow({ ...scored.ood, window: span }, window.features);
+        return { start: window.start, frames: window.frames, size, maps, ood, ...(measured ? { biometry: measured.map((b) => withOod(b, ood)) } : {}), timings: scored.timings };
       }),
-    ),
-  );
+    );
+  });
 }

@@ -5,11 +5,11 @@
 import { map, type OperatorFunction } from 'rxjs';
 import { LfusionError } from '../runtime/errors.js';
 import type { Biometry, BiometryStatus, Ellipse, HeadMeasures, Interval } from '../runtime/types/biometry.js';
-import type { Frame } from '../runtime/types/frames.js';
+import type { Frame, SimilarityTransform } from '../runtime/types/frames.js';
 import type { ModelManifest } from '../runtime/types/model.js';
 import type { OodScore } from '../runtime/types/results.js';
 import type { HeadSamples } from '../runtime/types/uncertainty.js';
-import { ellipseCircumference, fitEllipse, hadlockGestationalAge, visibleFraction, type EllipseFit } from './measureBiometry/ellipse.js';
+import { ellipseCircumference, fitEllipse, hadlockGestationalAge, normaliseAngle, visibleFraction, type EllipseFit } from './measureBiometry/ellipse.js';
 import { calibratedInterval, credibleInterval, mapInterval, type IntervalCalibration } from './measureBiometry/summary.js';
 import { BoundaryTracer, type HeadCandidate, type TraceFrame } from './measureBiometry/trace.js';
 
@@ -45,13 +45,16 @@ export interface BiometryOptions {
 /** What the operator reads of the manifest: the model's input size and the interval calibration. */
 export type BiometryManifestPart = { input: { width: number; height: number } } & Pick<ModelManifest, 'biometry'>;
 
+/** What a biometry measurement reads of a frame's head samples: the frame, each weight sample's logit mean, each dropout pass's logits. */
+export type BiometryInput = Pick<HeadSamples, 'frame' | 'dropoutLogits'> & { laplace: Pick<HeadSamples['laplace'], 'logitMean'> };
+
 /** Head samples with the frame's biometry (status `ood` is decided later, from the OOD score). */
 export type BiometrySamples = HeadSamples & { biometry: Biometry };
 
 /** Components smaller than this fraction of the model's pixels are not head candidates. */
 const MIN_AREA_FRACTION = 0.004;
-/** Crossings this close (model pixels) to the image border are left out. */
-const BORDER_MARGIN = 2;
+/** Crossings this close to the image border are left out: a fraction of the map's width (2 pixels of a 224 map, at least 1). */
+const BORDER_MARGIN_FRACTION = 2 / 224;
 /** Heads have BPD/OFD well above this. */
 const MIN_AXIS_RATIO = 0.4;
 /** Angular bins of the boundary coverage in the head-likeness score. */
@@ -225,7 +228,7 @@ function settings(manifest: BiometryManifestPart, options: BiometryOptions) {
  * @example
  * const b = biometryOfSamples(samples, tracer, scratch, settings); // b.pooled?.hc.median
  */
-function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, scratch: Scratch, s: ReturnType<typeof settings>): Biometry {
+function biometryOfSamples(samples: BiometryInput, tracer: BoundaryTracer, scratch: Scratch, s: ReturnType<typeof settings>): Biometry {
   const { frame } = samples;
   const pixels = tracer.width * tracer.height;
   const logitMean = samples.laplace.logitMean.data;
@@ -268,7 +271,7 @@ function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, scratch
   accumulate(dropout, k);
   const logitSd = (p: number) => Math.sqrt(Math.max(squares[p]! - meanLogits[p]! * meanLogits[p]!, 0));
   const trace: TraceFrame = frame;
-  const traceOptions = { minArea: MIN_AREA_FRACTION * pixels, borderMargin: BORDER_MARGIN, logitSd };
+  const traceOptions = { minArea: MIN_AREA_FRACTION * pixels, borderMargin: Math.max(1, Math.round(BORDER_MARGIN_FRACTION * tracer.width)), logitSd };
   // The head is chosen once, on the posterior mean; each sample is then fitted on its crossings near that head,
   // so that every sample measures the same structure and none is relabelled.
   const head = headEllipse(tracer.candidates(meanLogits, 0, trace, traceOptions), frame)?.fit;
@@ -312,7 +315,7 @@ function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, scratch
   const visible = visibleFraction(ellipse, frame.width, frame.height);
   const hc = pooled.hc;
   const width = hc.high - hc.low;
-  const ga = spacing ? { ...mapInterval(hc, (value) => hadlockGestationalAge(value).weeks), inRange: hadlockGestationalAge(hc.median).inRange } : null;
+  const ga = spacing ? gestationalAge(hc) : null;
   const status: BiometryStatus = visible < s.minVisible ? 'clipped' : width > (spacing ? s.maxHcWidthMm : s.maxHcWidthFraction * hc.median) ? 'uncertain' : 'ok';
   return {
     ...empty,
@@ -325,6 +328,45 @@ function biometryOfSamples(samples: HeadSamples, tracer: BoundaryTracer, scratch
     laplace: measures(laplace, m),
     dropout: measures(drop, k),
     ga,
+  };
+}
+
+/** GA (Hadlock) of an HC interval in mm. */
+function gestationalAge(hc: Interval): Biometry['ga'] {
+  return { ...mapInterval(hc, (value) => hadlockGestationalAge(value).weeks), inRange: hadlockGestationalAge(hc.median).inRange };
+}
+
+/**
+ * A biometry measured on an aligned frame (`alignFrames`: source -> reference by `transform`), in the source frame's
+ * geometry: the ellipse mapped back, lengths divided by the transform's scale (the spacing is the source frame's).
+ *
+ * @example
+ * const onScreen = biometryOnSource(clipFrame.biometry, aligned.transform); // onScreen.ellipse in the frame as decoded
+ */
+export function biometryOnSource(biometry: Biometry, transform: SimilarityTransform): Biometry {
+  const [a, b, c, d, e, f] = transform.matrix;
+  const det = a * e - b * d;
+  const shrink = 1 / transform.scale;
+  const scaled = (interval: Interval): Interval => mapInterval(interval, (value) => value * shrink);
+  const measures = (m: HeadMeasures | null): HeadMeasures | null => m && { ...m, hc: scaled(m.hc), bpd: scaled(m.bpd), ofd: scaled(m.ofd) };
+  const fitted = biometry.ellipse;
+  const ellipse = fitted && {
+    cx: (e * (fitted.cx - c) - b * (fitted.cy - f)) / det,
+    cy: (-d * (fitted.cx - c) + a * (fitted.cy - f)) / det,
+    a: fitted.a * shrink,
+    b: fitted.b * shrink,
+    angle: normaliseAngle(fitted.angle - transform.rotation),
+  };
+  const pooled = measures(biometry.pooled);
+  return {
+    ...biometry,
+    ellipse,
+    ellipseMm: ellipse && biometry.spacing ? ellipseInMm(ellipse, biometry.spacing) : null,
+    residual: biometry.residual === null ? null : biometry.residual * shrink,
+    pooled,
+    laplace: measures(biometry.laplace),
+    dropout: measures(biometry.dropout),
+    ga: biometry.ga && pooled ? gestationalAge(pooled.hc) : null,
   };
 }
 
@@ -350,13 +392,28 @@ export function withOod(biometry: Biometry, ood: OodScore | undefined): Biometry
  * samples$.pipe(measureBiometry(manifest, { pixelSpacing: { x: 0.15, y: 0.15 } })).subscribe((s) => console.log(s.biometry.pooled?.hc));
  */
 export function measureBiometry(manifest: BiometryManifestPart, options: BiometryOptions = {}): OperatorFunction<HeadSamples, BiometrySamples> {
+  const measure = biometryMeasurer(manifest, options);
+  return map((samples) => {
+    const started = performance.now();
+    const biometry = measure(samples);
+    return { ...samples, biometry, timings: { ...samples.timings, biometry: performance.now() - started } };
+  });
+}
+
+/**
+ * The measurement {@link measureBiometry} makes, as a function of one frame's samples (maps of the manifest's input
+ * size), for callers that hold the samples of several frames at once (the clip path: one window's frames). It keeps
+ * per-pixel buffers from call to call: call it for one frame at a time.
+ *
+ * @throws LfusionError `INVALID_OPTION` at set-up for an option out of range.
+ * @example
+ * const measure = biometryMeasurer({ input: { width: 56, height: 56 } }, { pixelSpacing: { x: 0.15, y: 0.15 } });
+ * const biometry = measure(frameSamples); // biometry.pooled?.hc
+ */
+export function biometryMeasurer(manifest: BiometryManifestPart, options: BiometryOptions = {}): (samples: BiometryInput) => Biometry {
   const resolved = settings(manifest, options);
   const tracer = new BoundaryTracer(manifest.input.width, manifest.input.height);
   const pixels = manifest.input.width * manifest.input.height;
   const scratch: Scratch = { mean: new Float32Array(pixels), squares: new Float32Array(pixels) };
-  return map((samples) => {
-    const started = performance.now();
-    const biometry = biometryOfSamples(samples, tracer, scratch, resolved);
-    return { ...samples, biometry, timings: { ...samples.timings, biometry: performance.now() - started } };
-  });
+  return (samples) => biometryOfSamples(samples, tracer, scratch, resolved);
 }

@@ -15,7 +15,7 @@ import type { ClipFrame, ClipWindowMaps } from '../runtime/types/uncertainty.js'
  *   .subscribe((clip) => console.log(clip.frame.index, clip.windows, clip.ood.score));
  *
  * @return One {@link ClipFrame} per frame of the windows, in stream order, with the score of the last window that
- * contained it. A window without one map per frame for some name, or a map whose length differs from an earlier
+ * contained it and, when the windows carry biometry, that of the window in which it sat nearest the middle. A window without one map per frame for some name, or a map whose length differs from an earlier
  * window's for the same frame, ends the stream with a `ShapeError`.
  */
 export function mergeClipFrames(): OperatorFunction<ClipWindowMaps, ClipFrame> {
@@ -26,10 +26,13 @@ export function mergeClipFrames(): OperatorFunction<ClipWindowMaps, ClipFrame> {
        * stream order, so positions are inserted in increasing order: the map's order is stream order.
        */
       const pending = new Map<number, ClipFrame>();
+      /** Per pending frame with biometry: its distance from the middle of the window its biometry came from. */
+      const offCentre = new Map<number, number>();
       const emitBefore = (position: number): void => {
         for (const [at, clip] of pending) {
           if (at >= position) break;
           pending.delete(at);
+          offCentre.delete(at);
           const maps = Object.fromEntries(Object.entries(clip.maps).map(([name, sum]) => [name, clip.windows === 1 ? sum : sum.map((v) => v / clip.windows)]));
           subscriber.next({ ...clip, maps });
         }
@@ -39,6 +42,10 @@ export function mergeClipFrames(): OperatorFunction<ClipWindowMaps, ClipFrame> {
         window.frames.forEach((frame, t) => {
           const position = window.start + t;
           const entry = pending.get(position);
+          const biometry = window.biometry?.[t];
+          const distance = Math.abs(t - (window.frames.length - 1) / 2);
+          const central = biometry !== undefined && !(distance >= (offCentre.get(position) ?? Infinity));
+          if (central) offCentre.set(position, distance);
           const maps = Object.entries(window.maps).map(([name, perFrame]) => {
             const values = perFrame[t];
             const expected = entry ? entry.maps[name]?.length : values?.length;
@@ -49,7 +56,7 @@ export function mergeClipFrames(): OperatorFunction<ClipWindowMaps, ClipFrame> {
           });
           if (!entry) {
             const sums = Object.fromEntries(maps.map(([name, values]) => [name, Float32Array.from(values)]));
-            pending.set(position, { frame, position, size: window.size, maps: sums, windows: 1, ood: window.ood, timings: window.timings });
+            pending.set(position, { frame, position, size: window.size, maps: sums, windows: 1, ood: window.ood, ...(central ? { biometry } : {}), timings: window.timings });
             return;
           }
           for (const [name, values] of maps) {
@@ -58,6 +65,7 @@ export function mergeClipFrames(): OperatorFunction<ClipWindowMaps, ClipFrame> {
           }
           entry.windows += 1;
           entry.ood = window.ood;
+          if (central) entry.biometry = biometry;
           entry.timings = window.timings;
         });
       };

@@ -233,11 +233,15 @@ export function validateManifest(json: unknown, packagePath: string): ModelManif
   }
   if (m.biometry !== undefined) {
     const biometry = read.object(m.biometry, 'biometry');
+    const calibration = (section: Record<string, unknown>, at: string) => ({
+      interval: read.literal(section.interval, `${at}.interval`, ['normalised-conformal-outline'] as const),
+      intervalScale: read.number(section.intervalScale, `${at}.intervalScale`, { positive: true }),
+      intervalFloor: read.number(section.intervalFloor, `${at}.intervalFloor`, { min: 0 }),
+      calibration: read.object(section.calibration, `${at}.calibration`),
+    });
     manifest.biometry = {
-      interval: read.literal(biometry.interval, 'biometry.interval', ['normalised-conformal-outline'] as const),
-      intervalScale: read.number(biometry.intervalScale, 'biometry.intervalScale', { positive: true }),
-      intervalFloor: read.number(biometry.intervalFloor, 'biometry.intervalFloor', { min: 0 }),
-      calibration: read.object(biometry.calibration, 'biometry.calibration'),
+      ...calibration(biometry, 'biometry'),
+      ...(biometry.clip === undefined ? {} : { clip: calibration(read.object(biometry.clip, 'biometry.clip'), 'biometry.clip') }),
     };
   }
   if (m.density !== undefined) manifest.density = densitySection(read, m.density);

@@ -95,7 +95,7 @@ export { amortiseSamples, type LiveSamplingOptions } from '../operators/amortise
 export { fuseUncertainty, type FuseOptions } from '../operators/fuseUncertainty.js';
 export { scoreOod, type OodOptions } from '../operators/scoreOod.js';
 export { raiseAlerts, type AlertOptions } from '../operators/raiseAlerts.js';
-export { measureBiometry, withOod, type BiometryOptions, type BiometrySamples, type Spacing } from '../operators/measureBiometry.js';
+export { biometryMeasurer, biometryOnSource, measureBiometry, withOod, type BiometryInput, type BiometryOptions, type BiometrySamples, type Spacing } from '../operators/measureBiometry.js';
 export { ellipseCircumference, fitEllipse, hadlockGestationalAge, HADLOCK_WEEKS, type EllipseFit, type WeightedPoints } from '../operators/measureBiometry/ellipse.js';
 export { conformalScale, credibleInterval } from '../operators/measureBiometry/summary.js';
 export { suggestBestPlane, type BestPlane, type BestPlaneOptions } from '../operators/suggestBestPlane.js';

@@ -9,6 +9,7 @@ import { warpToOriginal } from '../operators/alignFrames/warp.js';
 import { encodeFrames } from '../operators/encodeFrames.js';
 import { fromVideo, type FromVideoOptions } from '../operators/fromVideo.js';
 import { keepLatest } from '../operators/keepLatest.js';
+import { biometryOnSource } from '../operators/measureBiometry.js';
 import { mergeClipFrames } from '../operators/mergeClipFrames.js';
 import { raiseAlerts, type AlertOptions } from '../operators/raiseAlerts.js';
 import { reconnecting, type ReconnectingOptions } from '../operators/reconnecting.js';
@@ -312,7 +313,8 @@ function clipPathStages(
         const seen = entry.seen && { ...entry.seen, data: transform ? warpToOriginal(entry.seen, transform, entry.located.frame) : entry.seen.data };
         const imagePlanes = [entry.image ?? seen].filter((plane): plane is Plane => plane !== undefined);
         const timings = Object.fromEntries(Object.entries(merged.timings).map(([stage, ms]) => [`clip.${stage}`, ms]));
-        const placed = placeResult({ frame, path: 'clip', planes: [...imagePlanes, ...clipPlanes], clipOod: merged.ood, timings }, entry.located);
+        const biometry = merged.biometry && (transform ? biometryOnSource(merged.biometry, transform) : merged.biometry);
+        const placed = placeResult({ frame, path: 'clip', planes: [...imagePlanes, ...clipPlanes], clipOod: merged.ood, ...(biometry ? { biometry } : {}), timings }, entry.located);
         // With the frame path, the frame's 2D result already reported the region's timing.
         return [analyse ? { ...placed, timings } : placed];
       };

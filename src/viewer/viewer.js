@@ -1,7 +1,7 @@
 // The overlay viewer: connects to the SDK's WebSocket (docs/protocol.md) and draws, over the frame the model saw,
 // the head contour (`mask`), the fused uncertainty as a heat map (`fused`), the OOD state, live stats and the source
 // state. Reconnects by itself with backoff and resumes from the last `seq` it saw (`?since=`). `?path=clip` shows the
-// clip path instead (`clip.mask`, `clip.fused`, the window OOD score and clip alerts): its results are messages of
+// clip path instead (`clip.mask`, `clip.fused`, the window OOD score, clip alerts and the clip heads' biometry): its results are messages of
 // their own (`path: "clip"`), each with the image of its frame; the other path's messages are skipped.
 // Plain browser JavaScript, no dependencies: the SDK's HTTP server serves this file as it is.
 
@@ -288,7 +288,7 @@ function drawBiometry(biometry, scaleX, scaleY) {
   showBiometry(biometry);
   const e = biometry?.ellipse;
   // Under an OOD alert the head is not to be trusted: no contour, no numbers (showBiometry).
-  if (!e || PATH === 'clip' || biometry.status === 'ood') return;
+  if (!e || biometry.status === 'ood') return;
   const colour = biometry.status === 'ok' ? BIOMETRY.ok : BIOMETRY.other;
   const line = Math.max(2, Math.round(overlay.width / 500));
   const at = (u, v) => [(e.cx + u * Math.cos(e.angle) - v * Math.sin(e.angle)) * scaleX, (e.cy + u * Math.sin(e.angle) + v * Math.cos(e.angle)) * scaleY];

@@ -17,8 +17,9 @@ const HW = 224 * 224;
 const ORDER = ['mean_prob', 'expected_entropy', 'mutual_information', 'expected_pairwise_kl', 'pixel_variance', 'total_entropy', 'logit_variance'];
 const sha = 'a'.repeat(64);
 
-/** The tiny package's manifest with clip heads of T frames and S x S output maps (graphs declared, never run). */
-function clipManifest(images = true): ModelManifest {
+/** The tiny package's manifest with clip heads of T frames and `size` x `size` output maps (graphs declared, never run). */
+function clipManifest(images = true, size = S): ModelManifest {
+  const L = T * size * size;
   const json = JSON.parse(readFileSync(join(TINY_PACKAGE, 'manifest.json'), 'utf8'));
   const headInputs = { features: [T, F, 14, 14], ...(images ? { images: [T, 1, 224, 224] } : {}) };
   json.graphs.clip_laplace_head = { file: 'x.onnx', sha256: sha, inputs: { ...headInputs, weight_noise: ['m', WEIGHTS], posterior_scale: [1] }, outputs: { logit_mean: ['m', L], cov_factor: ['m', RANK, L], cov_diag: ['m', L] } };
@@ -29,7 +30,7 @@ function clipManifest(images = true): ModelManifest {
     outputs: { laplace_maps: [7, L], dropout_maps: [7, L] },
   };
   json.clip = {
-    frames: T, outputSize: S,
+    frames: T, outputSize: size,
     laplace: { rank: RANK, weightCount: WEIGHTS, priorPrecision: 2, posteriorScale: 1, covered: 'tiny 3D head' },
     dropout: { rate: 0.5, maskCount: MASKS },
     sampling: { m: 3, n: 2, k: 2, maxM: 4, maxN: 4, maxK: 4, seed: 5 },
@@ -39,8 +40,12 @@ function clipManifest(images = true): ModelManifest {
   return validateManifest(json, TINY_PACKAGE);
 }
 
-/** A runner answering the clip graphs with fixed maps: both paths' mean_prob at pixel i is i / L, expected entropy 0.5. */
-function fakeRunner() {
+/**
+ * A runner answering the clip graphs with fixed maps: both paths' mean_prob at pixel i is i / L, expected entropy 0.5;
+ * every head sample's logits `logit(i)` at window pixel i (frame-major, `size` x `size` maps; default 0).
+ */
+function fakeRunner(size = S, logit: (i: number) => number = () => 0) {
+  const L = T * size * size;
   const calls: { graph: string; feeds: Record<string, TensorData> }[] = [];
   const filled = (dims: number[], value: (i: number) => number) => ({ data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => value(i)), dims });
   const runner: GraphRunner = {
@@ -48,8 +53,8 @@ function fakeRunner() {
       calls.push({ graph, feeds });
       const m = feeds.weight_noise?.dims[0] ?? feeds.logit_mean?.dims[0] ?? 0;
       const k = feeds.dropout_masks?.dims[0] ?? feeds.dropout_logits?.dims[0] ?? 0;
-      if (graph === 'clip_laplace_head') return { logit_mean: filled([m, L], () => 0), cov_factor: filled([m, RANK, L], () => 0), cov_diag: filled([m, L], () => 1) };
-      if (graph === 'clip_dropout_head') return { logits: filled([k, L], () => 0) };
+      if (graph === 'clip_laplace_head') return { logit_mean: filled([m, L], (i) => logit(i % L)), cov_factor: filled([m, RANK, L], () => 0), cov_diag: filled([m, L], () => 1) };
+      if (graph === 'clip_dropout_head') return { logits: filled([k, L], (i) => logit(i % L)) };
       if (graph === 'clip_measures') {
         const maps = () => filled([7, L], (i) => {
           const [row, pixel] = [Math.floor(i / L), i % L];
@@ -160,6 +165,33 @@ test('with a fused OOD decision, a window fires wrong-anatomy on its median fram
   manifest.oodDecision = { falseAlarmRate: 0.025, thresholds: { ...decision(1).thresholds, 'brightness-high': { reason: 'acquisition', threshold: light - 0.01 } } };
   const [bright] = await lastValueFrom(of(clipWindow(0, T)).pipe(lfusionClipUncertainty(fakeRunner().runner, manifest, { ood: { threshold: 0.9 } }), toArray()));
   assert.equal(bright!.ood.reasons!.map((r) => `${r.reason}:${r.evidence}`), ['acquisition:brightness-high']);
+});
+
+test('with biometry, every frame of a window gets its head measured on the clip heads\' samples of that frame', async () => {
+  const size = 32;
+  // Frame t of the window shows a disc of radius 6 + 2t map pixels about the map's centre (logit: distance inside the rim).
+  const radius = (t: number) => 6 + 2 * t;
+  const logit = (i: number) => {
+    const t = Math.floor(i / (size * size));
+    const p = i % (size * size);
+    return radius(t) - Math.hypot((p % size) - 15.5, Math.floor(p / size) - 15.5);
+  };
+  const window = clipWindow(0, T);
+  // Source frames of 64 x 64 pixels at 0.5 mm: a map pixel is 2 frame pixels, 1 mm.
+  window.frames = window.frames.map((frame) => ({ ...frame, width: 64, height: 64, data: new Uint8Array(64 * 64).fill(120) }));
+  const [result] = await lastValueFrom(of(window).pipe(lfusionClipUncertainty(fakeRunner(size, logit).runner, clipManifest(true, size), { biometry: { pixelSpacing: { x: 0.5, y: 0.5 } } }), toArray()));
+  assert.is(result!.biometry!.length, T);
+  result!.biometry!.forEach((biometry, t) => {
+    const hc = biometry.pooled!.hc;
+    assert.ok(Math.abs(hc.median - 2 * Math.PI * radius(t)) < 0.03 * 2 * Math.PI * radius(t), `frame ${t}: HC ${hc.median} mm for a ${radius(t)} mm radius`);
+    assert.is(biometry.unit, 'mm');
+    assert.ok(Math.abs(biometry.ellipse!.cx - 31.5) < 0.5 && Math.abs(biometry.ellipse!.cy - 31.5) < 0.5, 'centred in frame pixels');
+    assert.is(biometry.pooled!.fitted, 3 + 2, 'every weight sample and dropout pass fitted');
+  });
+  // The window's OOD decision applies: expected entropy 0.5 is above the clip threshold 0.3.
+  assert.equal(result!.biometry!.map((b) => b.status), ['ood', 'ood', 'ood', 'ood']);
+  const [quiet] = await lastValueFrom(of(window).pipe(lfusionClipUncertainty(fakeRunner(size, logit).runner, clipManifest(true, size)), toArray()));
+  assert.is(quiet!.biometry, undefined, 'off unless asked for');
 });
 
 test('bad options fail at set-up', () => {

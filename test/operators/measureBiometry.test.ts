@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { firstValueFrom, of } from 'rxjs';
-import { headEllipse, measureBiometry, withOod } from '../../src/operators/measureBiometry.js';
+import { biometryOnSource, headEllipse, measureBiometry, withOod } from '../../src/operators/measureBiometry.js';
 import { ellipseCircumference, ellipsePoint, fitEllipse, hadlockGestationalAge, rasteriseEllipse, visibleFraction, type WeightedPoints } from '../../src/operators/measureBiometry/ellipse.js';
 import { calibratedInterval, conformalScale, credibleInterval } from '../../src/operators/measureBiometry/summary.js';
 import { BoundaryTracer } from '../../src/operators/measureBiometry/trace.js';
@@ -199,6 +199,25 @@ test('the operator measures a head from its samples: HC, BPD, OFD in mm and GA w
   assert.is(biometry.laplace!.fitted, 5);
   assert.ok(biometry.ga && biometry.ga.low <= biometry.ga.median && biometry.ga.median <= biometry.ga.high);
   assert.ok(Math.abs(biometry.ellipse!.cx - (head.cx + 0.5) * 4 + 0.5) < 2);
+});
+
+test('biometryOnSource: a head measured on an aligned frame, mapped back through the similarity transform', async () => {
+  const head = { cx: 32, cy: 30, a: 20, b: 15, angle: 0.3 };
+  const rows = [-1, 0, 1, -1, 0, 1].map((d) => logitMap({ ...head, a: head.a + d, b: head.b + d }));
+  const { biometry } = await firstValueFrom(of(samplesOf(rows)).pipe(measureBiometry(MANIFEST, { pixelSpacing: { x: 0.1, y: 0.1 }, maxHcWidthMm: 50 })));
+  // Source -> reference: scale 2, rotation 0.5 rad, then a shift.
+  const [scale, rotation] = [2, 0.5];
+  const [c, s] = [scale * Math.cos(rotation), scale * Math.sin(rotation)];
+  const transform = { scale, rotation, tx: 0, ty: 0, matrix: [c, -s, 10, s, c, -4] as const };
+  const source = biometryOnSource(biometry, transform);
+  const back = source.ellipse!;
+  const mapped = { x: c * back.cx - s * back.cy + 10, y: s * back.cx + c * back.cy - 4 };
+  assert.ok(Math.abs(mapped.x - biometry.ellipse!.cx) < 1e-9 && Math.abs(mapped.y - biometry.ellipse!.cy) < 1e-9, 'the centre maps onto the aligned one');
+  assert.ok(Math.abs(back.a - biometry.ellipse!.a / 2) < 1e-9 && Math.abs(back.angle - (biometry.ellipse!.angle - rotation)) < 1e-9);
+  assert.ok(Math.abs(source.pooled!.hc.median - biometry.pooled!.hc.median / 2) < 1e-9 && Math.abs(source.pooled!.hc.high - biometry.pooled!.hc.high / 2) < 1e-9);
+  assert.ok(Math.abs(source.ellipseMm!.a - back.a * 0.1) < 1e-9);
+  assert.ok(source.ga!.median < biometry.ga!.median, 'GA follows the smaller head');
+  assert.equal(biometryOnSource(biometry, { scale: 1, rotation: 0, tx: 0, ty: 0, matrix: [1, 0, 0, 0, 1, 0] }).pooled, biometry.pooled, 'the identity changes nothing');
 });
 
 test('the head is chosen by how head-like it is, not by size', () => {

@@ -49,6 +49,24 @@ test('each frame: the mean over its windows, emitted in order once no later wind
   ]);
 });
 
+test('biometry: each frame keeps the one from the window in which it sat nearest the middle', () => {
+  const measured: ClipFrame[] = [];
+  const windows = new Subject<ClipWindowMaps>();
+  windows.pipe(mergeClipFrames()).subscribe((clip) => measured.push(clip));
+  // Length 4, stride 2: window A holds positions 0-3, B 2-5, C 4-7; each frame's biometry names its window.
+  const withBiometry = (maps: ClipWindowMaps, name: string): ClipWindowMaps => ({ ...maps, biometry: maps.frames.map(() => ({ status: name }) as never) });
+  windows.next(withBiometry(window(0, 4, 0.1, (p) => p), 'A'));
+  windows.next(withBiometry(window(2, 4, 0.1, (p) => p), 'B'));
+  windows.next(withBiometry(window(4, 4, 0.1, (p) => p), 'C'));
+  windows.complete();
+  // Position 2 is A's third frame (1.5 - 2 = 0.5 off centre) and B's first (1.5 off): A's. Position 3: A's last (1.5), B's second (0.5): B's.
+  assert.equal(measured.map((clip) => clip.biometry?.status), ['A', 'A', 'A', 'B', 'B', 'C', 'C', 'C']);
+  const plain = harness();
+  plain.windows.next(window(0, 4, 0.1, (p) => p));
+  plain.windows.complete();
+  assert.ok(plain.out.length === 4, 'windows without biometry merge as before');
+});
+
 test('a gap (a window dropped in live mode) leaves the frames with the windows that ran', () => {
   const { windows, out } = harness();
   windows.next(window(0, 4, 0.1, () => 1));

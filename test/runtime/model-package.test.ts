@@ -214,12 +214,13 @@ test('a conformal OOD decision loads, and one that cannot hold its false-alarm r
   assert.match((await loadEdited(withDecision(CONFORMAL, 1))).message, /"oodDecision\.falseAlarmRate" must be below 1/);
 });
 
-test('a biometry section is validated at load: the interval method, a positive scale, a floor >= 0', async () => {
+test('a biometry section is validated at load: the interval method, a positive scale, a floor >= 0, and the same for its clip part', async () => {
   const calibration = { method: 'test', split: 'val' };
-  const good = await tinyPackageCopy((m) => (m.biometry = { interval: 'normalised-conformal-outline', intervalScale: 4.2, intervalFloor: 0.005, calibration }));
+  const clip = { interval: 'normalised-conformal-outline', intervalScale: 2, intervalFloor: 0.005, calibration };
+  const good = await tinyPackageCopy((m) => (m.biometry = { interval: 'normalised-conformal-outline', intervalScale: 4.2, intervalFloor: 0.005, calibration, clip }));
   try {
     const { biometry } = (await loadModelPackage(good)).manifest;
-    assert.equal(biometry, { interval: 'normalised-conformal-outline', intervalScale: 4.2, intervalFloor: 0.005, calibration });
+    assert.equal(biometry, { interval: 'normalised-conformal-outline', intervalScale: 4.2, intervalFloor: 0.005, calibration, clip });
   } finally {
     await removeDir(good);
   }
@@ -227,6 +228,8 @@ test('a biometry section is validated at load: the interval method, a positive s
   assert.match((await loadEdited((m) => (m.biometry = { intervalScale: 6.7, calibration }))).message, /"biometry\.interval"/);
   assert.match((await loadEdited((m) => (m.biometry = { interval: 'normalised-conformal-outline', intervalScale: 0, intervalFloor: 0, calibration }))).message, /"biometry\.intervalScale"/);
   assert.match((await loadEdited((m) => (m.biometry = { interval: 'normalised-conformal-outline', intervalScale: 2, intervalFloor: -1, calibration }))).message, /"biometry\.intervalFloor"/);
+  assert.match((await loadEdited((m) => (m.biometry = { ...clip, clip: { ...clip, intervalScale: -2 } }))).message, /"biometry\.clip\.intervalScale"/);
+  assert.match((await loadEdited((m) => (m.biometry = { ...clip, clip: 'wide' }))).message, /"biometry\.clip"/);
 });
 
 test.run();

@@ -11,4 +11,15 @@ test('--mode chooses the sampling mode of the uncertainty chain; exact without i
   assert.throws(() => pipelineOptions('video.mp4', values(['--mode', 'live'])), /--mode needs --uncertainty/);
 });
 
+test('--biometry measures on each path asked for: the frame path with --uncertainty, the clip path on its own', () => {
+  const values = (args: string[]) => parseCommandLine(['serve', 'video.mp4', ...args]).values;
+  const clipOnly = pipelineOptions('video.mp4', values(['--paths', 'clip', '--biometry', '--pixel-spacing', '0.2']));
+  assert.equal(clipOnly.clip?.uncertainty?.biometry, { pixelSpacing: { x: 0.2, y: 0.2 } });
+  assert.is(clipOnly.uncertainty?.biometry, undefined, 'the frame path runs no uncertainty chain here');
+  const both = pipelineOptions('video.mp4', values(['--paths', 'frame,clip', '--uncertainty', '--biometry']));
+  assert.is(both.uncertainty?.biometry, true);
+  assert.is(both.clip?.uncertainty?.biometry, true);
+  assert.throws(() => pipelineOptions('video.mp4', values(['--biometry'])), /--biometry needs --uncertainty \(or the clip path\)/);
+});
+
 test.run();

@@ -74,13 +74,13 @@ test('both paths: every frame\'s 2D result at once and its clip result as an ite
   assert.is(stats.latency['clip.total']?.count, FRAMES, 'the clip results\' latency apart');
 });
 
-test('the clip path alone, aligned: only clip planes (and the image asked for), mapped back onto each frame', async () => {
+test('the clip path alone, aligned: only clip planes (and the image asked for) and the head biometry, mapped back onto each frame', async () => {
   const pipeline = await createPipeline({
     source: video,
     modelPath: SHIPPED_PACKAGE,
     paths: ['clip'],
     image: true,
-    clip: { align: true, stride: 16, uncertainty: ONE_SAMPLE },
+    clip: { align: true, stride: 16, uncertainty: { ...ONE_SAMPLE, biometry: { pixelSpacing: { x: 0.2, y: 0.2 } } } },
     pool: { threadsPerWorker: 1 },
   });
   assert.equal(pipeline.streams, ['image', 'clip.mask', 'clip.fused']);
@@ -91,7 +91,14 @@ test('the clip path alone, aligned: only clip planes (and the image asked for), 
     assert.equal(planeNames(result), ['image', 'clip.mask', 'clip.fused']);
     assert.is(result.path, 'clip');
     assert.is(result.ood, undefined, 'no 2D score without the frame path');
+    const { biometry } = result;
+    assert.ok(biometry && biometry.unit === 'mm', `frame ${result.frame.index}: a biometry in mm`);
+    if (biometry.ellipse) {
+      const { cx, cy } = biometry.ellipse;
+      assert.ok(cx >= 0 && cx < result.frame.width && cy >= 0 && cy < result.frame.height, `frame ${result.frame.index}: the head centre (${cx}, ${cy}) on the frame`);
+    }
   }
+  assert.ok(results.some((r) => r.biometry?.pooled), 'the sample\'s head is measured');
 });
 
 test('a truncated recording: every decoded frame gets its clip result, then the decode error', async () => {

@@ -169,7 +169,7 @@ export function conicToEllipse([A, B, C, D, E, F]: Conic): Ellipse | null {
 }
 
 /** An axis direction in [-π/2, π/2). */
-function normaliseAngle(angle: number): number {
+export function normaliseAngle(angle: number): number {
   let t = angle % Math.PI;
   if (t >= Math.PI / 2) t -= Math.PI;
   if (t < -Math.PI / 2) t += Math.PI;

@@ -59,6 +59,8 @@ export interface BiometryManifest {
   intervalFloor: number;
   /** How it was calibrated: split, scans, raw and calibrated coverage. */
   calibration: Record<string, unknown>;
+  /** The same calibration for the clip heads' biometry (on validation sweeps); absent: their posterior's own intervals. */
+  clip?: Omit<BiometryManifest, 'clip'>;
 }
 
 /**

@@ -3,6 +3,7 @@
  */
 import type { ClipWindow, Frame, StageTimings } from './frames.js';
 import type { TensorData } from './inference.js';
+import type { Biometry } from './biometry.js';
 import type { ClipOodScore, OodScore } from './results.js';
 
 /** Weight samples m, logit samples per weight sample n, dropout passes k. */
@@ -82,6 +83,8 @@ export interface ClipWindowMaps {
    */
   maps: Record<string, Float32Array[]>;
   ood: ClipOodScore;
+  /** Head biometry of each frame of the window from the clip heads' samples (with `biometry` asked for), window order. */
+  biometry?: Biometry[];
   timings: StageTimings;
 }
 
@@ -97,5 +100,7 @@ export interface ClipFrame {
   windows: number;
   /** The OOD score of the last window that contained the frame. */
   ood: ClipOodScore;
+  /** Head biometry from the window in which the frame sat nearest the middle (most context on both sides), when measured. */
+  biometry?: Biometry;
   timings: StageTimings;
 }

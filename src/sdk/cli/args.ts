@@ -11,7 +11,7 @@ import type { PathName, PipelineOptions } from '../pipeline-options.js';
 export const USAGE = `usage:
   lfusion serve <source> [--port 8080] [--host 127.0.0.1] [--model <dir>] [--once]
                 [--token <secret> (or LFUSION_TOKEN)] [--allow-origin <origin>]... [--tls-cert <pem> --tls-key <pem>]
-                [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 18] [--mode live|exact] [--biometry [--pixel-spacing mm | x,y]]]
+                [--uncertainty [--planes <maps>] [--m 10 --n 4 --k 10 --seed 18] [--mode live|exact]] [--biometry [--pixel-spacing mm | x,y]]
                 [--paths frame|clip|frame,clip [--clip-stride 8] [--clip-align]]
                 [--region auto|x,y,w,h | --no-region] [--no-reconnect] [--provider cpu|cuda|webgpu]
                 [--input-format mjpeg --video-size 1920x1080 --framerate 30]   (V4L2 devices)
@@ -38,7 +38,8 @@ export const USAGE = `usage:
   faster but with a measured quality cost on a moving probe (docs/results.md); exact (default) samples all of
   them on every frame.
   --biometry adds head biometry to every frame (ellipse, HC/BPD/OFD with 95% intervals, GA, status; in mm
-  with --pixel-spacing, mm per pixel of the frame); replay --report always measures it.
+  with --pixel-spacing, mm per pixel of the frame), on each path asked for (the clip path's from the clip
+  heads' samples); replay --report always measures it.
   --region cuts frames to the ultrasound image of a scanner screen: "auto" detects it, x,y,w,h fixes it
   (screen pixels). Default: auto for devices and URLs, off for files; --no-region turns it off.
   --paths clip (or frame,clip) adds the clip path: the package's 3D heads on 16-frame windows every
@@ -198,7 +199,7 @@ export function pipelineOptions(source: string, values: CliValues): Omit<Pipelin
   const counts = sampleCounts(values);
   if (Object.keys(counts).length > 0 && !values.uncertainty && !clip) throw usageError('--m, --n, --k and --seed need --uncertainty (or the clip path)');
   const stride = values['clip-stride'] === undefined ? undefined : Number(values['clip-stride']);
-  if (values.biometry && !values.uncertainty) throw usageError('--biometry needs --uncertainty');
+  if (values.biometry && !values.uncertainty && !clip) throw usageError('--biometry needs --uncertainty (or the clip path)');
   if (values.mode !== undefined && values.mode !== 'live' && values.mode !== 'exact') throw usageError(`--mode must be live or exact, got ${values.mode}`);
   if (values.mode !== undefined && !values.uncertainty) throw usageError('--mode needs --uncertainty');
   const spacing = pixelSpacing(values);
@@ -209,9 +210,9 @@ export function pipelineOptions(source: string, values: CliValues): Omit<Pipelin
     ...(values.model ? { modelPath: values.model } : {}),
     pool: { executionProvider: provider },
     analysis: values.uncertainty ? 'uncertainty' : 'segment',
-    uncertainty: { planes, ...counts, ...biometry, mode: (values.mode as 'live' | 'exact' | undefined) ?? 'exact' },
+    uncertainty: { planes, ...counts, ...(values.uncertainty ? biometry : {}), mode: (values.mode as 'live' | 'exact' | undefined) ?? 'exact' },
     paths: paths as PathName[],
-    ...(clip ? { clip: { uncertainty: { planes, ...counts }, ...(stride === undefined ? {} : { stride }), ...(values['clip-align'] ? { align: true } : {}) } } : {}),
+    ...(clip ? { clip: { uncertainty: { planes, ...counts, ...biometry }, ...(stride === undefined ? {} : { stride }), ...(values['clip-align'] ? { align: true } : {}) } } : {}),
     ...(region === undefined ? {} : { region }),
     ...(values['no-reconnect'] ? { reconnect: false } : {}),
   };
