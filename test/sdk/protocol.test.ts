@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { LfusionError } from '../../src/runtime/errors.js';
 import { decodeFrameMessage, encodeFrameMessage, parseClientMessage } from '../../src/sdk/protocol.js';
 import type { FrameResult, Plane } from '../../src/runtime/types/results.js';
+import { HEAD } from '../helpers/head-biometry.js';
 
 function plane(name: string, fill: (i: number) => number, min = 0, scale = 1): Plane {
   return { name, width: 4, height: 3, data: Uint8Array.from({ length: 12 }, (_, i) => fill(i)), min, scale };
@@ -46,25 +47,8 @@ test('the region and screen of a cropped frame travel in the header; absent ones
 });
 
 test('a frame\'s biometry travels in the header with every field; without it the field is absent', () => {
-  const hc = { median: 175.2, low: 171.0, high: 179.9 };
-  const measures = { hc, bpd: { median: 46.1, low: 45, high: 47.3 }, ofd: { median: 62.3, low: 61, high: 63.8 }, fitted: 20, samples: 20 };
-  const biometry: FrameResult['biometry'] = {
-    status: 'ok',
-    unit: 'mm',
-    spacing: { x: 0.15, y: 0.15 },
-    ellipse: { cx: 320, cy: 240, a: 207.7, b: 153.7, angle: 0.4 },
-    ellipseMm: { cx: 48, cy: 36, a: 31.15, b: 23.05, angle: 0.4 },
-    residual: 1.2,
-    visible: 1,
-    pooled: measures,
-    laplace: { ...measures, fitted: 10, samples: 10 },
-    dropout: { ...measures, fitted: 10, samples: 10 },
-    ga: { median: 20.0, low: 19.7, high: 20.4, inRange: true },
-    intervalScale: 1.3,
-    outlineResidual: 0.02,
-  };
-  const decoded = decodeFrameMessage(encodeFrameMessage({ ...result, biometry }, 8)).header;
-  assert.equal(decoded.biometry, biometry);
+  const decoded = decodeFrameMessage(encodeFrameMessage({ ...result, biometry: HEAD }, 8)).header;
+  assert.equal(decoded.biometry, HEAD);
   assert.not.ok('biometry' in decodeFrameMessage(encodeFrameMessage(result, 9)).header);
 });
 

@@ -16,6 +16,7 @@ import * as assert from 'uvu/assert';
 import { createPipeline } from '../../src/sdk/pipeline.js';
 import { modelInfo, ResultServer } from '../../src/sdk/server.js';
 import type { Alert, FrameResult, Plane } from '../../src/runtime/types/results.js';
+import { HEAD } from '../helpers/head-biometry.js';
 import { SHIPPED_PACKAGE } from '../helpers/shipped-package.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 import { RecordingClient } from '../helpers/ws-client.js';
@@ -219,6 +220,17 @@ test('the viewer draws the contour on the head, the heat map, stats and states; 
   }
 });
 
+/** Whether the biometry colour (#00e5ff over grey: blue and green high, red low) is within 4 pixels of frame point (x, y) of a screenshot at `scale` screen pixels per frame pixel. */
+function cyanAt(image: RgbaImage, scale: number, x: number, y: number): boolean {
+  for (let dy = -4; dy <= 4; dy++) {
+    for (let dx = -4; dx <= 4; dx++) {
+      const p = (Math.round(y * scale) + dy) * image.width + Math.round(x * scale) + dx;
+      if (image.data[p * 4 + 2]! > 180 && image.data[p * 4]! < 90) return true;
+    }
+  }
+  return false;
+}
+
 test('?path=clip: the viewer draws the clip path (clip.mask contour, clip score), skips 2D results and shows only clip alerts', async () => {
   if (!present) return;
   const pipeline = await createPipeline({
@@ -262,6 +274,15 @@ test('?path=clip: the viewer draws the clip path (clip.mask contour, clip score)
     await until('the frame after the alerts', () => viewerState(page), (s) => (s.drawn?.seq ?? 0) > last.header.seq);
     assert.is((await viewerState(page)).activeAlerts, 1, 'the frame path\'s alert is not this view\'s');
     assert.match((await page.locator('#ood').textContent()) ?? '', /OOD ALERT/);
+    // A clip result's own head biometry (the clip heads' measurement) is shown on this view.
+    const seq = (await viewerState(page)).drawn!.seq;
+    server.publishFrame({ ...results[1]!, biometry: HEAD });
+    await until('the clip result with biometry', () => viewerState(page), (s) => (s.drawn?.seq ?? 0) > seq);
+    assert.is(await page.locator('#bio-status').textContent(), 'ok');
+    assert.is(await page.locator('#bio-hc').textContent(), '175.2 mm (95%: 171.4-179.9)');
+    const withHead = decodePng(await page.locator('#overlay').screenshot());
+    const scale = withHead.width / results[1]!.frame.width;
+    assert.ok(cyanAt(withHead, scale, HEAD.ellipse!.cx + HEAD.ellipse!.a, HEAD.ellipse!.cy), 'the clip head\'s ellipse is drawn');
     assert.equal(browser.consoleErrors, [], 'no console errors');
   } finally {
     await browser.close();
@@ -274,27 +295,8 @@ test('the viewer draws the biometry ellipse and calipers and shows HC with its i
   if (!present) return;
   const frame = { index: 3, pts: 0.1, captureTime: Date.now(), width: 640, height: 480 };
   const plane = (name: string, value: number): Plane => ({ name, width: 64, height: 48, data: new Uint8Array(64 * 48).fill(value), min: 0, scale: 1 });
-  const hc = { median: 175.2, low: 171.4, high: 179.9 };
-  const result: FrameResult = {
-    frame,
-    planes: [plane('image', 60), plane('mask', 0)],
-    timings: {},
-    biometry: {
-      status: 'ok',
-      unit: 'mm',
-      spacing: { x: 0.16, y: 0.16 },
-      ellipse: { cx: 320, cy: 240, a: 200, b: 150, angle: 0 },
-      ellipseMm: { cx: 51.2, cy: 38.4, a: 32, b: 24, angle: 0 },
-      residual: 1,
-      visible: 1,
-      pooled: { hc, bpd: { median: 48, low: 47, high: 49 }, ofd: { median: 64, low: 63, high: 65 }, fitted: 20, samples: 20 },
-      laplace: null,
-      dropout: null,
-      ga: { median: 20.0, low: 19.7, high: 20.5, inRange: true },
-      intervalScale: 1,
-      outlineResidual: 0.02,
-    },
-  };
+  const hc = HEAD.pooled!.hc;
+  const result: FrameResult = { frame, planes: [plane('image', 60), plane('mask', 0)], timings: {}, biometry: HEAD };
   const server = await ResultServer.listen({ port: 0, model: { name: 'test', classes: ['background', 'fetal-head'], input: { width: 224, height: 224 } }, streams: ['image', 'mask'] });
   const browser = await launchViewer(server.viewerUrl);
   const { page } = browser;
@@ -309,16 +311,7 @@ test('the viewer draws the biometry ellipse and calipers and shows HC with its i
     assert.is(await text('bio-ga'), '20.0 w (19.7-20.5)');
     const shot = decodePng(await page.locator('#overlay').screenshot());
     const scale = shot.width / frame.width;
-    // Ellipse colour (#00e5ff over grey): blue and green high, red low.
-    const cyanIn = (image: typeof shot) => (x: number, y: number) => {
-      for (let dy = -4; dy <= 4; dy++) {
-        for (let dx = -4; dx <= 4; dx++) {
-          const p = (Math.round(y * scale) + dy) * image.width + Math.round(x * scale) + dx;
-          if (image.data[p * 4 + 2]! > 180 && image.data[p * 4]! < 90) return true;
-        }
-      }
-      return false;
-    };
+    const cyanIn = (image: typeof shot) => (x: number, y: number) => cyanAt(image, scale, x, y);
     const cyanNear = cyanIn(shot);
     for (const [x, y] of [[520, 240], [120, 240], [320, 90], [320, 390]] as const) assert.ok(cyanNear(x, y), `ellipse drawn at ${x},${y}`);
     assert.ok(cyanNear(320, 240), 'the calipers cross at the centre');
