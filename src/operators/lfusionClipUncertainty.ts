@@ -58,7 +58,7 @@ function windowBiometry(manifest: ModelManifest, size: number, options: Uncertai
   const calibration = manifest.biometry?.clip;
   const measure = biometryMeasurer({ input: { width: size, height: size }, ...(calibration ? { biometry: calibration } : {}) }, options === true ? {} : options);
   const pixels = size * size;
-  // Frame t of every sample row, gathered into one buffer per path (reused: the measurer copies what it keeps).
+  // Frame t of every sample row, gathered into one buffer per path (reused: a measurement keeps no reference to it).
   const gather = (rows: Float32Array, t: number, into: Float32Array): Float32Array => {
     const count = into.length / pixels;
     const stride = rows.length / count;
@@ -89,7 +89,8 @@ function windowBiometry(manifest: ModelManifest, size: number, options: Uncertai
  * `ood.above` is the decision: its median frame density above the 2D density threshold (`wrong-anatomy`, with
  * `density` statistics), its median frame brightness above or below the 2D brightness thresholds (`acquisition`),
  * or its clip score above the clip threshold (`uncertain-shape`), with `evidence` and `reasons`. Per-frame maps come out `outputSize x outputSize`; merge overlapping windows
- * with `mergeClipFrames`.
+ * with `mergeClipFrames`. With `options.biometry`, each frame's head biometry from the clip heads' samples of that
+ * frame (`biometry`, one per frame, status `ood` under the window's decision; `timings.biometry` for the window).
  *
  * @param pool runs the package's graphs (the SDK's inference pool).
  * @param manifest a manifest with a `clip` section.
@@ -150,11 +151,12 @@ export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifes
   const biometry = windowBiometry(manifest, size, options.biometry);
   return concatMap((window) => {
     // Read from the samples before the measures graph releases them.
-    let measured: Biometry[] | undefined;
+    let measured: { biometry: Biometry[]; ms: number } | undefined;
     return of(stackWindow(window, frames)).pipe(
       sample,
       map((samples) => {
-        measured = biometry?.(samples, window.frames);
+        const started = performance.now();
+        if (biometry) measured = { biometry: biometry(samples, window.frames), ms: performance.now() - started };
         return samples;
       }),
       measure,
@@ -166,7 +168,9 @@ export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifes
         for (const name of planes) maps[name] = perFrame(selectMap(scored.maps, name), count);
         const span = { first: window.frames[0]!.index, last: window.frames[count - 1]!.index };
         const ood = decideWindow({ ...scored.ood, window: span }, window.features);
-        return { start: window.start, frames: window.frames, size, maps, ood, ...(measured ? { biometry: measured.map((b) => withOod(b, ood)) } : {}), timings: scored.timings };
+        if (!measured) return { start: window.start, frames: window.frames, size, maps, ood, timings: scored.timings };
+        const timings = { ...scored.timings, biometry: measured.ms };
+        return { start: window.start, frames: window.frames, size, maps, ood, biometry: measured.biometry.map((b) => withOod(b, ood)), timings };
       }),
     );
   });

@@ -192,6 +192,7 @@ test('with biometry, every frame of a window gets its head measured on the clip 
   assert.equal(result!.biometry!.map((b) => b.status), ['ood', 'ood', 'ood', 'ood']);
   const [quiet] = await lastValueFrom(of(window).pipe(lfusionClipUncertainty(fakeRunner(size, logit).runner, clipManifest(true, size)), toArray()));
   assert.is(quiet!.biometry, undefined, 'off unless asked for');
+  assert.ok(result!.timings.biometry! >= 0 && quiet!.timings.biometry === undefined, 'timed when measured');
 });
 
 test('bad options fail at set-up', () => {
