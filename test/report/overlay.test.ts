@@ -54,9 +54,11 @@ test('a thumbnail keeps only thumbnail-sized layers, whatever the source resolut
 
 test('label maps at a high source resolution take one byte per pixel (no float map, no array of numbers)', () => {
   // Uint8Array.from(floats, mapFn) built a JS array of every value first: about 45 bytes per source pixel, which made
-  // `replay --report` on an 8000x8000 frame peak at 3 GB. Measured in a child process, whose peak RSS is its own.
+  // `replay --report` on an 8000x8000 frame peak at 3 GB. Measured in a child process, whose peak RSS is its own, from
+  // its peak so far. The bound, 12 bytes per pixel, is a quarter of that regression's: the same code has grown the
+  // peak by 15-25 MB on its own and by 98-109 MB in full-suite runs (a clean clone's CI; a busy machine).
   const script = `import('./src/report/overlay.ts').then(({ labelMapAt }) => {
-    const before = process.memoryUsage().rss;
+    const before = Math.max(process.memoryUsage().rss, process.resourceUsage().maxRSS * 1024);
     const labels = labelMapAt({ width: 224, height: 224, data: new Float32Array(224 * 224).fill(0.9) }, 4000, 4000);
     console.log(JSON.stringify({ grew: process.resourceUsage().maxRSS * 1024 - before, ones: labels.data.reduce((a, b) => a + b, 0) }));
   });`;
@@ -64,7 +66,7 @@ test('label maps at a high source resolution take one byte per pixel (no float m
   assert.equal(child.status, 0, child.stderr);
   const { grew, ones } = JSON.parse(child.stdout) as { grew: number; ones: number };
   assert.equal(ones, 16e6);
-  assert.ok(grew < 16e6 * 6, `a 16 Mpx label map grew peak RSS by ${(grew / 1e6).toFixed(0)} MB`);
+  assert.ok(grew < 16e6 * 12, `a 16 Mpx label map grew peak RSS by ${(grew / 1e6).toFixed(0)} MB`);
 });
 
 test.run();
