@@ -38,7 +38,7 @@ export function withoutBiometrySection(text: string): string {
 export function withClipCalibration(text: string, clip: unknown): string {
   const biometry = (JSON.parse(text) as { biometry?: Record<string, unknown> }).biometry;
   if (!biometry) throw new Error('the manifest has no biometry section: calibrate the 2D path first (scripts/biometry.ts calibrate)');
-  return withBiometrySection(withoutBiometrySection(text), { ...biometry, clip });
+  return withBiometrySection(text, { ...biometry, clip });
 }
 
 /** A calibration as the manifest holds it (`biometry`, or its `clip` part): the conformal scale, its floor and how it was found. */

@@ -16,9 +16,10 @@ import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { calibratedInterval, conformalScale, type IntervalCalibration } from '../src/operators/measureBiometry/summary.js';
+import { conformalScale, type IntervalCalibration } from '../src/operators/measureBiometry/summary.js';
 import { replayReport } from '../src/report/replay.js';
 import { calibrationSection, withBiometrySection, withoutBiometrySection } from './biometry-manifest.js';
+import { fmt, intervalScores, mean, median } from './biometry-scores.js';
 import { writeSection } from './docs-section.js';
 import { DEFAULT_MODEL_PATH } from '../src/runtime/model-package.js';
 import type { FrameRecord } from '../src/report/records.js';
@@ -108,24 +109,6 @@ function intervalCases(records: readonly FrameRecord[], applied: AppliedCalibrat
     });
 }
 
-/** Coverage and width of the cases' intervals: as they are (`calibration` null) or calibrated. */
-function scored(cases: ReturnType<typeof intervalCases>, calibration: IntervalCalibration | null) {
-  const intervals = cases.map(({ interval, outlineResidual }) => (calibration ? calibratedInterval(interval, calibration, outlineResidual) : interval));
-  const covered = intervals.filter(({ low, high }, i) => cases[i]!.truth >= low && cases[i]!.truth <= high);
-  const widths = intervals.map(({ low, high }) => high - low);
-  return { coverage: covered.length / cases.length, meanWidth: mean(widths), medianWidth: median(widths) };
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length === 0 ? NaN : sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-function mean(values: readonly number[]): number {
-  return values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN;
-}
-
 async function calibrate(): Promise<void> {
   const split = values.split ?? 'val';
   const floor = Number(values.floor);
@@ -148,8 +131,8 @@ async function calibrate(): Promise<void> {
     await writeFile(manifestPath, original);
     throw new Error(`too few validation scans with a measurement (${cases.length}) to calibrate`);
   }
-  const raw = scored(cases, null);
-  const calibrated = scored(cases, { scale, floor });
+  const raw = intervalScores(cases, null);
+  const calibrated = intervalScores(cases, { scale, floor });
   const section = calibrationSection(scale, floor, {
     method:
       'normalised split conformal: the smallest scale s such that median ± s × hypot(max(posterior 95% half-width, floor × median), outlineResidual × median) covers ceil(0.95 (N + 1)) of N validation scans',
@@ -167,8 +150,6 @@ async function calibrate(): Promise<void> {
   await writeFile(manifestPath, withBiometrySection(withoutBiometrySection(original), clip === undefined ? section : { ...section, clip }));
   console.log(JSON.stringify(section, null, 1));
 }
-
-const fmt = (value: number, digits = 2) => (Number.isFinite(value) ? value.toFixed(digits) : value === Infinity ? 'inf' : 'n/a');
 
 async function results(): Promise<void> {
   const split = values.split ?? 'test';
@@ -240,7 +221,7 @@ async function results(): Promise<void> {
     '|---|---|---|---|---|',
   );
   const row = (name: string, subset: typeof cases, with_: IntervalCalibration | null) => {
-    const r = scored(subset, with_);
+    const r = intervalScores(subset, with_);
     lines.push(`| ${name} | ${subset.length} | ${fmt(100 * r.coverage, 1)}% | ${fmt(r.meanWidth, 1)} | ${fmt(r.medianWidth, 1)} |`);
   };
   row(applied ? 'difficulty about the median (scale 1: posterior half-width with the outline misfit)' : 'raw posterior', cases, null);

@@ -23,17 +23,18 @@ import { encodeFrames } from '../src/operators/encodeFrames.js';
 import { lfusionClipUncertainty } from '../src/operators/lfusionClipUncertainty.js';
 import { measureBiometry, type Spacing } from '../src/operators/measureBiometry.js';
 import { ellipseCircumference, fitEllipse, visibleFraction } from '../src/operators/measureBiometry/ellipse.js';
-import { calibratedInterval, conformalScale, type IntervalCalibration } from '../src/operators/measureBiometry/summary.js';
+import { conformalScale, type IntervalCalibration } from '../src/operators/measureBiometry/summary.js';
 import { BoundaryTracer } from '../src/operators/measureBiometry/trace.js';
 import { sampleHeads } from '../src/operators/sampleHeads.js';
 import { parsePixelSizeCsv } from '../src/report/ground-truth.js';
 import { CLIP_GRAPHS } from '../src/runtime/clip-model.js';
 import { InferencePool } from '../src/runtime/inference-pool.js';
 import { DEFAULT_MODEL_PATH, loadModelPackage } from '../src/runtime/model-package.js';
-import type { Biometry, Interval } from '../src/runtime/types/biometry.js';
+import type { Biometry } from '../src/runtime/types/biometry.js';
 import type { Frame } from '../src/runtime/types/frames.js';
 import type { ModelManifest } from '../src/runtime/types/model.js';
 import { calibrationSection, withClipCalibration } from './biometry-manifest.js';
+import { fmt, intervalScores, mean, median } from './biometry-scores.js';
 import { writeSection } from './docs-section.js';
 
 const { positionals, values } = parseArgs({
@@ -133,13 +134,6 @@ async function measureSweeps(folder: string, manifest: ModelManifest, packagePat
   return rows;
 }
 
-const mean = (v: readonly number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN);
-const median = (v: readonly number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const fmt = (value: number, digits = 2) => (Number.isFinite(value) ? value.toFixed(digits) : 'n/a');
-
 /** The conformal cases of measured frames (their intervals as measured, misfit included only when uncalibrated). */
 function cases(measured: readonly { biometry: Biometry; truth: number }[]) {
   return measured
@@ -151,8 +145,7 @@ function cases(measured: readonly { biometry: Biometry; truth: number }[]) {
 function summary(measured: readonly { biometry: Biometry; truth: number }[], recalibrate?: IntervalCalibration) {
   const c = cases(measured);
   const errors = c.map(({ interval, truth }) => interval.median - truth);
-  const intervals: Interval[] = c.map(({ interval, outlineResidual }) => (recalibrate ? calibratedInterval(interval, recalibrate, outlineResidual) : interval));
-  const covered = intervals.filter(({ low, high }, i) => c[i]!.truth >= low && c[i]!.truth <= high).length;
+  const { coverage, meanWidth } = intervalScores(c, recalibrate ?? null);
   const statuses = new Map<string, number>();
   for (const { biometry } of measured) statuses.set(biometry.status, (statuses.get(biometry.status) ?? 0) + 1);
   return {
@@ -162,8 +155,8 @@ function summary(measured: readonly { biometry: Biometry; truth: number }[], rec
     absMedian: median(errors.map(Math.abs)),
     signed: mean(errors),
     within3: errors.filter((e) => Math.abs(e) <= 3).length / Math.max(errors.length, 1),
-    coverage: covered / Math.max(c.length, 1),
-    meanWidth: mean(intervals.map(({ low, high }) => high - low)),
+    coverage,
+    meanWidth,
     ok: statuses.get('ok') ?? 0,
     statuses: Object.fromEntries(statuses),
   };

@@ -58,9 +58,12 @@ function windowBiometry(manifest: ModelManifest, size: number, options: Uncertai
   const calibration = manifest.biometry?.clip;
   const measure = biometryMeasurer({ input: { width: size, height: size }, ...(calibration ? { biometry: calibration } : {}) }, options === true ? {} : options);
   const pixels = size * size;
-  // Frame t of every sample row, gathered into one buffer per path (reused: a measurement keeps no reference to it).
-  const gather = (rows: Float32Array, t: number, into: Float32Array): Float32Array => {
-    const count = into.length / pixels;
+  // Frame t of every sample row, gathered into one buffer per path, kept from window to window (a measurement keeps
+  // no reference to it).
+  const buffers = { laplace: new Float32Array(0), dropout: new Float32Array(0) };
+  const gather = (rows: Float32Array, count: number, t: number, path: keyof typeof buffers): Float32Array => {
+    if (buffers[path].length !== count * pixels) buffers[path] = new Float32Array(count * pixels);
+    const into = buffers[path];
     const stride = rows.length / count;
     for (let row = 0; row < count; row++) into.set(rows.subarray(row * stride + t * pixels, row * stride + (t + 1) * pixels), row * pixels);
     return into;
@@ -69,13 +72,11 @@ function windowBiometry(manifest: ModelManifest, size: number, options: Uncertai
     const { logitMean } = samples.laplace;
     const m = logitMean.dims[0]!;
     const k = samples.dropoutLogits.dims[0]!;
-    const laplace = new Float32Array(m * pixels);
-    const dropout = new Float32Array(k * pixels);
     return frames.map((frame, t) =>
       measure({
         frame,
-        laplace: { logitMean: { data: gather(logitMean.data as Float32Array, t, laplace), dims: [m, size, size] } },
-        dropoutLogits: { data: gather(samples.dropoutLogits.data as Float32Array, t, dropout), dims: [k, size, size] },
+        laplace: { logitMean: { data: gather(logitMean.data as Float32Array, m, t, 'laplace'), dims: [m, size, size] } },
+        dropoutLogits: { data: gather(samples.dropoutLogits.data as Float32Array, k, t, 'dropout'), dims: [k, size, size] },
       }),
     );
   };

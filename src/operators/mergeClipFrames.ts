@@ -15,8 +15,9 @@ import type { ClipFrame, ClipWindowMaps } from '../runtime/types/uncertainty.js'
  *   .subscribe((clip) => console.log(clip.frame.index, clip.windows, clip.ood.score));
  *
  * @return One {@link ClipFrame} per frame of the windows, in stream order, with the score of the last window that
- * contained it and, when the windows carry biometry, that of the window in which it sat nearest the middle. A window without one map per frame for some name, or a map whose length differs from an earlier
- * window's for the same frame, ends the stream with a `ShapeError`.
+ * contained it and, when the windows carry biometry, that of the window in which it sat nearest the middle. A window
+ * without one map per frame for some name, or a map whose length differs from an earlier window's for the same frame,
+ * ends the stream with a `ShapeError`.
  */
 export function mergeClipFrames(): OperatorFunction<ClipWindowMaps, ClipFrame> {
   return (windows) =>
@@ -44,7 +45,7 @@ export function mergeClipFrames(): OperatorFunction<ClipWindowMaps, ClipFrame> {
           const entry = pending.get(position);
           const biometry = window.biometry?.[t];
           const distance = Math.abs(t - (window.frames.length - 1) / 2);
-          const central = biometry !== undefined && !(distance >= (offCentre.get(position) ?? Infinity));
+          const central = biometry !== undefined && distance < (offCentre.get(position) ?? Infinity);
           if (central) offCentre.set(position, distance);
           const maps = Object.entries(window.maps).map(([name, perFrame]) => {
             const values = perFrame[t];
