@@ -134,6 +134,27 @@ def export_graphs(bundle: Bundle, package: Path, clip: Optional[Bundle] = None) 
     return specs
 
 
+def refresh_measures(package: Path) -> Dict[str, str]:
+    """Re-exports an exported package's weightless graphs (``measures``, ``clip_measures``) from the
+    current ``MeasuresGraph`` with the shapes its manifest declares, and updates their checksums.
+
+    For a faster formulation of the same measures without rebuilding the package (nothing fitted
+    changes: the reference vectors stay valid, ``tools/ort_parity.mjs`` checks them). Returns the
+    new checksums by graph.
+    """
+    path = package / "manifest.json"
+    manifest = json.loads(path.read_text())
+    refreshed = {}
+    for name in ("measures", "clip_measures"):
+        spec = manifest["graphs"].get(name)
+        if spec is None:
+            continue
+        export_graph(MeasuresGraph(), spec, package / spec["file"])
+        spec["sha256"] = refreshed[name] = sha256_of(package / spec["file"])
+    path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    return refreshed
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="Export the L-FUSION model package (ONNX graphs + manifest).")
     parser.add_argument("--build", type=Path, default=Path("build"))
@@ -142,8 +163,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--package", type=Path, default=Path("packages/lfusion-hc18"))
     parser.add_argument("--split-file", type=Path, default=Path("splits/hc18_split.json"))
     parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--measures-only", action="store_true", help="re-export only the package's measures graphs (refresh_measures)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.measures_only:
+        print(json.dumps(refresh_measures(args.package), indent=1))
+        return
     started = time.time()
     encoder_path = None if args.random_encoder else args.encoder
     bundle = bundle_from_build(args.build, encoder_path, args.seed)

@@ -16,7 +16,6 @@ import math
 from typing import Dict, List, Sequence
 
 import torch
-import torch.nn.functional as F
 
 ENTROPY_EPS = 1e-6
 
@@ -54,11 +53,14 @@ def clamp_logit(logits: torch.Tensor, eps: float = ENTROPY_EPS) -> torch.Tensor:
 def entropy_of_logits(logits: torch.Tensor, eps: float = ENTROPY_EPS) -> torch.Tensor:
     """binary_entropy(sigmoid(logits)), computed from the clamped logit z without forming 1 - p:
 
-    H = p softplus(-z) + (1 - p) softplus(z), as -log p = softplus(-z) and -log(1 - p) = softplus(z).
-    (A float32 1 - p near saturation is dominated by rounding in some runtimes' sigmoid.)
+    H = log(1 + e) + |z| e / (1 + e) with e = exp(-|z|), the symmetric form (H(z) = H(-z)) of
+    p softplus(-z) + (1 - p) softplus(z): both terms are positive, so nothing cancels near
+    saturation. (A float32 1 - p near saturation is dominated by rounding in some runtimes' sigmoid;
+    and ONNX Runtime's Softplus is a scalar loop, 3x slower over m x n samples than Exp and Log.)
     """
-    z = clamp_logit(logits, eps)
-    return torch.sigmoid(z) * F.softplus(-z) + torch.sigmoid(-z) * F.softplus(z)
+    magnitude = clamp_logit(logits, eps).abs()
+    decay = torch.exp(-magnitude)
+    return torch.log(1.0 + decay) + magnitude * decay / (1.0 + decay)
 
 
 def expected_pairwise_kl(logits: torch.Tensor, eps: float = ENTROPY_EPS) -> torch.Tensor:

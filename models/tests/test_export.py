@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lfusion.encoder import EncoderConfig, USFMEncoder, freeze
-from lfusion.export import check_declared, export_graphs
+from lfusion.export import check_declared, export_graphs, refresh_measures
 from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead
 from lfusion.inference import Bundle
 from lfusion.manifest import graph_specs, write_manifest
@@ -109,6 +109,18 @@ def test_onnx_runtime_matches_pytorch_float64_reference(package):
     report = parity_report(folder)
     checked = {c["name"] for case in report["report"] for c in case["checks"]}
     assert {"features", "logit_mean", "map_logit_mean", "dropout_logits", "laplace_maps", "dropout_maps"} <= checked
+
+
+def test_refresh_measures_rewrites_the_measures_graph_and_its_checksum(package, tmp_path):
+    folder, _ = package
+    copy = tmp_path / "package"
+    shutil.copytree(folder, copy)
+    stale = copy / json.loads((copy / "manifest.json").read_text())["graphs"]["measures"]["file"]
+    stale.write_bytes(b"not a graph")
+    assert set(refresh_measures(copy)) == {"measures"}  # the small package has no clip graphs
+    validate_package(copy)
+    if ort_available():
+        parity_report(copy)
 
 
 @pytest.mark.skipif(not (COMMITTED / "manifest.json").exists(), reason="no committed package at models/packages/lfusion-hc18")
