@@ -6,7 +6,9 @@
  * each OOD set against the test scans. Reads the sets `lfusion.density --write-sets` writes and the test masks
  * (`test-masks.u8`, same order as `test.u8`).
  *
- *   node --import tsx scripts/live-quality.ts --sets models/build/ood-scores/sets --out build/live-quality.json [--test 60 --ood 15 --frames 6]
+ * `--live-frames 5,3,2` compares live mode spread over each of those frame counts (`live.frames`) in one run.
+ *
+ *   node --import tsx scripts/live-quality.ts --sets models/build/ood-scores/sets --out build/live-quality.json [--test 60 --ood 15 --frames 6 --live-frames 5]
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
@@ -28,6 +30,7 @@ const { values } = parseArgs({
     test: { type: 'string', default: '60' },
     ood: { type: 'string', default: '15' },
     frames: { type: 'string', default: '6' },
+    'live-frames': { type: 'string', default: '5' },
   },
 });
 
@@ -69,17 +72,24 @@ const sweepLength = Number(values.frames);
 const pkg = await loadModelPackage(values.model!);
 const pool = await InferencePool.open(pkg);
 const encode = encodeFrames(pool, pkg.manifest);
-const modes = { exact: lfusionUncertainty(pool, pkg.manifest, { mode: 'exact' }), live: lfusionUncertainty(pool, pkg.manifest, { mode: 'live' }) };
+const liveFrames = values['live-frames']!.split(',').map(Number);
+if (!liveFrames.every((frames) => Number.isInteger(frames) && frames >= 1)) throw new Error(`--live-frames takes frame counts >= 1, got ${values['live-frames']}`);
+// `live` is the SDK default's spread; `live-N` another.
+const modeName = (frames: number) => (frames === 5 ? 'live' : `live-${frames}`);
+const modes: Record<string, ReturnType<typeof lfusionUncertainty>> = {
+  exact: lfusionUncertainty(pool, pkg.manifest, { mode: 'exact' }),
+  ...Object.fromEntries(liveFrames.map((frames) => [modeName(frames), lfusionUncertainty(pool, pkg.manifest, { mode: 'live', live: { frames } })])),
+};
 const masks = await readFile(join(values.sets!, 'test-masks.u8'));
 const sets = Object.keys(index.sets).filter((name) => name === 'test' || name.startsWith('ood-test-') || name.startsWith('ood-dev-'));
-const record: Record<string, { exact: { ood: number; dice?: number }[]; live: { ood: number; dice?: number }[] }> = {};
+const record: Record<string, Record<string, { ood: number; dice?: number }[]>> = {};
 const started = Date.now();
 const load = [loadavg()];
 try {
   for (const name of sets) {
     const data = await readFile(join(values.sets!, `${name}.u8`));
     const count = Math.min(index.sets[name]!, Number(name === 'test' ? values.test : values.ood));
-    record[name] = { exact: [], live: [] };
+    record[name] = Object.fromEntries(Object.keys(modes).map((mode) => [mode, []]));
     for (let i = 0; i < count; i++) {
       const image = new Uint8Array(data.subarray(i * pixels, (i + 1) * pixels));
       // Alternate the drift direction from scan to scan.
@@ -89,8 +99,10 @@ try {
       const last = sweepLength - 1;
       const truth = name === 'test' ? shifted(new Uint8Array(masks.subarray(i * pixels, (i + 1) * pixels)), size, ux * last, uy * last) : undefined;
       const score = (result: FrameResult) => ({ ood: result.ood!.score, ...(truth ? { dice: dice(result.planes[0]!.data, truth) } : {}) });
-      record[name].exact.push(score(await lastValueFrom(from([sweep[last]!]).pipe(encode, modes.exact))));
-      record[name].live.push(score(await lastValueFrom(from(sweep).pipe(encode, modes.live))));
+      for (const [mode, chain] of Object.entries(modes)) {
+        const frames = mode === 'exact' ? [sweep[last]!] : sweep;
+        record[name][mode]!.push(score(await lastValueFrom(from(frames).pipe(encode, chain))));
+      }
       process.stderr.write(`\r${name} ${i + 1}/${count}   `);
     }
   }
@@ -101,11 +113,12 @@ load.push(loadavg());
 const test = record.test!;
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 const summary = Object.fromEntries(
-  (['exact', 'live'] as const).map((mode) => [
+  Object.keys(modes).map((mode) => [
     mode,
     {
-      dice: mean(test[mode].map((r) => r.dice!)) * 100,
-      auroc: Object.fromEntries(sets.filter((name) => name !== 'test').map((name) => [name, auroc(test[mode].map((r) => r.ood), record[name]![mode].map((r) => r.ood))])),
+      dice: mean(test[mode]!.map((r) => r.dice!)) * 100,
+      diceLoss: mean(test[mode]!.map((r, i) => test.exact![i]!.dice! - r.dice!)) * 100,
+      auroc: Object.fromEntries(sets.filter((name) => name !== 'test').map((name) => [name, auroc(test[mode]!.map((r) => r.ood), record[name]![mode]!.map((r) => r.ood))])),
     },
   ]),
 );
