@@ -21,7 +21,8 @@ The cache (``build/clips/features``) holds per set ``<set>.features.npy`` (float
 frame-major within a clip), ``<set>.images.npy`` (uint8 [N*T, 224, 224]), ``<set>.masks.npy`` for
 labelled sets and ``<set>.clips.json`` (source scan and per-frame transform of every clip), in the
 layout of ``lfusion.features`` so its writer and loader are reused; ``load_clip_set`` restores the
-clip axis. The test clips are also written raw for the SDK side (``--raw-test``).
+clip axis. The test clips are also written raw for the SDK side (``--raw-test``; ``--raw-val``; the test split's clip
+OOD sets ``--raw-ood``, frames only, from the cache).
 """
 from __future__ import annotations
 
@@ -301,8 +302,29 @@ def write_raw(folder: Path, batch: ClipBatch) -> dict:
     return index
 
 
-def build_clip_cache(prepared_path: Path, checkpoint: Optional[Path], out: Path, train_clips: int, ood_clips_per_set: int, seed: int, hc18: Optional[Path], raw_test: Optional[Path], raw_val: Optional[Path] = None) -> dict:
-    """Writes every set not yet in ``out`` (resumable), then meta.json; the val and test sweeps also raw where asked and missing."""
+def write_raw_ood(cache: Path, folder: Path, split: str = "test") -> List[str]:
+    """The cached clip OOD sets of ``split`` raw for the SDK side: ``folder/ood-<split>-<name>/`` with frames.u8 (uint8
+    [N, T, 224, 224]) and index.json, as ``write_raw`` without masks; sets already there are kept. Returns the set names."""
+    names = []
+    for name in CLIP_OOD_SET_NAMES:
+        target = folder / f"ood-{split}-{name}"
+        names.append(target.name)
+        if (target / "index.json").exists():
+            continue
+        meta = json.loads((cache / f"{target.name}.clips.json").read_text())
+        images = np.load(cache / f"{target.name}.images.npy", mmap_mode="r")
+        count = int(meta["count"])
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "frames.u8").write_bytes(np.ascontiguousarray(images).tobytes())
+        size = int(images.shape[-1])
+        index = {"count": count, "frames": int(images.shape[0]) // count, "size": size, "layout": "uint8 [count, frames, size, size], C order", "names": meta["names"]}
+        (target / "index.json").write_text(json.dumps(index) + "\n")
+    return names
+
+
+def build_clip_cache(prepared_path: Path, checkpoint: Optional[Path], out: Path, train_clips: int, ood_clips_per_set: int, seed: int, hc18: Optional[Path], raw_test: Optional[Path], raw_val: Optional[Path] = None, raw_ood: Optional[Path] = None) -> dict:
+    """Writes every set not yet in ``out`` (resumable), then meta.json; the val and test sweeps (and the test OOD sets)
+    also raw where asked and missing."""
     from lfusion.features import load_encoder_or_random
 
     out.mkdir(parents=True, exist_ok=True)
@@ -342,6 +364,8 @@ def build_clip_cache(prepared_path: Path, checkpoint: Optional[Path], out: Path,
     for split in ("val", "test"):
         for name in CLIP_OOD_SET_NAMES:
             counts[f"ood-{split}-{name}"] = json.loads((out / f"ood-{split}-{name}.clips.json").read_text())["count"]
+    if raw_ood is not None:
+        write_raw_ood(out, raw_ood)
     meta = {
         "frames": cfg.frames,
         "sweep": asdict(cfg),
@@ -367,6 +391,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/clips/features"))
     parser.add_argument("--raw-test", type=Path, default=Path("build/clips/test"), help="also write the test clips raw here (frames.u8, masks.u8, index.json)")
     parser.add_argument("--raw-val", type=Path, help="also write the validation clips raw here (the clip biometry's calibration sweeps)")
+    parser.add_argument("--raw-ood", type=Path, help="also write the test split's clip OOD sets raw here, one folder per set (the clip OOD decision's evaluation)")
     parser.add_argument("--train-clips", type=int, default=570, help="training clips (one per training scan, at most)")
     parser.add_argument("--ood-clips", type=int, default=40, help="clips per OOD set and split")
     parser.add_argument("--seed", type=int, default=18)
@@ -378,7 +403,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if checkpoint is not None and not checkpoint.exists():
         parser.error(f"encoder checkpoint {checkpoint} not found")
     hc18 = args.hc18 if (args.hc18 / "training_set").is_dir() else None
-    print(json.dumps(build_clip_cache(args.prepared, checkpoint, args.out, args.train_clips, args.ood_clips, args.seed, hc18, args.raw_test, args.raw_val), indent=1))
+    print(json.dumps(build_clip_cache(args.prepared, checkpoint, args.out, args.train_clips, args.ood_clips, args.seed, hc18, args.raw_test, args.raw_val, args.raw_ood), indent=1))
 
 
 if __name__ == "__main__":

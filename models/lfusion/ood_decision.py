@@ -12,7 +12,10 @@ conformal order statistic of the calibration heads' leave-one-out min-p (at most
 probability ``confidence``); each score's threshold is where its p-value crosses that level. Calibrated on
 in-distribution scans only (the validation split and HC18's unlabelled test_set; never the test split); the
 OOD sets are evaluated, never fitted on. The procedure is also checked with every in-distribution head held
-out once (``held_out_alarms``). The per-frame scores come from ``models/tools/ood_scores.ts`` (the SDK's
+out once (``held_out_alarms``). With ``--clip`` the same test calibrates the clip path's decision per window
+(``manifest.clip.oodDecision``) on the validation sweeps' windows (``models/tools/clip_ood_scores.ts``: each window's
+median frame density, brightness, head area and ellipse misfit of the clip heads' masks, and the clip score), and
+evaluates it on the test sweeps and the clip OOD sets. The per-frame scores come from ``models/tools/ood_scores.ts`` (the SDK's
 own draws and code); the thresholds go into the manifest's ``oodDecision``; the evaluation (AUROC with DeLong
 intervals, detection and false-alarm rates with Clopper-Pearson intervals, per OOD set, for the decision and
 every single score) into build/ood-decision and a section of docs/results.md.
@@ -28,7 +31,7 @@ import numpy as np
 
 from lfusion.conformal import TailModel, calibrate, chance_above, clopper_pearson, delong_interval, expected_false_alarm_rate, surprise, tail_size_for
 from lfusion.metrics import auroc
-from lfusion.results import OOD_DECISION_BEGIN as BEGIN, OOD_DECISION_END as END, READING_MARKER
+from lfusion.results import CLIP_OOD_DECISION_BEGIN, CLIP_OOD_DECISION_END, OOD_DECISION_BEGIN as BEGIN, OOD_DECISION_END as END, READING_MARKER
 
 REASONS = {
     "density": "wrong-anatomy",
@@ -44,6 +47,10 @@ REASONS = {
 
 # In-distribution sets (fetal heads): the calibration sets and the held-out test split.
 CALIBRATION = {"val": "validation split", "hc18-unlabelled": "HC18 unlabelled test_set"}
+CLIP_CALIBRATION = {"val": "validation sweeps"}
+# What the 2D and the clip decision's documentation differ by.
+FRAME_TEXT = {"title": "## Fused OOD decision (feature density, uncertainty, segmentation, acquisition)", "unit": "frames", "begin": BEGIN, "end": END}
+CLIP_TEXT = {"title": "## Fused OOD decision of the clip path, per 16-frame window", "unit": "windows", "begin": CLIP_OOD_DECISION_BEGIN, "end": CLIP_OOD_DECISION_END}
 IN_DISTRIBUTION = (*CALIBRATION, "test")
 HELD_OUT_FOLDS = 5
 
@@ -127,7 +134,7 @@ def load_scores(scores_json: Path) -> Dict[str, List[Dict[str, float]]]:
     return json.loads(scores_json.read_text())["scores"]
 
 
-def markdown(table: Dict[str, dict], names: Sequence[str], section: dict, held_out: dict, provenance: str) -> str:
+def markdown(table: Dict[str, dict], names: Sequence[str], section: dict, held_out: dict, provenance: str, text: dict = FRAME_TEXT) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     pct = lambda r: f"{r['rate']:.1%} ({r['count']}) [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]"  # noqa: E731
     conformal, alpha = section["conformal"], section["falseAlarmRate"]
@@ -137,8 +144,8 @@ def markdown(table: Dict[str, dict], names: Sequence[str], section: dict, held_o
     ood = [s for s in table if s not in IN_DISTRIBUTION]
     thresholds = section["thresholds"]
     lines = [
-        BEGIN,
-        "## Fused OOD decision (feature density, uncertainty, segmentation, acquisition)",
+        text["begin"],
+        text["title"],
         "",
         f"One conformal test calibrated on in-distribution heads only ({section['chosenOn']}): each evidence score's p-value",
         f"against their scores (rank, exponential tail beyond the top {conformal['tailSize']}), combined by the smallest p-value; the decision",
@@ -152,7 +159,7 @@ def markdown(table: Dict[str, dict], names: Sequence[str], section: dict, held_o
         "|---|---|---|",
         *[f"| `{name}` | `{thresholds[name]['reason']}` | {thresholds[name]['threshold']:.4g} |" for name in names],
         "",
-        "| set | frames | fused AUROC [95%] | alarm rate (count) [95%] |",
+        f"| set | {text['unit']} | fused AUROC [95%] | alarm rate (count) [95%] |",
         "|---|---|---|---|",
     ]
     for s in ood:
@@ -174,17 +181,18 @@ def markdown(table: Dict[str, dict], names: Sequence[str], section: dict, held_o
         single = table[s]["single"]
         cells = [f"{single[name]['alarmRate']:.1%}" if s in heads else f"{fmt(single[name]['auroc'])} / {single[name]['alarmRate']:.0%}" for name in names]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    lines += ["", END, ""]
+    lines += ["", text["end"], ""]
     return "\n".join(lines)
 
 
-def write_section(results_md: Path, section: str) -> None:
-    """Replaces the decision section of docs/results.md (or inserts it before the hand-written reading)."""
+def write_section(results_md: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replaces the decision section of docs/results.md (or inserts it before the hand-written reading; the clip
+    decision's, which ``lfusion.results`` does not regenerate, at the end, in the part it keeps)."""
     text = results_md.read_text() if results_md.exists() else ""
-    if BEGIN in text:
-        before, rest = text.split(BEGIN, 1)
-        text = before + section + rest.split(END, 1)[1].lstrip("\n")
-    elif READING_MARKER in text:
+    if begin in text:
+        before, rest = text.split(begin, 1)
+        text = before + section + rest.split(end, 1)[1].lstrip("\n")
+    elif READING_MARKER in text and begin == BEGIN:
         before, after = text.split(READING_MARKER, 1)
         text = before + section + "\n" + READING_MARKER + after
     else:
@@ -192,8 +200,13 @@ def write_section(results_md: Path, section: str) -> None:
     results_md.write_text(text)
 
 
-def with_section(manifest: dict, section: dict) -> dict:
-    """The manifest with ``oodDecision`` set, in place or before ``biometry`` (which stays the last key)."""
+def with_section(manifest: dict, section: dict, clip: bool = False) -> dict:
+    """The manifest with ``oodDecision`` set, in place or before ``biometry`` (which stays the last key); with
+    ``clip``, ``clip.oodDecision``."""
+    if clip:
+        if "clip" not in manifest:
+            raise SystemExit("the package has no clip heads: no clip decision to calibrate")
+        return {**manifest, "clip": {**manifest["clip"], "oodDecision": section}}
     if "oodDecision" in manifest or "biometry" not in manifest:
         return {**manifest, "oodDecision": section}
     return {**{k: v for k, v in manifest.items() if k != "biometry"}, "oodDecision": section, "biometry": manifest["biometry"]}
@@ -205,28 +218,33 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--package", type=Path, default=Path("packages/lfusion-hc18"))
     parser.add_argument("--false-alarm-rate", type=float, default=0.025)
     parser.add_argument("--confidence", type=float, default=0.9, help="probability that the realised false-alarm rate is at most --false-alarm-rate (0: on average only)")
-    parser.add_argument("--calibration", nargs="+", default=list(CALIBRATION), help="in-distribution sets the decision is calibrated on (never test)")
+    parser.add_argument("--calibration", nargs="+", help="in-distribution sets the decision is calibrated on (never test); default val and hc18-unlabelled, with --clip val")
+    parser.add_argument("--clip", action="store_true", help="the clip path's decision per window (scores of models/tools/clip_ood_scores.ts; manifest clip.oodDecision)")
     parser.add_argument("--out", type=Path, default=Path("build/ood-decision"))
     parser.add_argument("--docs", type=Path, default=Path("../docs"))
     args = parser.parse_args(argv)
     records = load_scores(args.scores)
+    names_of = CLIP_CALIBRATION if args.clip else CALIBRATION
+    args.calibration = args.calibration or list(names_of)
     if "test" in args.calibration or any(name not in records for name in args.calibration):
         raise SystemExit(f"--calibration {args.calibration}: in-distribution sets other than test, from {sorted(records)}")
     calibration = [r for name in args.calibration for r in records[name]]
     names = [n for n in REASONS if all(n in r for r in calibration)]
     sets = {name: matrix(rs, names) for name, rs in records.items() if rs}
-    chosen_on = " + ".join(f"{CALIBRATION.get(name, name)}, {len(records[name])} scans" for name in args.calibration)
+    unit = "windows" if args.clip else "scans"
+    chosen_on = " + ".join(f"{names_of.get(name, name)}, {len(records[name])} {unit}" for name in args.calibration)
     section, models, thresholds = decision_section(matrix(calibration, names), names, args.false_alarm_rate, chosen_on, args.confidence or None)
     manifest_path = args.package / "manifest.json"
-    manifest = with_section(json.loads(manifest_path.read_text()), section)
-    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    manifest = with_section(json.loads(manifest_path.read_text()), section, args.clip)
+    manifest_path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     table = evaluate(sets, names, models, thresholds)
     heads = np.concatenate([sets[name] for name in IN_DISTRIBUTION if name in sets])
     held_out = {"folds": HELD_OUT_FOLDS, "heads": len(heads), "alarm": rate(held_out_alarms(heads, HELD_OUT_FOLDS, args.false_alarm_rate, args.confidence or None))}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "evaluation.json").write_text(json.dumps({"oodDecision": section, "table": table, "heldOut": held_out}, indent=1) + "\n")
-    provenance = "Scores by the SDK (models/tools/ood_scores.ts, manifest sampling); `make -C models ood-decision`."
-    write_section(args.docs / "results.md", markdown(table, names, section, held_out, provenance))
+    tool, target, text = ("clip_ood_scores.ts", "clip-ood-decision", CLIP_TEXT) if args.clip else ("ood_scores.ts", "ood-decision", FRAME_TEXT)
+    provenance = f"Scores by the SDK (models/tools/{tool}, manifest sampling); `make -C models {target}`."
+    write_section(args.docs / "results.md", markdown(table, names, section, held_out, provenance, text), text["begin"], text["end"])
     print(json.dumps({"oodDecision": section, "fused": {s: (r.get("fusedAuroc"), r["alarm"]) for s, r in table.items()}}, indent=1))
 
 

@@ -58,6 +58,8 @@ READING_MARKER = "<!-- reading: written by hand, kept by lfusion.results -->"
 # The fused OOD decision's section, written by lfusion.ood_decision (its own build step) and kept here.
 OOD_DECISION_BEGIN = "<!-- ood-decision: written by lfusion.ood_decision -->"
 OOD_DECISION_END = "<!-- /ood-decision -->"
+CLIP_OOD_DECISION_BEGIN = "<!-- clip-ood-decision: written by lfusion.ood_decision --clip -->"
+CLIP_OOD_DECISION_END = "<!-- /clip-ood-decision -->"
 PAPER_TRAINING_CLAIM = "training time drops by up to 40% (section 3, stated with the fetal-heart results)"
 
 

@@ -1,5 +1,7 @@
 """Clip data (simulated sweeps, clip OOD sets) and the 3D heads: shapes, functional per-sample
 weights, the exported im2col path, and the GGN diagonal against a brute-force Jacobian."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -159,3 +161,27 @@ def test_true_transforms_align_every_frame_onto_the_first():
     aligned = warp(masks[-1] * 255, last_to_first, order=1) > 127
     assert (aligned != masks[0].astype(bool)).mean() < 0.005
     assert np.allclose(compose(invert(last_to_first), last_to_first), np.eye(3)[:2])
+
+
+def test_raw_ood_sets_are_the_cached_frames_per_clip_and_are_written_once(tmp_path):
+    from lfusion.clips import CLIP_OOD_SET_NAMES, write_raw_ood
+
+    cache, out = tmp_path / "cache", tmp_path / "raw"
+    cache.mkdir()
+    rng = np.random.default_rng(0)
+    frames = {}
+    for name in CLIP_OOD_SET_NAMES:
+        frames[name] = rng.integers(0, 256, (2 * 3, 4, 4), dtype=np.uint8)  # 2 clips of 3 frames, frame-major
+        np.save(cache / f"ood-test-{name}.images.npy", frames[name])
+        (cache / f"ood-test-{name}.clips.json").write_text(json.dumps({"count": 2, "names": ["a", "b"]}))
+    names = write_raw_ood(cache, out)
+    assert names == [f"ood-test-{name}" for name in CLIP_OOD_SET_NAMES]
+    for name in CLIP_OOD_SET_NAMES:
+        folder = out / f"ood-test-{name}"
+        index = json.loads((folder / "index.json").read_text())
+        assert (index["count"], index["frames"], index["size"], index["names"]) == (2, 3, 4, ["a", "b"])
+        assert (folder / "frames.u8").read_bytes() == frames[name].tobytes()
+    kept = out / f"ood-test-{CLIP_OOD_SET_NAMES[0]}" / "frames.u8"
+    kept.write_bytes(b"kept")
+    write_raw_ood(cache, out)
+    assert kept.read_bytes() == b"kept", "a set already written is not rewritten"

@@ -1,7 +1,7 @@
 import numpy as np
 
 from lfusion.conformal import min_p
-from lfusion.ood_decision import BEGIN, END, decision_section, evaluate, fires, held_out_alarms, markdown, with_section, write_section
+from lfusion.ood_decision import BEGIN, CLIP_TEXT, END, decision_section, evaluate, fires, held_out_alarms, markdown, with_section, write_section
 
 NAMES = ["density", "uncertainty", "head-area-low"]
 
@@ -55,6 +55,21 @@ def test_section_is_replaced_not_duplicated(tmp_path):
     text = doc.read_text()
     assert text.count(BEGIN) == 1 and "second" in text and "first" not in text
     assert text.index("second") < text.index(READING_MARKER) and text.endswith("hand-written\n")
+
+
+def test_clip_decision_goes_into_the_clip_section_and_after_the_reading_that_regeneration_keeps(tmp_path):
+    from lfusion.results import READING_MARKER
+
+    manifest = {"name": "p", "clip": {"frames": 16}, "biometry": {}}
+    updated = with_section(manifest, {"new": 1}, clip=True)
+    assert updated["clip"] == {"frames": 16, "oodDecision": {"new": 1}} and "oodDecision" not in updated and list(updated) == ["name", "clip", "biometry"]
+    doc = tmp_path / "results.md"
+    doc.write_text(f"# tables\n\n{READING_MARKER}\nhand-written\n")
+    begin, end = CLIP_TEXT["begin"], CLIP_TEXT["end"]
+    write_section(doc, f"{begin}\nfirst\n{end}\n", begin, end)
+    write_section(doc, f"{begin}\nsecond\n{end}\n", begin, end)
+    text = doc.read_text()
+    assert text.count(begin) == 1 and "first" not in text and text.index(READING_MARKER) < text.index("second")
 
 
 def test_held_out_alarms_calibrate_without_the_fold_they_score():

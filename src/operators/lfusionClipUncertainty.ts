@@ -8,7 +8,7 @@ import { biometryMeasurer, withOod } from './measureBiometry.js';
 import { fuseUncertainty } from './fuseUncertainty.js';
 import { checkMapName, measureUncertainty, selectMap } from './measureUncertainty.js';
 import { sampleHeads } from './sampleHeads.js';
-import { brightness } from './decideOod/evidence.js';
+import { brightness, segmentationEvidence } from './decideOod/evidence.js';
 import { featureDensity } from './scoreFeatureDensity.js';
 import { scoreOod } from './scoreOod.js';
 import { clipModel } from '../runtime/clip-model.js';
@@ -86,10 +86,11 @@ function windowBiometry(manifest: ModelManifest, size: number, options: Uncertai
  * L-FUSION on each window with the package's clip heads: m weight samples of the 3D Laplacian head (n logit
  * samples each) and k passes of the 3D Dropout head, one run of each for the whole window; the per-path
  * measures, the fused map and the window's OOD score, all with the clip settings of the manifest (`clip`)
- * unless `options` overrides them. With a package that has a fused OOD decision (`oodDecision`) the window's
- * `ood.above` is the decision: its median frame density above the 2D density threshold (`wrong-anatomy`, with
- * `density` statistics), its median frame brightness above or below the 2D brightness thresholds (`acquisition`),
- * or its clip score above the clip threshold (`uncertain-shape`), with `evidence` and `reasons`. Per-frame maps come out `outputSize x outputSize`; merge overlapping windows
+ * unless `options` overrides them. The window's `ood.evidence` holds its median frame density (`density`, with
+ * density statistics), median frame brightness, the median frame's head area and ellipse misfit of the clip heads'
+ * masks, and the clip score (`uncertainty`); with a fused decision `ood.above` is that decision, with `reasons`: the
+ * thresholds of `clip.oodDecision` (chosen on validation sweeps), or in a package without them the 2D decision's
+ * density and brightness thresholds and the clip score's own threshold. Per-frame maps come out `outputSize x outputSize`; merge overlapping windows
  * with `mergeClipFrames`. With `options.biometry`, each frame's head biometry from the clip heads' samples of that
  * frame (`biometry`, one per frame, status `ood` under the window's decision; `timings.biometry` for the window).
  *
@@ -117,19 +118,23 @@ export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifes
   const measure = measureUncertainty(runner, view);
   const fuse = fuseUncertainty(view, options.fusion);
   const score = scoreOod(view, options.ood);
-  // The fused decision per window, with the 2D decision's thresholds for what a clip shares with a frame: the
-  // window's median frame density (`wrong-anatomy`) and median frame brightness (`acquisition`), and the clip
-  // score above the clip threshold (`uncertain-shape`). The mask-based thresholds (head area, ellipse fit,
-  // shadows) were chosen on 2D masks, so they are not applied to the clip heads' masks.
-  const decision = manifest.oodDecision;
-  const density = manifest.density?.statistics && decision?.thresholds.density ? manifest.density : undefined;
+  // The fused decision per window on the window's evidence: median frame density (`wrong-anatomy`), median frame
+  // brightness (`acquisition`), the median frame's head area and ellipse misfit of the clip heads' masks (`no-head`)
+  // and the clip score (`uncertain-shape`). Thresholds: the clip section's own, chosen on validation sweeps' windows;
+  // in packages without them the 2D decision's density and brightness thresholds and the clip score's threshold (the
+  // 2D mask thresholds were chosen on 2D masks at another resolution, so they are not applied to clip masks).
+  const fallback = manifest.oodDecision && {
+    falseAlarmRate: manifest.oodDecision.falseAlarmRate,
+    thresholds: Object.fromEntries(['density', 'brightness-high', 'brightness-low'].flatMap((name) => (manifest.oodDecision!.thresholds[name] ? [[name, manifest.oodDecision!.thresholds[name]!]] : []))),
+  };
+  const decision = manifest.clip?.oodDecision;
+  const density = manifest.density?.statistics ? manifest.density : undefined;
   const frameEvidence = new WeakMap<EncodedFrame, { density?: number; brightness: number }>(); // a frame is in several windows: scored once
   const median = (values: number[]) => {
     const sorted = [...values].sort((a, b) => a - b);
     return sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
   };
-  const decideWindow = (ood: ClipOodScore, encoded: readonly EncodedFrame[]): ClipOodScore => {
-    if (!decision) return ood;
+  const decideWindow = (ood: ClipOodScore, encoded: readonly EncodedFrame[], masks: readonly Float32Array[]): ClipOodScore => {
     const scores = encoded.map((frame) => {
       if (!frameEvidence.has(frame)) {
         frameEvidence.set(frame, { ...(density ? { density: featureDensity(frame.features, density) } : {}), brightness: brightness(frame.image, manifest.input.normalization) });
@@ -137,14 +142,20 @@ export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifes
       return frameEvidence.get(frame)!;
     });
     const light = median(scores.map((s) => s.brightness));
+    const shapes = masks.map((meanProb) => segmentationEvidence(meanProb, size, size));
+    const area = median(shapes.map((s) => s.area));
     const evidence: Record<string, number> = {
       ...(density ? { density: median(scores.map((s) => s.density!)) } : {}),
       uncertainty: ood.score,
+      'head-area-low': -area,
+      'head-area-high': area,
+      'ellipse-misfit': median(shapes.map((s) => s.misfit)),
       'brightness-high': light,
       'brightness-low': -light,
     };
-    const thresholds = Object.fromEntries(Object.keys(evidence).flatMap((name) => (decision.thresholds[name] ? [[name, decision.thresholds[name]]] : [])));
-    const reasons = firedReasons(evidence, { falseAlarmRate: decision.falseAlarmRate, thresholds: { ...thresholds, uncertainty: { reason: 'uncertain-shape', threshold: ood.threshold } } });
+    const thresholds = decision ?? (fallback && { ...fallback, thresholds: { ...fallback.thresholds, uncertainty: { reason: 'uncertain-shape' as const, threshold: ood.threshold } } });
+    if (!thresholds) return { ...ood, evidence }; // no fused decision: `above` stays the clip score's
+    const reasons = firedReasons(evidence, thresholds);
     return { ...ood, above: reasons.length > 0, evidence, reasons };
   };
   // Views into the window's maps: mergeClipFrames copies what it keeps.
@@ -168,7 +179,7 @@ export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifes
         const maps: Record<string, Float32Array[]> = { mean_prob: perFrame(scored.meanProb, count), fused: perFrame(scored.fused, count) };
         for (const name of planes) maps[name] = perFrame(selectMap(scored.maps, name), count);
         const span = { first: window.frames[0]!.index, last: window.frames[count - 1]!.index };
-        const ood = decideWindow({ ...scored.ood, window: span }, window.features);
+        const ood = decideWindow({ ...scored.ood, window: span }, window.features, maps.mean_prob!);
         if (!measured) return { start: window.start, frames: window.frames, size, maps, ood, timings: scored.timings };
         const timings = { ...scored.timings, biometry: measured.ms };
         return { start: window.start, frames: window.frames, size, maps, ood, biometry: measured.biometry.map((b) => withOod(b, ood)), timings };

@@ -229,6 +229,7 @@ export function validateManifest(json: unknown, packagePath: string): ModelManif
       outputSize: count(clip.outputSize, 'clip.outputSize'),
       ...headSettings(read, clip, 'clip.'),
       ...(clip.metrics === undefined ? {} : { metrics: read.object(clip.metrics, 'clip.metrics') }),
+      ...(clip.oodDecision === undefined ? {} : { oodDecision: oodDecisionSection(read, clip.oodDecision, 'clip.oodDecision') }),
     };
   }
   if (m.biometry !== undefined) {
@@ -300,17 +301,18 @@ function densitySection(read: ManifestReader, value: unknown): DensityManifest {
 
 export const OOD_REASONS: readonly OodReasonName[] = ['wrong-anatomy', 'no-head', 'acquisition', 'uncertain-shape'];
 
-function oodDecisionSection(read: ManifestReader, value: unknown): OodDecisionManifest {
-  const decision = read.object(value, 'oodDecision');
-  const thresholds = read.object(decision.thresholds, 'oodDecision.thresholds');
-  const falseAlarmRate = read.number(decision.falseAlarmRate, 'oodDecision.falseAlarmRate', { positive: true });
-  if (falseAlarmRate >= 1) read.fail('oodDecision.falseAlarmRate', 'below 1', falseAlarmRate);
+/** `oodDecision` (at the root) or `clip.oodDecision` (`at`). */
+function oodDecisionSection(read: ManifestReader, value: unknown, at = 'oodDecision'): OodDecisionManifest {
+  const decision = read.object(value, at);
+  const thresholds = read.object(decision.thresholds, `${at}.thresholds`);
+  const falseAlarmRate = read.number(decision.falseAlarmRate, `${at}.falseAlarmRate`, { positive: true });
+  if (falseAlarmRate >= 1) read.fail(`${at}.falseAlarmRate`, 'below 1', falseAlarmRate);
   return {
     falseAlarmRate,
-    ...(decision.conformal === undefined ? {} : { conformal: conformalSection(read, decision.conformal, falseAlarmRate) }),
+    ...(decision.conformal === undefined ? {} : { conformal: conformalSection(read, decision.conformal, falseAlarmRate, `${at}.conformal`) }),
     thresholds: Object.fromEntries(
       Object.entries(thresholds).map(([score, entry]) => {
-        const field = `oodDecision.thresholds.${score}`;
+        const field = `${at}.thresholds.${score}`;
         const spec = read.object(entry, field);
         return [score, { reason: read.literal(spec.reason, `${field}.reason`, OOD_REASONS), threshold: read.number(spec.threshold, `${field}.threshold`) }];
       }),
@@ -318,10 +320,10 @@ function oodDecisionSection(read: ManifestReader, value: unknown): OodDecisionMa
   };
 }
 
-/** `oodDecision.conformal`, checked to hold the decision's stated false-alarm rate. */
-function conformalSection(read: ManifestReader, value: unknown, falseAlarmRate: number): OodConformalCalibration {
-  const section = read.object(value, 'oodDecision.conformal');
-  const field = (name: string) => `oodDecision.conformal.${name}`;
+/** `<decision>.conformal` (`at`), checked to hold the decision's stated false-alarm rate. */
+function conformalSection(read: ManifestReader, value: unknown, falseAlarmRate: number, at: string): OodConformalCalibration {
+  const section = read.object(value, at);
+  const field = (name: string) => `${at}.${name}`;
   const scans = read.number(section.calibrationScans, field('calibrationScans'), { integer: true, positive: true });
   const rank = read.number(section.rank, field('rank'), { integer: true, positive: true });
   const level = read.number(section.level, field('level'), { positive: true });

@@ -126,7 +126,10 @@ test('one run of each clip graph per window; per-frame maps are the window maps 
   for (let t = 0; t < T; t++) {
     assert.equal([...first!.maps.mean_prob![t]!], [0, 1, 2, 3].map((i) => Math.fround((t * S * S + i) / L)), `frame ${t}`);
   }
-  assert.equal(first!.ood, { score: 0.5, threshold: 0.3, map: 'laplace.expected_entropy', above: true, window: { first: 10, last: 13 } });
+  const { evidence, ...score } = first!.ood;
+  assert.equal(score, { score: 0.5, threshold: 0.3, map: 'laplace.expected_entropy', above: true, window: { first: 10, last: 13 } }, 'no fused decision: above is the clip score\'s');
+  // Frame t's mask holds the pixels of (t S^2 + i) / L above 0.5: areas 0, 0, 3/4, 1, median 3/8.
+  assert.equal({ low: evidence!['head-area-low'], high: evidence!['head-area-high'], uncertainty: evidence!.uncertainty }, { low: -0.375, high: 0.375, uncertainty: 0.5 });
   assert.is(partial!.maps.fused!.length, 2, 'the padding frames are dropped');
   assert.equal(partial!.ood.window, { first: 12, last: 13 });
   assert.is(partial!.start, 2);
@@ -165,6 +168,21 @@ test('with a fused OOD decision, a window fires wrong-anatomy on its median fram
   manifest.oodDecision = { falseAlarmRate: 0.025, thresholds: { ...decision(1).thresholds, 'brightness-high': { reason: 'acquisition', threshold: light - 0.01 } } };
   const [bright] = await lastValueFrom(of(clipWindow(0, T)).pipe(lfusionClipUncertainty(fakeRunner().runner, manifest, { ood: { threshold: 0.9 } }), toArray()));
   assert.equal(bright!.ood.reasons!.map((r) => `${r.reason}:${r.evidence}`), ['acquisition:brightness-high']);
+});
+
+test('clip.oodDecision applies its own thresholds, the clip masks\' evidence included; the 2D mask thresholds never apply to clip masks', async () => {
+  const manifest = clipManifest();
+  const windowOod = async () => (await lastValueFrom(of(clipWindow(0, T)).pipe(lfusionClipUncertainty(fakeRunner().runner, manifest, { ood: { threshold: 0.3 } }), toArray())))[0]!.ood;
+  // The window's median frame head area is 3/8 (previous test); its clip score 0.5.
+  manifest.oodDecision = { falseAlarmRate: 0.025, thresholds: { 'head-area-high': { reason: 'no-head', threshold: 0.1 } } };
+  assert.equal((await windowOod()).reasons!.map((r) => `${r.reason}:${r.evidence}`), ['uncertain-shape:uncertainty'], 'without a clip decision: the clip score against its own threshold, no 2D mask threshold');
+  manifest.clip!.oodDecision = { falseAlarmRate: 0.025, thresholds: { 'head-area-high': { reason: 'no-head', threshold: 0.3 }, uncertainty: { reason: 'uncertain-shape', threshold: 0.9 } } };
+  const decided = await windowOod();
+  assert.equal(decided.reasons, [{ reason: 'no-head', evidence: 'head-area-high', score: 0.375, threshold: 0.3 }]);
+  assert.is(decided.above, true);
+  manifest.clip!.oodDecision.thresholds['head-area-high']!.threshold = 0.5;
+  const quiet = await windowOod();
+  assert.equal([quiet.above, quiet.reasons], [false, []], 'the clip decision\'s uncertainty threshold (0.9), not the clip score\'s (0.3)');
 });
 
 test('with biometry, every frame of a window gets its head measured on the clip heads\' samples of that frame', async () => {

@@ -89,6 +89,10 @@ test('a clip section is validated like the root heads, and needs the clip graphs
   assert.match((await loadEdited(withClip((m) => (m.clip.frames = 0)))).message, /"clip\.frames" must be a finite integer > 0/);
   assert.match((await loadEdited(withClip((m) => (m.clip.sampling = { ...m.sampling, seed: -1 })))).message, /"clip\.sampling\.seed"/);
   assert.match((await loadEdited(withClip((m) => (m.clip.ood = { ...m.ood, aggregation: 'max' })))).message, /"clip\.ood\.aggregation"/);
+  // The clip decision is validated like the root one, errors named by its path.
+  assert.match((await loadEdited(withClip((m) => (m.clip.oodDecision = { falseAlarmRate: 0.025, thresholds: { 'head-area-low': { reason: 'head', threshold: 1 } } })))).message, /"clip\.oodDecision\.thresholds\.head-area-low\.reason"/);
+  const conformal = { level: 0.0021, calibrationScans: 116, rank: 114, tailSize: 12, expectedFalseAlarmRate: 3 / 117 };
+  assert.match((await loadEdited(withClip((m) => (m.clip.oodDecision = { falseAlarmRate: 0.025, conformal, thresholds: {} })))).message, /"clip\.oodDecision\.conformal\.rank" must be at most calibrationScans/);
 });
 
 test('a checksum mismatch names the file and both hashes', async () => {

@@ -140,6 +140,13 @@ export interface ClipManifest extends HeadSettings {
   frames: number;
   outputSize: number;
   metrics?: Record<string, unknown>;
+  /**
+   * The fused OOD decision per window, its thresholds chosen on validation sweeps' windows (evidence: the window's
+   * median frame `density`, `brightness-high`/`-low`, `head-area-low`/`-high` and `ellipse-misfit` of the clip heads'
+   * masks, and the clip score as `uncertainty`). Absent: the 2D decision's density and brightness thresholds and the
+   * clip score's own threshold.
+   */
+  oodDecision?: OodDecisionManifest;
 }
 
 /** ONNX Runtime execution provider the inference workers ask for; `cpu` is always available. */
