@@ -153,9 +153,9 @@ export function lfusionClipUncertainty(pool: GraphRunner, manifest: ModelManifes
       'brightness-high': light,
       'brightness-low': -light,
     };
-    const thresholds = decision ?? (fallback && { ...fallback, thresholds: { ...fallback.thresholds, uncertainty: { reason: 'uncertain-shape' as const, threshold: ood.threshold } } });
-    if (!thresholds) return { ...ood, evidence }; // no fused decision: `above` stays the clip score's
-    const reasons = firedReasons(evidence, thresholds);
+    const applied = decision ?? (fallback && { ...fallback, thresholds: { ...fallback.thresholds, uncertainty: { reason: 'uncertain-shape' as const, threshold: ood.threshold } } });
+    if (!applied) return { ...ood, evidence }; // no fused decision: `above` stays the clip score's
+    const reasons = firedReasons(evidence, applied);
     return { ...ood, above: reasons.length > 0, evidence, reasons };
   };
   // Views into the window's maps: mergeClipFrames copies what it keeps.
