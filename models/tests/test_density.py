@@ -79,3 +79,16 @@ def test_statistics_file_holds_the_diagonal_blocks_in_block_order(tmp_path):
     np.testing.assert_allclose(back.mean, fitted.mean, rtol=1e-6)
     with pytest.raises(ValueError):
         read_statistics(tmp_path / "density.bin", [np.arange(8)])
+
+
+def test_layout_copies_are_seeded_geometric_copies_of_each_image():
+    from lfusion.density import LAYOUT, layout_copies
+
+    images = np.random.default_rng(0).integers(1, 256, (3, 32, 32), dtype=np.uint8)
+    copies = layout_copies(images, 2, seed=5)
+    assert copies.shape == (6, 32, 32) and copies.dtype == np.uint8
+    assert np.array_equal(copies, layout_copies(images, 2, seed=5)) and not np.array_equal(copies, layout_copies(images, 2, seed=6))
+    assert layout_copies(images, 0, seed=5).shape == (0, 32, 32)
+    # Geometry and layout only: no gain, contrast, speckle or compression step.
+    assert LAYOUT.gain_range == (1.0, 1.0) and LAYOUT.gamma_range == (1.0, 1.0) and LAYOUT.speckle_probability == 0 and LAYOUT.compression_probability == 0
+    assert LAYOUT.sector_probability > 0 and LAYOUT.max_rotation_deg == 180.0
