@@ -14,11 +14,10 @@
  * is less than half inside the frame are left out. Options: --package <dir>, --data <hc18>, --limit N (sweeps),
  * --frames-2d N (frames per sweep also measured by the 2D path, evenly spaced; default 4), --floor 0.005.
  */
-import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { firstValueFrom, from, lastValueFrom, of, toArray } from 'rxjs';
+import { firstValueFrom, of } from 'rxjs';
 import { encodeFrames } from '../src/operators/encodeFrames.js';
 import { lfusionClipUncertainty } from '../src/operators/lfusionClipUncertainty.js';
 import { measureBiometry, type Spacing } from '../src/operators/measureBiometry.js';
@@ -27,13 +26,12 @@ import { conformalScale, type IntervalCalibration } from '../src/operators/measu
 import { BoundaryTracer } from '../src/operators/measureBiometry/trace.js';
 import { sampleHeads } from '../src/operators/sampleHeads.js';
 import { parsePixelSizeCsv } from '../src/report/ground-truth.js';
-import { CLIP_GRAPHS } from '../src/runtime/clip-model.js';
-import { InferencePool } from '../src/runtime/inference-pool.js';
 import { DEFAULT_MODEL_PATH, loadModelPackage } from '../src/runtime/model-package.js';
 import type { Biometry } from '../src/runtime/types/biometry.js';
 import type { Frame } from '../src/runtime/types/frames.js';
 import type { ModelManifest } from '../src/runtime/types/model.js';
 import { calibrationSection, withClipCalibration } from './biometry-manifest.js';
+import { openPathPools, readSweeps, runWindow } from './clip-sweeps.js';
 import { fmt, intervalScores, mean, median } from './biometry-scores.js';
 import { writeSection } from './docs-section.js';
 
@@ -54,13 +52,6 @@ const BEGIN = '<!-- clip-biometry: begin (written by scripts/clip-biometry.ts re
 const END = '<!-- clip-biometry: end -->';
 /** Frames whose reference ellipse lies less than this fraction inside the frame are not scored. */
 const MIN_REFERENCE_VISIBLE = 0.5;
-
-interface SweepIndex {
-  count: number;
-  frames: number;
-  size: number;
-  names: string[];
-}
 
 /** One scored frame: its reference, and each path's measurement (the 2D path on some frames only). */
 interface FrameRow {
@@ -84,15 +75,11 @@ function referenceOf(tracer: BoundaryTracer, mask: Uint8Array, size: number): { 
 
 /** Every sweep's frames through the clip path (and some through the 2D path), against their references. */
 async function measureSweeps(folder: string, manifest: ModelManifest, packagePath: string): Promise<FrameRow[]> {
-  const index = JSON.parse(await readFile(join(folder, 'index.json'), 'utf8')) as SweepIndex;
-  const frames = readFileSync(join(folder, 'frames.u8'));
-  const masks = readFileSync(join(folder, 'masks.u8'));
-  const { count, frames: length, size } = index;
-  if (frames.length !== count * length * size * size || masks.length !== frames.length) throw new Error(`${folder}: frames.u8 / masks.u8 do not hold ${count} x ${length} x ${size}^2 bytes`);
+  const sweepSet = readSweeps(folder, { masks: true });
+  const { count, length, size } = sweepSet;
   const facts = parsePixelSizeCsv(await readFile(join(values.data!, 'training_set', 'training_set_pixel_size_and_HC.csv'), 'utf8'), 'HC18 CSV');
   const model = await loadModelPackage(packagePath);
-  const pool = await InferencePool.open(model, { graphs: Object.keys(model.manifest.graphs).filter((graph) => !CLIP_GRAPHS.includes(graph)) });
-  const clipPool = await InferencePool.open(model, { graphs: [...CLIP_GRAPHS] });
+  const { pool, clipPool, close } = await openPathPools(model);
   const tracer = new BoundaryTracer(size, size);
   const spacings = new Map<number, Spacing>();
   const pixelSpacing = (frame: Frame) => spacings.get(frame.index);
@@ -104,32 +91,27 @@ async function measureSweeps(folder: string, manifest: ModelManifest, packagePat
   const rows: FrameRow[] = [];
   try {
     for (let sweep = 0; sweep < sweeps; sweep++) {
-      const scan = index.names[sweep]!.endsWith('.png') ? index.names[sweep]! : `${index.names[sweep]}.png`;
+      const scan = sweepSet.names[sweep]!.endsWith('.png') ? sweepSet.names[sweep]! : `${sweepSet.names[sweep]}.png`;
       const hc = facts.get(scan)?.hcMm;
       if (hc === undefined) throw new Error(`no HC for ${scan} in the HC18 CSV`);
-      const window: Frame[] = [];
-      const references: ({ hc: number; visible: number } | null)[] = [];
-      for (let t = 0; t < length; t++) {
-        const at = (sweep * length + t) * size * size;
-        const frame: Frame = { index: sweep * length + t, pts: t, captureTime: 0, width: size, height: size, data: Uint8Array.from(frames.subarray(at, at + size * size)) };
-        const reference = referenceOf(tracer, masks.subarray(at, at + size * size), size);
+      const window = sweepSet.window(sweep);
+      const references = window.map((frame, t) => {
+        const reference = referenceOf(tracer, sweepSet.mask(sweep, t), size);
         if (reference) spacings.set(frame.index, { x: hc / reference.hc, y: hc / reference.hc });
-        window.push(frame);
-        references.push(reference);
-      }
-      const encoded = await lastValueFrom(from(window).pipe(encode, toArray()));
-      const [maps] = await lastValueFrom(of({ frames: window, features: encoded, start: 0, end: length, partial: false }).pipe(clip, toArray()));
+        return reference;
+      });
+      const { encoded, maps } = await runWindow(window, encode, clip);
       for (let t = 0; t < length; t++) {
         const reference = references[t];
         if (!reference || reference.visible < MIN_REFERENCE_VISIBLE) continue;
-        const row: FrameRow = { sweep, t, scan, truth: hc, clip: maps!.biometry![t]! };
+        const row: FrameRow = { sweep, t, scan, truth: hc, clip: maps.biometry![t]! };
         if (t % every === Math.floor(every / 2)) row.twoD = (await firstValueFrom(of(encoded[t]!).pipe(sampleHeads(pool, manifest, {}), twoD))).biometry;
         rows.push(row);
       }
       if ((sweep + 1) % 10 === 0) process.stderr.write(`${sweep + 1}/${sweeps} sweeps\n`);
     }
   } finally {
-    await Promise.all([pool.close(), clipPool.close()]);
+    await close();
   }
   return rows;
 }

@@ -9,17 +9,13 @@
  *   node --import tsx models/tools/clip_ood_scores.ts --set val=build/clips/val --set test=build/clips/test \
  *     --ood build/clips/ood --out build/clip-ood-scores/scores.json [--package packages/lfusion-hc18]
  */
-import { readFileSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { from, lastValueFrom, of, toArray } from 'rxjs';
+import { openPathPools, readSweeps, runWindow } from '../../scripts/clip-sweeps.js';
 import { encodeFrames } from '../../src/operators/encodeFrames.js';
 import { lfusionClipUncertainty } from '../../src/operators/lfusionClipUncertainty.js';
-import { CLIP_GRAPHS } from '../../src/runtime/clip-model.js';
-import { InferencePool } from '../../src/runtime/inference-pool.js';
 import { loadModelPackage } from '../../src/runtime/model-package.js';
-import type { Frame } from '../../src/runtime/types/frames.js';
 
 const here = resolve(import.meta.dirname, '..');
 const { values } = parseArgs({
@@ -42,34 +38,21 @@ if (values.ood) for (const name of (await readdir(values.ood)).sort()) sets.push
 const model = await loadModelPackage(values.package!);
 const { manifest } = model;
 if (!manifest.clip) throw new Error(`${values.package}: the package has no clip heads`);
-const pool = await InferencePool.open(model, { graphs: Object.keys(manifest.graphs).filter((graph) => !(CLIP_GRAPHS as readonly string[]).includes(graph)) });
-const clipPool = await InferencePool.open(model, { graphs: [...CLIP_GRAPHS] });
+const { pool, clipPool, close } = await openPathPools(model);
 const encode = encodeFrames(pool, manifest);
 const clip = lfusionClipUncertainty(clipPool, manifest);
 const scores: Record<string, Record<string, number>[]> = {};
 await mkdir(dirname(values.out!), { recursive: true });
 try {
   for (const [name, folder] of sets) {
-    const index = JSON.parse(readFileSync(join(folder, 'index.json'), 'utf8')) as { count: number; frames: number; size: number };
-    const frames = readFileSync(join(folder, 'frames.u8'));
-    const { count, frames: length, size } = index;
-    if (length !== manifest.clip.frames || frames.length !== count * length * size * size) {
-      throw new Error(`${folder}: frames.u8 must hold ${count} sweeps of ${manifest.clip.frames} frames of ${size}x${size}`);
-    }
+    const sweeps = readSweeps(folder);
+    if (sweeps.length !== manifest.clip.frames) throw new Error(`${folder}: sweeps of ${sweeps.length} frames, the package's clip windows have ${manifest.clip.frames}`);
     scores[name] = [];
-    for (let sweep = 0; sweep < count; sweep++) {
-      const window: Frame[] = Array.from({ length }, (_, t) => {
-        const at = (sweep * length + t) * size * size;
-        return { index: sweep * length + t, pts: t, captureTime: 0, width: size, height: size, data: Uint8Array.from(frames.subarray(at, at + size * size)) };
-      });
-      const encoded = await lastValueFrom(from(window).pipe(encode, toArray()));
-      const [maps] = await lastValueFrom(of({ frames: window, features: encoded, start: 0, end: length, partial: false }).pipe(clip, toArray()));
-      scores[name]!.push(maps!.ood.evidence!);
-    }
-    process.stderr.write(`${name}: ${count} windows\n`);
+    for (let sweep = 0; sweep < sweeps.count; sweep++) scores[name]!.push((await runWindow(sweeps.window(sweep), encode, clip)).maps.ood.evidence!);
+    process.stderr.write(`${name}: ${sweeps.count} windows\n`);
     // Saved after each set: a long run keeps what it has.
     await writeFile(values.out!, JSON.stringify({ package: manifest.name, sampling: manifest.clip.sampling, scores }) + '\n');
   }
 } finally {
-  await Promise.all([pool.close(), clipPool.close()]);
+  await close();
 }
