@@ -15,20 +15,21 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { lastValueFrom, of } from 'rxjs';
+import { lastValueFrom, of, type OperatorFunction } from 'rxjs';
 import { encodeFrames } from '../src/operators/encodeFrames.js';
 import { InferencePool } from '../src/runtime/inference-pool.js';
 import { drawDimensions, drawSamples } from '../src/runtime/draws.js';
 import { DEFAULT_MODEL_PATH, loadModelPackage, type ModelPackage } from '../src/runtime/model-package.js';
 import { loadReferenceVectors } from '../src/runtime/reference-vectors.js';
-import type { Frame } from '../src/runtime/types/frames.js';
+import type { EncodedFrame, Frame } from '../src/runtime/types/frames.js';
 import type { GraphRunner } from '../src/runtime/types/inference.js';
 import type { SampleCounts } from '../src/runtime/types/uncertainty.js';
 import { lfusionUncertainty } from '../src/operators/lfusionUncertainty.js';
+import { UNCERTAINTY_WORKERS } from '../src/sdk/pipeline.js';
 import { percentile } from './percentile.js';
 import type { BenchModule, BenchResult } from './run.js';
 
-const FRAMES = Number(process.env.BENCH_UNCERTAINTY_FRAMES ?? 5);
+const FRAMES = Number(process.env.BENCH_UNCERTAINTY_FRAMES ?? 9);
 const RESIDENT_PAIRS = Number(process.env.BENCH_RESIDENT_PAIRS ?? 3);
 const MODE_FRAMES = Number(process.env.BENCH_MODE_FRAMES ?? 12);
 /** The issue's sample counts: minimal, the package default, the paper's maximum. */
@@ -49,13 +50,22 @@ export async function referenceFrame(model: ModelPackage): Promise<Frame> {
   return { index: 0, pts: 0, captureTime: Date.now(), width: model.manifest.input.width, height: model.manifest.input.height, data };
 }
 
-/** What a chain benchmark runs on: the package at `modelPath`, a fresh pool (closed afterwards), its reference frame and encoder. */
+/**
+ * Warm-up frames through `analyse`: the common draws are drawn, resident copies sent, and every
+ * worker of the pool runs every graph at these shapes once (a session's first run at a shape allocates; with two
+ * workers the heads land on either).
+ */
+async function warmUp(frame: Frame, encode: ReturnType<typeof encodeFrames>, analyse: OperatorFunction<EncodedFrame, unknown>): Promise<void> {
+  for (let i = 0; i < 2 * UNCERTAINTY_WORKERS; i++) await lastValueFrom(of(frame).pipe(encode, analyse));
+}
+
+/** What a chain benchmark runs on: the package at `modelPath`, a fresh pool as the pipeline opens it for the L-FUSION chain (closed afterwards), its reference frame and encoder. */
 async function onFreshPool(
   modelPath: string,
   measure: (setup: { model: ModelPackage; pool: InferencePool; frame: Frame; encode: ReturnType<typeof encodeFrames> }) => Promise<BenchResult[]>,
 ): Promise<BenchResult[]> {
   const model = await loadModelPackage(modelPath);
-  const pool = await InferencePool.open(model);
+  const pool = await InferencePool.open(model, { workers: UNCERTAINTY_WORKERS });
   try {
     return await measure({ model, pool, frame: await referenceFrame(model), encode: encodeFrames(pool, model.manifest) });
   } finally {
@@ -73,8 +83,8 @@ export function benchUncertainty(modelPath = DEFAULT_MODEL_PATH, counts: readonl
     for (const { m, n, k } of counts) {
       const analyse = lfusionUncertainty(pool, model.manifest, { m, n, k });
       const label = `(m,n,k)=(${m},${n},${k})`;
-      const notes = { model: model.manifest.name, frames, draws: 'common', workers: 1 };
-      await lastValueFrom(of(frame).pipe(encode, analyse)); // warm-up; draws the common random numbers once
+      const notes = { model: model.manifest.name, frames, draws: 'common', workers: UNCERTAINTY_WORKERS };
+      await warmUp(frame, encode, analyse);
       const fps: number[] = [];
       const stages: Record<string, number[]> = Object.fromEntries(STAGES.map((stage) => [stage, []]));
       for (let i = 0; i < frames; i++) {
@@ -105,7 +115,7 @@ export function benchResidentDraws(modelPath = DEFAULT_MODEL_PATH, counts: reado
     for (const { m, n, k } of counts) {
       const variants = { resident: pool, copied: copyingResidents(pool) };
       const analyses = Object.entries(variants).map(([name, runner]) => ({ name, analyse: lfusionUncertainty(runner, model.manifest, { m, n, k }), total: [] as number[], measures: [] as number[] }));
-      for (const variant of analyses) await lastValueFrom(of(frame).pipe(encode, variant.analyse)); // draws, and the resident copy
+      for (const variant of analyses) await warmUp(frame, encode, variant.analyse);
       for (let i = 0; i < pairs; i++) {
         for (const variant of analyses) {
           const started = performance.now();
@@ -137,7 +147,7 @@ export function benchModes(modelPath = DEFAULT_MODEL_PATH, frames = MODE_FRAMES)
     const { m, n, k } = model.manifest.sampling;
     const notes = { model: model.manifest.name, m, n, k, frames, order: 'alternating, exact first' };
     const modes = (['exact', 'live'] as const).map((mode) => ({ mode, analyse: lfusionUncertainty(pool, model.manifest, { mode }), ms: [] as number[] }));
-    for (const { analyse } of modes) await lastValueFrom(of(frame).pipe(encode, analyse)); // warm-up: draws, resident copies
+    for (const { analyse } of modes) await warmUp(frame, encode, analyse);
     for (let i = 0; i < frames; i++) {
       for (const mode of modes) {
         const started = performance.now();
@@ -161,7 +171,7 @@ export function benchModes(modelPath = DEFAULT_MODEL_PATH, frames = MODE_FRAMES)
  * head once with all samples batched) and the per-sample network's (encoder and head again for every sample), the
  * two alternating; and their ratio. n does not enter: the logit samples are drawn in the measures graph either way.
  */
-export async function benchPerSampleNetwork(modelPath = DEFAULT_MODEL_PATH, m = 50, k = 50, pairs = 2): Promise<BenchResult[]> {
+export async function benchPerSampleNetwork(modelPath = DEFAULT_MODEL_PATH, m = 50, k = 50, pairs = 4): Promise<BenchResult[]> {
   const model = await loadModelPackage(modelPath);
   const pool = await InferencePool.open(model, { graphs: ['encoder', 'laplace_head', 'dropout_head'] });
   const { manifest } = model;
@@ -171,25 +181,27 @@ export async function benchPerSampleNetwork(modelPath = DEFAULT_MODEL_PATH, m = 
   const image = Float32Array.from(frame.data, (v) => (v / 255 - manifest.input.normalization.mean) / manifest.input.normalization.std);
   const imageDims = [1, 1, manifest.input.height, manifest.input.width];
   const scale = { data: Float32Array.of(manifest.laplace.posteriorScale), dims: [1] };
-  const heads = async (mRows: number, kRows: number, first: { m: number; k: number }) => {
+  // Drawn before timing, so that both ways are timed on inference alone.
+  const draw = (mRows: number, kRows: number, first: { m: number; k: number }) => ({ mRows, kRows, draws: drawSamples(seed, { m: Math.max(mRows, 1), n: 1, k: Math.max(kRows, 1) }, dims, first) });
+  const heads = async ({ mRows, kRows, draws }: ReturnType<typeof draw>) => {
     const { features } = await pool.run('encoder', { image: { data: image, dims: imageDims } }, { keep: ['image'] });
-    const draws = drawSamples(seed, { m: Math.max(mRows, 1), n: 1, k: Math.max(kRows, 1) }, dims, first);
     const feeds = { features: features!, image: { data: image, dims: imageDims } };
-    const keep = { keep: ['features', 'image', 'posterior_scale'] };
+    const keep = { keep: ['features', 'image', 'posterior_scale', 'weight_noise', 'dropout_masks'] };
     if (mRows > 0) await pool.run('laplace_head', { ...feeds, weight_noise: draws.weightNoise, posterior_scale: scale }, keep);
     if (kRows > 0) await pool.run('dropout_head', { ...feeds, dropout_masks: draws.dropoutMasks }, keep);
   };
+  const allAtOnce = draw(m, k, { m: 0, k: 0 });
+  const oneByOne = [...Array.from({ length: m }, (_, j) => draw(1, 0, { m: j, k: 0 })), ...Array.from({ length: k }, (_, j) => draw(0, 1, { m: 0, k: j }))];
   const batched: number[] = [];
   const perSample: number[] = [];
   try {
-    await heads(1, 1, { m: 0, k: 0 }); // warm-up
+    for (const warmUp of [allAtOnce, oneByOne[0]!, oneByOne[m]!]) await heads(warmUp); // each graph at each shape once
     for (let pair = 0; pair < pairs; pair++) {
       let started = performance.now();
-      await heads(m, k, { m: 0, k: 0 });
+      await heads(allAtOnce);
       batched.push(performance.now() - started);
       started = performance.now();
-      for (let j = 0; j < m; j++) await heads(1, 0, { m: j, k: 0 });
-      for (let j = 0; j < k; j++) await heads(0, 1, { m: 0, k: j });
+      for (const sample of oneByOne) await heads(sample);
       perSample.push(performance.now() - started);
     }
   } finally {

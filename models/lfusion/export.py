@@ -25,11 +25,10 @@ from typing import Dict, Optional, Sequence
 import onnx
 import torch
 
-from lfusion.features import sha256_of
+from lfusion.features import read_json, sha256_of
 from lfusion.heads import DropoutHead, LaplaceHead
 from lfusion.inference import Bundle, bundle_from_build, clip_bundle_from_build
-from lfusion.laplace import sample_weights
-from lfusion.manifest import clip_graph_specs, graph_specs, write_manifest
+from lfusion.manifest import COVERED, DEFAULT_SAMPLING, LAPLACE_FIT_KEYS, clip_graph_specs, file_checksums, git_commit, graph_specs, head_settings, write_manifest
 from lfusion.measures import MeasuresGraph
 from lfusion.reference import calibrated_ood, clip_reference, reference_images, write_reference
 
@@ -37,14 +36,14 @@ OPSET = 14
 
 
 class LaplaceHeadGraph(torch.nn.Module):
-    def __init__(self, head: LaplaceHead, sigma: torch.Tensor) -> None:
+    def __init__(self, bundle: Bundle) -> None:
         super().__init__()
-        self.head = head
-        self.register_buffer("sigma", sigma.detach().clone())
+        self.head = bundle.laplace
+        self.bundle = bundle
 
     def forward(self, features, image, weight_noise, posterior_scale):
-        thetas = sample_weights(self.head.covered, self.sigma, weight_noise, posterior_scale)
-        return self.head.forward_with(thetas, features, image)
+        thetas = self.bundle.weight_samples(weight_noise, posterior_scale)
+        return self.head.forward_with(thetas, features, image, self.bundle.sampled_offset)
 
 
 class DropoutHeadGraph(torch.nn.Module):
@@ -122,12 +121,12 @@ def export_graphs(bundle: Bundle, package: Path, clip: Optional[Bundle] = None) 
     specs = graph_specs(bundle)
     export_encoder_onnx(bundle.encoder, package / specs["encoder"]["file"], OPSET)
     check_declared(package / specs["encoder"]["file"], specs["encoder"])
-    export_graph(LaplaceHeadGraph(bundle.laplace, bundle.sigma), specs["laplace_head"], package / specs["laplace_head"]["file"])
+    export_graph(LaplaceHeadGraph(bundle), specs["laplace_head"], package / specs["laplace_head"]["file"])
     export_graph(DropoutHeadGraph(bundle.dropout), specs["dropout_head"], package / specs["dropout_head"]["file"])
     export_graph(MeasuresGraph(), specs["measures"], package / specs["measures"]["file"])
     if clip is not None:
         clip_specs = clip_graph_specs(clip)
-        export_graph(LaplaceHeadGraph(clip.laplace, clip.sigma), clip_specs["clip_laplace_head"], package / clip_specs["clip_laplace_head"]["file"])
+        export_graph(LaplaceHeadGraph(clip), clip_specs["clip_laplace_head"], package / clip_specs["clip_laplace_head"]["file"])
         export_graph(DropoutHeadGraph(clip.dropout), clip_specs["clip_dropout_head"], package / clip_specs["clip_dropout_head"]["file"])
         export_graph(MeasuresGraph(), clip_specs["clip_measures"], package / clip_specs["clip_measures"]["file"])
         specs |= clip_specs
@@ -155,6 +154,38 @@ def refresh_measures(package: Path) -> Dict[str, str]:
     return refreshed
 
 
+def refresh_laplace(package: Path, bundle: Bundle, images: Sequence, build: Path, seed: int) -> dict:
+    """Re-exports an exported package's Laplacian head from ``bundle`` (its heads, with a refitted posterior,
+    e.g. on the last layers only) and updates what depends on it in the package: the graph with its declared
+    inputs and checksum, the manifest's ``laplace`` settings, ``ood`` and validation metrics (from
+    ``build/calibration``, which must have been recalibrated on this posterior), the posterior's provenance, and the
+    2D reference cases (``images`` as ``lfusion.reference.reference_images``; what they do not compute, the density
+    vectors, and the other cases, the clip case, are kept).
+
+    Everything the SDK fits on the Laplacian path's samples afterwards (the fused OOD decision's thresholds, the
+    biometry calibration) must be rerun on the refreshed package. Returns the manifest.
+    """
+    path = package / "manifest.json"
+    manifest = json.loads(path.read_text())
+    spec = graph_specs(bundle)["laplace_head"]
+    export_graph(LaplaceHeadGraph(bundle), spec, package / spec["file"])
+    manifest["graphs"]["laplace_head"] = spec | {"sha256": sha256_of(package / spec["file"])}
+    calibration = read_json(build / "calibration" / "calibration.json") or {}
+    settings = head_settings(bundle, COVERED, DEFAULT_SAMPLING, calibration, seed, alerts=(3, 5))
+    manifest["laplace"] = settings["laplace"]
+    if calibration:
+        manifest["ood"] = settings["ood"]
+        manifest["metrics"] |= {"validation": calibration.get("validation", {}), "calibration": calibration.get("auroc", {})}
+    posterior = read_json(build / "laplace" / "posterior.json") or {}
+    manifest["provenance"]["laplaceFit"] = {k: v for k, v in posterior.items() if k in LAPLACE_FIT_KEYS}
+    manifest["provenance"]["gitCommit"] = git_commit()
+    kept = json.loads((package / "reference" / "index.json").read_text())["cases"]
+    write_reference(bundle, package, list(images), manifest["ood"], seed, kept=kept)
+    manifest["files"] = file_checksums(package, manifest["graphs"])
+    path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    return manifest
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description="Export the L-FUSION model package (ONNX graphs + manifest).")
     parser.add_argument("--build", type=Path, default=Path("build"))
@@ -164,10 +195,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--split-file", type=Path, default=Path("splits/hc18_split.json"))
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--measures-only", action="store_true", help="re-export only the package's measures graphs (refresh_measures)")
+    parser.add_argument("--laplace-only", action="store_true", help="re-export only the Laplacian head with build/'s posterior and update what depends on it (refresh_laplace)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.measures_only:
         print(json.dumps(refresh_measures(args.package), indent=1))
+        return
+    if args.laplace_only:
+        bundle = bundle_from_build(args.build, args.encoder, args.seed)
+        manifest = refresh_laplace(args.package, bundle, reference_images(args.build), args.build, args.seed)
+        print(json.dumps({"laplace": manifest["laplace"], "ood": manifest["ood"]}, indent=1))
         return
     started = time.time()
     encoder_path = None if args.random_encoder else args.encoder

@@ -10,8 +10,11 @@ sum to one, so this equals applying the outputs at 224 at a quarter of the cost.
 the final upsampling runs at 224x224, so m = 50 weight samples stay feasible on a CPU.
 
 * ``LaplaceHead`` (SSN): outputs ``logit_mean``, ``cov_factor`` (rank r) and ``cov_diag``
-  (softplus + floor). The Laplace posterior covers the trunk and the mean branch
-  (``LaplaceHead.covered``); the covariance branch (``LaplaceHead.map_only``) stays at MAP.
+  (softplus + floor). The Laplace posterior can cover the trunk and the mean branch
+  (``LaplaceHead.covered``); the covariance branch (``LaplaceHead.map_only``) stays at MAP. A
+  posterior on the last covered layers only (from a flat offset in ``covered`` on,
+  ``LaplaceHead.sampled_offset``) keeps the layers before it at MAP, so they run once per image,
+  not once per weight sample.
 * ``DropoutHead``: one logit map; channel dropout after every decoder block, with the masks as
   inputs (``[k, Md]``, entries 0 or 1/(1-p)), random masks when training.
 
@@ -33,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lfusion.heads3d import ClipHeadConfig
-from lfusion.layers import Layout, conv, conv_layout, init_vector, layout_size, unflatten, upsample2
+from lfusion.layers import Layout, conv, conv_layout, init_vector, layout_offset, layout_size, split_layout, unflatten, upsample2
 
 
 @dataclass
@@ -122,7 +125,10 @@ def trunk(
         if i + 1 < blocks:
             x = upsample2(x)
     stem = F.relu(conv(pixel_unshuffle2(image), params["stem.weight"], params["stem.bias"]))
-    stem = stem.expand(x.shape[0], -1, -1, -1)
+    if params["stem.weight"].dim() > params[f"block{blocks}.weight"].dim():
+        x = x.expand(stem.shape[0], -1, -1, -1)  # sampled from the stem on: the decoder ran once
+    else:
+        stem = stem.expand(x.shape[0], -1, -1, -1)
     return F.relu(conv(torch.cat([x, stem], dim=1), params["fuse.weight"], params["fuse.bias"]))
 
 
@@ -157,21 +163,33 @@ class LaplaceHead(nn.Module):
     def covered_count(self) -> int:
         return self.covered.numel()
 
-    def forward_with(self, covered: torch.Tensor, features: torch.Tensor, image: torch.Tensor):
-        """``covered`` [P] (features/image batch B) or [m, P] (one image, m weight samples).
+    def sampled_offset(self, first_layer: Optional[str]) -> int:
+        """Flat offset in ``covered`` of ``first_layer``'s weight (None: 0, every covered layer sampled)."""
+        return 0 if first_layer is None else layout_offset(self.covered_layout, f"{first_layer}.weight")
+
+    def params_with(self, sampled: torch.Tensor, offset: int = 0) -> Dict[str, torch.Tensor]:
+        """Covered parameters: the MAP's before flat offset ``offset`` (shared), ``sampled`` [.., P - offset] from it on."""
+        before, after = split_layout(self.covered_layout, offset)
+        return unflatten(self.covered[:offset], before) | unflatten(sampled, after)
+
+    def forward_with(self, covered: torch.Tensor, features: torch.Tensor, image: torch.Tensor, offset: int = 0):
+        """``covered`` [P - offset] (features/image batch B) or [m, P - offset] (one image, m weight samples):
+        the covered weights from flat offset ``offset`` on; the layers before it are the MAP's, run once.
 
         Returns logit_mean [B|m, HW], cov_factor [B|m, r, HW], cov_diag [B|m, HW].
         """
-        params = unflatten(covered, self.covered_layout)
+        params = self.params_with(covered, offset)
         fused = self.cfg.fused(params, features, image)
         cov = unflatten(self.map_only, self.map_only_layout)
         factor = self.cfg.output(fused, cov["factor.weight"], cov["factor.bias"])
         diag = F.softplus(self.cfg.output(fused, cov["diag.weight"], cov["diag.bias"])[:, 0]) + self.cfg.diag_floor
-        return mean_logits(self.cfg, params, fused), factor, diag
+        mean = mean_logits(self.cfg, params, fused)
+        # Sampling the mean layer alone leaves the covariance maps shared by every sample.
+        return mean, factor.expand(mean.shape[0], -1, -1), diag.expand(mean.shape[0], -1)
 
-    def mean_only(self, covered: torch.Tensor, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """logit_mean alone (what the GGN differentiates)."""
-        params = unflatten(covered, self.covered_layout)
+    def mean_only(self, covered: torch.Tensor, features: torch.Tensor, image: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """logit_mean alone (what the GGN differentiates), ``covered`` as in ``forward_with``."""
+        params = self.params_with(covered, offset)
         return mean_logits(self.cfg, params, self.cfg.fused(params, features, image))
 
     def forward(self, features: torch.Tensor, image: torch.Tensor):

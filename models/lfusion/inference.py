@@ -32,6 +32,15 @@ class Bundle:
     sigma: torch.Tensor
     prior_precision: float
     dropout: DropoutHead
+    sampled_offset: int = 0  # the posterior samples the covered weights from this flat offset on (LaplaceHead.forward_with)
+
+    @property
+    def sampled_count(self) -> int:
+        return int(self.sigma.numel())
+
+    def weight_samples(self, noise: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+        """[m, sampled_count] weight samples of the posterior's layers (new tensor)."""
+        return sample_weights(self.laplace.covered[self.sampled_offset :], self.sigma, noise, scale)
 
     def to(self, dtype: torch.dtype) -> "Bundle":
         """A converted deep copy (the original's parameters stay as they are)."""
@@ -41,6 +50,7 @@ class Bundle:
             self.sigma.to(dtype),
             self.prior_precision,
             copy.deepcopy(self.dropout).to(dtype),
+            self.sampled_offset,
         )
 
 
@@ -54,7 +64,7 @@ def load_bundle(encoder: torch.nn.Module, laplace_head: Path, posterior: Path, d
         module.eval()
         for parameter in module.parameters():
             parameter.requires_grad_(False)
-    return Bundle(encoder, laplace, fitted["sigma"].float(), float(fitted["prior_precision"]), dropout)
+    return Bundle(encoder, laplace, fitted["sigma"].float(), float(fitted["prior_precision"]), dropout, int(fitted.get("sampled_offset", 0)))
 
 
 def bundle_from_build(build: Path, encoder_path: Optional[Path], seed: int) -> Bundle:
@@ -99,7 +109,7 @@ def make_draws(bundle: Bundle, m: int, n: int, k: int, seed: int, pixels: int = 
     """The SDK's own draws for ``seed`` (``lfusion.sdk_draws``): with common random numbers an image-level
     score carries its draws' offset, so calibration, evaluation and the reference vectors use exactly the
     numbers the SDK draws by default."""
-    dims = DrawDimensions(bundle.laplace.covered_count, bundle.laplace.cfg.rank, bundle.dropout.cfg.mask_count, bundle.dropout.cfg.dropout_rate, pixels)
+    dims = DrawDimensions(bundle.sampled_count, bundle.laplace.cfg.rank, bundle.dropout.cfg.mask_count, bundle.dropout.cfg.dropout_rate, pixels)
     arrays = draw_samples(seed, m, n, k, dims)
     return Draws(*(torch.from_numpy(arrays[name]) for name in ("weight_noise", "factor_noise", "diag_noise", "dropout_masks")))
 
@@ -123,8 +133,8 @@ def run_frame(
     if features is None:
         features = bundle.encoder.forward_features(image)
     scale = torch.tensor([posterior_scale], dtype=image.dtype)
-    thetas = sample_weights(bundle.laplace.covered, bundle.sigma, draws.weight_noise, scale)
-    logit_mean, cov_factor, cov_diag = bundle.laplace.forward_with(thetas, features, image)
+    thetas = bundle.weight_samples(draws.weight_noise, scale)
+    logit_mean, cov_factor, cov_diag = bundle.laplace.forward_with(thetas, features, image, bundle.sampled_offset)
     dropout_logits = bundle.dropout(features, image, draws.dropout_masks)
     eta = laplace_logit_samples(logit_mean, cov_factor, cov_diag, draws.factor_noise, draws.diag_noise)
     laplace, dropout = sample_measures(eta), sample_measures(dropout_logits)

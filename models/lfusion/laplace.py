@@ -11,6 +11,12 @@ with no epistemic spread; among predictives that fit the validation data equally
 the most uncertain one. The clip heads (``--architecture clip``) use the same fit on the clip cache.
 Weight samples are new tensors
 ``theta_MAP + scale * sigma * noise``: the MAP parameters are never modified.
+
+``sampled_from`` restricts the posterior to the covered layers from that one on (the 2D package's
+``stem``: stem, fuse and mean, a last-layers Laplace): the layers before it stay at MAP and run
+once per image, not once per weight sample. The GGN diagonal of the sampled weights is the same
+with or without the others (a diagonal ignores their coupling); the prior precision is chosen
+again for the restricted posterior.
 """
 from __future__ import annotations
 
@@ -41,6 +47,7 @@ class LaplaceConfig:
     logit_samples: int = 4
     nll_tolerance: float = 0.01
     seed: int = 18
+    sampled_from: Optional[str] = None  # first sampled covered layer (None: all)
 
 
 def posterior_std(ggn_diag: torch.Tensor, prior_precision: float) -> torch.Tensor:
@@ -54,12 +61,13 @@ def sample_weights(theta_map: torch.Tensor, sigma: torch.Tensor, noise: torch.Te
 
 def training_ggn(head: LaplaceHead, cache: Path, cfg: LaplaceConfig, originals: int, access: DataAccess = FRAMES) -> torch.Tensor:
     data = access.load(cache, "train")
-    theta = head.covered.detach()
+    offset = head.sampled_offset(cfg.sampled_from)
+    theta = head.covered.detach()[offset:]
 
     def batches():
         for start in range(0, originals, cfg.ggn_batch):
             features, image, _ = access.batch(data, np.arange(start, min(start + cfg.ggn_batch, originals)))
-            yield lambda t, f=features, i=image: head.mean_only(t, f, i)
+            yield lambda t, f=features, i=image: head.mean_only(t, f, i, offset)
 
     return ggn_diagonal(batches(), theta, cfg.probes, cfg.seed)
 
@@ -69,9 +77,10 @@ def predictive_scores(head: LaplaceHead, ggn_diag: torch.Tensor, cache: Path, cf
     """Validation NLL and Dice of the MC predictive for every prior precision of the grid."""
     data = access.load(cache, "val")
     generator = torch.Generator().manual_seed(cfg.seed)
-    count, params = len(data.images), head.covered.numel()
-    weight_noise = torch.randn(cfg.weight_samples, params, generator=generator)
-    theta_map = head.covered.detach()
+    offset = head.sampled_offset(cfg.sampled_from)
+    theta_map = head.covered.detach()[offset:]
+    count = len(data.images)
+    weight_noise = torch.randn(cfg.weight_samples, theta_map.numel(), generator=generator)
     batch = 16
     inputs = [access.batch(data, np.arange(s, min(s + batch, count))) for s in range(0, count, batch)]
     draws = [
@@ -85,7 +94,7 @@ def predictive_scores(head: LaplaceHead, ggn_diag: torch.Tensor, cache: Path, cf
         for (features, image, mask), (factor_noise, diag_noise) in zip(inputs, draws):
             prob = torch.zeros_like(mask)
             for theta in thetas:
-                logit_mean, cov_factor, cov_diag = head.forward_with(theta, features, image)
+                logit_mean, cov_factor, cov_diag = head.forward_with(theta, features, image, offset)
                 for b in range(len(features)):
                     eta = laplace_logit_samples(logit_mean[b : b + 1], cov_factor[b : b + 1], cov_diag[b : b + 1], factor_noise[b : b + 1], diag_noise[b : b + 1])
                     prob[b] += torch.sigmoid(eta).mean(0)
@@ -127,7 +136,9 @@ def fit(head_path: Path, cache: Path, out: Path, cfg: LaplaceConfig, access: Dat
         "config": asdict(cfg) | {"grid": list(cfg.grid)},
     }
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({"ggn_diag": ggn_diag, "sigma": sigma, "prior_precision": tau, "head": str(head_path)}, out / "posterior.pt")
+    offset = head.sampled_offset(cfg.sampled_from)
+    summary |= {"sampled_from": cfg.sampled_from, "sampled_offset": offset, "sampled_count": int(sigma.numel())}
+    torch.save({"ggn_diag": ggn_diag, "sigma": sigma, "prior_precision": tau, "head": str(head_path), "sampled_from": cfg.sampled_from, "sampled_offset": offset}, out / "posterior.pt")
     (out / "posterior.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
@@ -149,10 +160,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--logit-samples", type=int, default=LaplaceConfig.logit_samples)
     parser.add_argument("--nll-tolerance", type=float, default=LaplaceConfig.nll_tolerance)
     parser.add_argument("--seed", type=int, default=LaplaceConfig.seed)
+    parser.add_argument("--sampled-from", default=None, help="first covered layer the posterior samples (2D head: proj, block1-4, stem, fuse, mean); default all")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared, busy CPU: measured 2-4x)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = LaplaceConfig(probes=args.probes, ggn_batch=args.ggn_batch, grid=tuple(args.grid), weight_samples=args.weight_samples, logit_samples=args.logit_samples, nll_tolerance=args.nll_tolerance, seed=args.seed)
+    cfg = LaplaceConfig(probes=args.probes, ggn_batch=args.ggn_batch, grid=tuple(args.grid), weight_samples=args.weight_samples, logit_samples=args.logit_samples, nll_tolerance=args.nll_tolerance, seed=args.seed, sampled_from=args.sampled_from)
     root = Path("build/clips") if args.architecture == "clip" else Path("build")
     access = FRAMES
     if args.architecture == "clip":

@@ -31,6 +31,28 @@ def layout_size(layout: Layout) -> int:
     return sum(int(torch.Size(shape).numel()) for _, shape in layout)
 
 
+def split_layout(layout: Layout, offset: int) -> Tuple[Layout, Layout]:
+    """The layout's tensors before flat offset ``offset`` and from it on (it must fall between two tensors)."""
+    start = 0
+    for index, (name, shape) in enumerate(layout):
+        if start == offset:
+            return layout[:index], layout[index:]
+        start += int(torch.Size(shape).numel())
+    if start == offset:
+        return layout, []
+    raise ValueError(f"offset {offset} is not at a tensor boundary of the layout")
+
+
+def layout_offset(layout: Layout, name: str) -> int:
+    """Flat offset of tensor ``name`` in the layout."""
+    offset = 0
+    for tensor, shape in layout:
+        if tensor == name:
+            return offset
+        offset += int(torch.Size(shape).numel())
+    raise KeyError(f"{name} is not in the layout ({', '.join(t for t, _ in layout)})")
+
+
 def init_vector(layout: Layout, generator: torch.Generator) -> torch.Tensor:
     """He-normal weights (fan-in), zero biases, flattened in layout order."""
     parts = []

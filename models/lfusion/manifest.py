@@ -16,6 +16,7 @@ from typing import Dict, Optional, Tuple
 from lfusion.data import NORM_MEAN, NORM_STD
 from lfusion.features import read_json, sha256_of
 from lfusion.inference import AUXILIARY_MAP, Bundle, clip_bundle_from_build
+from lfusion.layers import split_layout
 from lfusion.measures import ENTROPY_EPS, MEASURE_ORDER
 
 HW = 224 * 224
@@ -24,6 +25,8 @@ DEFAULT_SAMPLING = {"m": 10, "n": 4, "k": 10, "maxM": 50, "maxN": 20, "maxK": 50
 COVERED = "trunk (proj, block1-4, stem, fuse) and mean branch; the covariance branch (factor, diag) stays at MAP"
 # Clip windows cost T times a frame: smaller maxima (the per-sample 3D convolutions' im2col at S x S x T).
 CLIP_SAMPLING = {"m": 10, "n": 4, "k": 10, "maxM": 20, "maxN": 10, "maxK": 20}
+# What the manifest's provenance keeps of a Laplace fit's summary (lfusion.laplace).
+LAPLACE_FIT_KEYS = ("prior_precision", "criterion", "grid", "ggn_scans", "ggn_probes", "sampled_from", "sampled_count")
 CLIP_COVERED = "trunk (proj, block1-3 spatial and temporal convs, stem, fuse) and mean branch; the covariance branch (factor, diag) stays at MAP"
 
 
@@ -40,7 +43,7 @@ def graph_specs(bundle: Bundle) -> Dict[str, dict]:
         },
         "laplace_head": {
             "file": "laplace_head.onnx",
-            "inputs": {"features": feature_shape, "image": image_shape, "weight_noise": ["m", bundle.laplace.covered_count], "posterior_scale": [1]},
+            "inputs": {"features": feature_shape, "image": image_shape, "weight_noise": ["m", bundle.sampled_count], "posterior_scale": [1]},
             "outputs": {"logit_mean": ["m", HW], "cov_factor": ["m", rank, HW], "cov_diag": ["m", HW]},
         },
         "dropout_head": {
@@ -82,7 +85,7 @@ def clip_graph_specs(clip: Bundle) -> Dict[str, dict]:
     return {
         "clip_laplace_head": {
             "file": "clip_laplace_head.onnx",
-            "inputs": {"features": features, "images": images, "weight_noise": ["m", clip.laplace.covered_count], "posterior_scale": [1]},
+            "inputs": {"features": features, "images": images, "weight_noise": ["m", clip.sampled_count], "posterior_scale": [1]},
             "outputs": {"logit_mean": ["m", pixels], "cov_factor": ["m", cfg.rank, pixels], "cov_diag": ["m", pixels]},
         },
         "clip_dropout_head": {
@@ -103,6 +106,16 @@ def git_commit() -> str:
         return f"unknown ({error})"
 
 
+def file_checksums(package: Path, graphs: Dict[str, dict]) -> Dict[str, str]:
+    """sha256 of every file in the package but the manifest and the graphs (which carry their own)."""
+    graph_files = {spec["file"] for spec in graphs.values()}
+    return {
+        path.relative_to(package).as_posix(): sha256_of(path)
+        for path in sorted(package.rglob("*"))
+        if path.is_file() and path.name != "manifest.json" and path.relative_to(package).as_posix() not in graph_files
+    }
+
+
 def write_manifest(package: Path, bundle: Bundle, build: Path, info: dict, clip: Optional[Bundle] = None) -> dict:
     """manifest.json from the graphs in ``package``, every other file's checksum and build/ records.
 
@@ -116,12 +129,7 @@ def write_manifest(package: Path, bundle: Bundle, build: Path, info: dict, clip:
     else:
         clip = None
     graphs = {name: spec | {"sha256": sha256_of(package / spec["file"])} for name, spec in specs.items()}
-    graph_files = {spec["file"] for spec in specs.values()}
-    files = {
-        path.relative_to(package).as_posix(): sha256_of(path)
-        for path in sorted(package.rglob("*"))
-        if path.is_file() and path.name != "manifest.json" and path.relative_to(package).as_posix() not in graph_files
-    }
+    files = file_checksums(package, graphs)
     calibration = read_json(build / "calibration" / "calibration.json") or {}
     evaluation = read_json(build / "eval" / "summary.json") or {}
     durations = {p.stem: float(p.read_text()) for p in sorted((build / "stamps").glob("*.seconds"))}
@@ -141,7 +149,7 @@ def write_manifest(package: Path, bundle: Bundle, build: Path, info: dict, clip:
             "gitCommit": git_commit(),
             "durationsSeconds": durations,
             "features": read_json(build / "features" / "meta.json"),
-            "laplaceFit": {k: v for k, v in (read_json(build / "laplace" / "posterior.json") or {}).items() if k in ("prior_precision", "criterion", "grid", "ggn_scans", "ggn_probes")},
+            "laplaceFit": {k: v for k, v in (read_json(build / "laplace" / "posterior.json") or {}).items() if k in LAPLACE_FIT_KEYS},
         },
         "metrics": {"validation": calibration.get("validation", {}), "calibration": calibration.get("auroc", {}), "test": evaluation},
     }
@@ -149,6 +157,14 @@ def write_manifest(package: Path, bundle: Bundle, build: Path, info: dict, clip:
         manifest["clip"] = clip_section(clip, build / "clips", info)
     (package / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def sampled_layers(bundle: Bundle, covered: str) -> str:
+    """``covered`` (what the posterior can cover), or the layers it samples when it starts later (a last-layers Laplace)."""
+    if bundle.sampled_offset == 0:
+        return covered
+    before, after = (list(dict.fromkeys(name.split(".")[0] for name, _ in part)) for part in split_layout(bundle.laplace.covered_layout, bundle.sampled_offset))
+    return f"last layers ({', '.join(after)}); the layers before them ({', '.join(before)}) and the covariance branch (factor, diag) stay at MAP and run once per image"
 
 
 def head_settings(bundle: Bundle, covered: str, sampling: dict, calibration: dict, seed: int, alerts: Tuple[int, int]) -> dict:
@@ -159,10 +175,10 @@ def head_settings(bundle: Bundle, covered: str, sampling: dict, calibration: dic
     return {
         "laplace": {
             "rank": bundle.laplace.cfg.rank,
-            "weightCount": bundle.laplace.covered_count,
+            "weightCount": bundle.sampled_count,
             "priorPrecision": bundle.prior_precision,
             "posteriorScale": 1.0,
-            "covered": covered,
+            "covered": sampled_layers(bundle, covered),
         },
         "dropout": {"rate": bundle.dropout.cfg.dropout_rate, "maskCount": bundle.dropout.cfg.mask_count},
         "sampling": sampling | {"seed": calibration.get("seed", seed)},
@@ -188,7 +204,7 @@ def clip_section(clip: Bundle, clips_build: Path, info: dict) -> dict:
         "provenance": {
             "features": read_json(clips_build / "features" / "meta.json"),
             "heads": {kind: {k: v for k, v in (read_json(clips_build / "heads" / f"{kind}.summary.json") or {}).items() if k != "history"} for kind in ("laplace", "dropout")},
-            "laplaceFit": {k: v for k, v in (read_json(clips_build / "laplace" / "posterior.json") or {}).items() if k in ("prior_precision", "criterion", "grid", "ggn_scans", "ggn_probes", "seconds")},
+            "laplaceFit": {k: v for k, v in (read_json(clips_build / "laplace" / "posterior.json") or {}).items() if k in LAPLACE_FIT_KEYS + ("seconds",)},
         },
     }
 

@@ -115,12 +115,16 @@ def clip_case_arrays(case: ClipCase, folder: Path, seed: int) -> dict:
     return {"name": "clip", "kind": "clip", "source": case.source, "seed": seed, **CLIP_REFERENCE_DRAWS, "ood": {"map": case.ood["map"], "aggregation": case.ood["aggregation"]}, "arrays": arrays}
 
 
-def write_reference(bundle: Bundle, package: Path, images: List[Tuple[str, str, np.ndarray]], ood: dict, seed: int, clip: Optional[ClipCase] = None) -> dict:
+def write_reference(bundle: Bundle, package: Path, images: List[Tuple[str, str, np.ndarray]], ood: dict, seed: int, clip: Optional[ClipCase] = None, kept: Sequence[dict] = ()) -> dict:
     """Writes ``reference/``; the first case carries every expected output, the others the final maps
-    (and the clip case, with ``clip``, its own)."""
+    (and the clip case, with ``clip``, its own). ``kept``: cases of the existing index to keep with their files: one
+    that is not recomputed stays whole (the clip case when its models did not change), a recomputed one keeps the
+    arrays it does not produce itself (the ``density_*`` vectors the density step adds)."""
     folder = package / "reference"
+    keep = {entry["file"] for case in kept for entry in case["arrays"].values()}
     for stale in folder.glob("*.bin"):
-        stale.unlink()
+        if stale.name not in keep:
+            stale.unlink()
     draws = make_draws(bundle, REFERENCE_DRAWS["m"], REFERENCE_DRAWS["n"], REFERENCE_DRAWS["k"], seed)
     shared = {
         "weight_noise": write_array(folder, "draws_weight_noise.bin", draws.weight_noise, "float32"),
@@ -137,6 +141,13 @@ def write_reference(bundle: Bundle, package: Path, images: List[Tuple[str, str, 
         cases.append({"name": name, "source": source, **REFERENCE_DRAWS, "ood": {"map": ood["map"], "aggregation": ood["aggregation"]}, "arrays": arrays})
     if clip is not None:
         cases.append(clip_case_arrays(clip, folder, seed))
+    recomputed = {case["name"]: case for case in cases}
+    for case in kept:
+        if case["name"] in recomputed:
+            for name, entry in case["arrays"].items():
+                recomputed[case["name"]]["arrays"].setdefault(name, entry)
+        else:
+            cases.append(case)
     index = {
         "tolerance": TOLERANCE,
         "note": "expected outputs computed in float64 from the float32 inputs; maps stored as float32; a case checks the outputs it lists",

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lfusion.encoder import EncoderConfig, USFMEncoder, freeze
-from lfusion.export import check_declared, export_graphs, refresh_measures
+from lfusion.export import check_declared, export_graphs, refresh_laplace, refresh_measures
 from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead
 from lfusion.inference import Bundle
 from lfusion.manifest import graph_specs, write_manifest
@@ -50,14 +50,24 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def synthetic_images(seed: int, names=("in-distribution", "elastic-ood")):
+    """Reference-case images (name, source, uint8 image) of random pixels."""
+    rng = np.random.default_rng(seed)
+    return [(name, "synthetic", rng.integers(0, 256, (224, 224), dtype=np.uint8)) for name in names]
+
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "package"
+    shutil.copytree(folder, copy)
+    return copy
+
+
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
     folder = tmp_path_factory.mktemp("package")
     bundle = small_bundle()
     export_graphs(bundle, folder)
-    rng = np.random.default_rng(0)
-    images = [("in-distribution", "synthetic", rng.integers(0, 256, (224, 224), dtype=np.uint8)), ("elastic-ood", "synthetic", rng.integers(0, 256, (224, 224), dtype=np.uint8))]
-    write_reference(bundle, folder, images, {"map": "fused", "aggregation": "quantile:0.9"}, seed=5)
+    write_reference(bundle, folder, synthetic_images(0), {"map": "fused", "aggregation": "quantile:0.9"}, seed=5)
     write_manifest(folder, bundle, folder / "no-build", {"seed": 5})
     return folder, bundle
 
@@ -113,14 +123,52 @@ def test_onnx_runtime_matches_pytorch_float64_reference(package):
 
 def test_refresh_measures_rewrites_the_measures_graph_and_its_checksum(package, tmp_path):
     folder, _ = package
-    copy = tmp_path / "package"
-    shutil.copytree(folder, copy)
+    copy = copy_of(folder, tmp_path)
     stale = copy / json.loads((copy / "manifest.json").read_text())["graphs"]["measures"]["file"]
     stale.write_bytes(b"not a graph")
     assert set(refresh_measures(copy)) == {"measures"}  # the small package has no clip graphs
     validate_package(copy)
     if ort_available():
         parity_report(copy)
+
+
+def test_refresh_laplace_exports_a_last_layers_posterior_and_keeps_other_cases(package, tmp_path):
+    folder, bundle = package
+    copy = copy_of(folder, tmp_path)
+    offset = bundle.laplace.sampled_offset("fuse")
+    last = Bundle(bundle.encoder, bundle.laplace, bundle.sigma[offset:], 2.0, bundle.dropout, offset)
+    build = tmp_path / "build"
+    (build / "calibration").mkdir(parents=True)
+    ood = {"map": "laplace.mutual_information", "aggregation": "mean", "threshold": 0.5, "raiseAfter": 3, "clearAfter": 5, "calibrated": True}
+    (build / "calibration" / "calibration.json").write_text(json.dumps({"ood": ood, "validation": {"lfusion": {"dice": 0.9}}}))
+    before = json.loads((copy / "manifest.json").read_text())
+    manifest = refresh_laplace(copy, last, synthetic_images(1), build, seed=5)
+    validate_package(copy)
+    assert manifest["laplace"]["weightCount"] == last.sampled_count == bundle.laplace.covered_count - offset
+    assert manifest["graphs"]["laplace_head"]["inputs"]["weight_noise"] == ["m", last.sampled_count]
+    assert manifest["laplace"]["covered"].startswith("last layers (fuse, mean)") and manifest["ood"] == ood
+    assert all(manifest["graphs"][name] == before["graphs"][name] for name in before["graphs"] if name != "laplace_head")
+    cases = json.loads((copy / "reference" / "index.json").read_text())["cases"]
+    assert cases[0]["arrays"]["weight_noise"]["shape"] == [2, last.sampled_count]
+    if ort_available():
+        parity_report(copy)
+
+
+def test_write_reference_keeps_the_cases_it_is_given_with_their_files(package, tmp_path):
+    folder, bundle = package
+    copy = copy_of(folder, tmp_path)
+    for name in ("clip_kept.bin", "case0_density_score.bin"):
+        (copy / "reference" / name).write_bytes(np.arange(3, dtype="<f4").tobytes())
+    clip = {"name": "clip", "kind": "clip", "arrays": {"kept": {"file": "clip_kept.bin", "dtype": "float32", "shape": [3]}}}
+    old = json.loads((copy / "reference" / "index.json").read_text())["cases"][0]
+    old["arrays"]["density_score"] = {"file": "case0_density_score.bin", "dtype": "float32", "shape": [3]}
+    index = write_reference(bundle, copy, synthetic_images(2, names=("in-distribution",)), {"map": "fused", "aggregation": "mean"}, seed=5, kept=[old, clip])
+    assert [c["name"] for c in index["cases"]] == ["in-distribution", "clip"] and index["cases"][1] == clip
+    assert index["cases"][0]["arrays"]["density_score"] == old["arrays"]["density_score"]
+    assert index["cases"][0]["arrays"]["logit_mean"]["file"] == "case0_logit_mean.bin"
+    for name in ("clip_kept.bin", "case0_density_score.bin"):
+        assert (copy / "reference" / name).read_bytes() == np.arange(3, dtype="<f4").tobytes()
+    assert not (copy / "reference" / "case1_image.bin").exists()  # the old second case's files are gone
 
 
 @pytest.mark.skipif(not (COMMITTED / "manifest.json").exists(), reason="no committed package at models/packages/lfusion-hc18")

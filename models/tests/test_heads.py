@@ -1,9 +1,10 @@
 import torch
 
 from lfusion.export import LaplaceHeadGraph
+from lfusion.inference import Bundle
 from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead, parameter_counts, random_masks
 from lfusion.laplace import posterior_std, sample_weights
-from lfusion.layers import conv
+from lfusion.layers import conv, layout_size
 
 TINY = HeadConfig(feature_channels=6, proj_channels=5, decoder_channels=(4, 3, 3, 2), stem_channels=2, fuse_channels=3, rank=2)
 
@@ -46,7 +47,7 @@ def test_functional_sampling_leaves_map_untouched_and_scale_zero_is_map():
     head = LaplaceHead(TINY, seed=4)
     before = {k: v.clone() for k, v in head.state_dict().items()}
     sigma = posterior_std(torch.rand(head.covered_count), 0.5)
-    graph = LaplaceHeadGraph(head, sigma)
+    graph = LaplaceHeadGraph(Bundle(None, head, sigma, 0.5, None))
     features, image = inputs()
     noise = torch.randn(3, head.covered_count)
     with torch.no_grad():
@@ -100,3 +101,31 @@ def test_ssn_loss_reduces_to_bce_without_covariance_and_rewards_the_best_sample(
     per_sample = F.binary_cross_entropy_with_logits(eta, target[:, None].expand_as(eta), reduction="none").mean(-1)
     assert noisy < per_sample.mean() - 1e-3
     assert noisy >= per_sample.min(dim=1).values.mean() - 1e-6
+
+
+def test_last_layers_posterior_equals_full_samples_with_the_earlier_layers_at_map():
+    head = LaplaceHead(TINY, seed=5)
+    features, image = inputs()
+    for first in ("fuse", "stem", "block4", "mean"):
+        offset = head.sampled_offset(first)
+        tail = head.covered.detach()[offset:] + 0.1 * torch.randn(3, head.covered_count - offset)
+        full = torch.cat([head.covered.detach()[:offset].expand(3, -1), tail], dim=1)
+        with torch.no_grad():
+            for late, everything in zip(head.forward_with(tail, features, image, offset), head.forward_with(full, features, image)):
+                assert late.shape == everything.shape and torch.allclose(late, everything, atol=1e-5), first
+    assert head.sampled_offset(None) == 0 and head.sampled_offset("proj") == 0
+    assert head.covered_count - head.sampled_offset("fuse") == layout_size(head.covered_layout[-4:])
+
+
+def test_last_layers_graph_takes_noise_for_the_sampled_weights_only():
+    head = LaplaceHead(TINY, seed=6)
+    offset = head.sampled_offset("fuse")
+    sigma = posterior_std(torch.rand(head.covered_count - offset), 0.5)
+    bundle = Bundle(None, head, sigma, 0.5, None, offset)
+    features, image = inputs()
+    noise = torch.randn(4, bundle.sampled_count)
+    with torch.no_grad():
+        got = LaplaceHeadGraph(bundle)(features, image, noise, torch.ones(1))
+        want = head.forward_with(sample_weights(head.covered.detach()[offset:], sigma, noise, 1.0), features, image, offset)
+    for a, b in zip(got, want):
+        assert a.shape[0] == 4 and torch.allclose(a, b)

@@ -48,7 +48,7 @@ export interface PipelineOptions {
    * width, height } }` fixes it. Default: detection for devices and network URLs, off for files.
    */
   region?: UltrasoundRegionOptions | false;
-  /** Inference workers and execution provider. */
+  /** Inference workers and execution provider. Default: 2 workers for `analysis: 'uncertainty'` (the two heads side by side), else 1. */
   pool?: InferencePoolOptions;
   /**
    * `segment` (default): the MAP mask alone, cheapest. `uncertainty`: the L-FUSION chain (mask, fused map,

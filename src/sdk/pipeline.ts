@@ -78,16 +78,24 @@ function placeResult(result: FrameResult, located: LocatedFrame): FrameResult {
   return { ...result, region: located.region, screen: located.screen, timings: { region: located.regionMs ?? 0, ...result.timings } };
 }
 
-function chooseAnalysis(options: PipelineOptions): { analysis: Analysis; streams: (manifest: ModelManifest) => string[] } {
+/**
+ * Inference workers of the frame path for `analysis: 'uncertainty'` unless `pool.workers` says otherwise: its two
+ * heads then run side by side, each in its own worker (on 2 cores 1.35x the frames/s of one worker at (10, 4, 10),
+ * docs/decisions.md). The other analyses run one graph at a time and keep one worker.
+ */
+export const UNCERTAINTY_WORKERS = 2;
+
+function chooseAnalysis(options: PipelineOptions): { analysis: Analysis; streams: (manifest: ModelManifest) => string[]; workers: number } {
   const choice = options.analysis ?? 'segment';
-  if (choice === 'segment') return { analysis: segmentFrames, streams: () => ['mask'] };
+  if (choice === 'segment') return { analysis: segmentFrames, streams: () => ['mask'], workers: 1 };
   if (choice === 'uncertainty') {
     return {
       analysis: (pool, manifest) => lfusionUncertainty(pool, manifest, options.uncertainty),
       streams: () => ['mask', 'fused', ...(options.uncertainty?.planes ?? [])],
+      workers: UNCERTAINTY_WORKERS,
     };
   }
-  if (typeof choice === 'function') return { analysis: choice, streams: () => [...(options.streams ?? [])] };
+  if (typeof choice === 'function') return { analysis: choice, streams: () => [...(options.streams ?? [])], workers: 1 };
   throw new LfusionError('INVALID_OPTION', `analysis must be "segment", "uncertainty" or an operator, got ${JSON.stringify(choice)}`);
 }
 
@@ -104,7 +112,7 @@ function chooseAnalysis(options: PipelineOptions): { analysis: Analysis; streams
  * @throws ModelError for an invalid model package; LfusionError `INVALID_OPTION` for a bad option.
  */
 export async function createPipeline(options: PipelineOptions): Promise<Pipeline> {
-  const { analysis, streams } = chooseAnalysis(options);
+  const { analysis, streams, workers } = chooseAnalysis(options);
   const paths = choosePaths(options.paths);
   const video = options.video ?? {};
   const isStream = toVideoInput(options.source, video.v4l2).kind !== 'file';
@@ -118,7 +126,7 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
   const model = await loadModelPackage(options.modelPath ?? DEFAULT_MODEL_PATH);
   const { manifest } = model;
   const clip = paths.includes('clip') ? clipModel(manifest) : undefined; // no clip heads: fail before the workers start
-  const pool = await InferencePool.open(model, { ...options.pool, graphs: options.pool?.graphs ?? Object.keys(manifest.graphs).filter((graph) => !CLIP_GRAPHS.includes(graph)) });
+  const pool = await InferencePool.open(model, { workers, ...options.pool, graphs: options.pool?.graphs ?? Object.keys(manifest.graphs).filter((graph) => !CLIP_GRAPHS.includes(graph)) });
   // The clip heads run in a worker of their own, so that a window never queues the frame path's graphs behind it;
   // live, on one intra-op thread, leaving the other cores to the frame path.
   const clipPool = clip
