@@ -27,6 +27,19 @@ def test_recovered_heads_reproduce_the_package_reference_outputs():
     assert max(errors.values()) < 1e-4, errors
 
 
+@pytest.mark.skipif(not (MODELS / "checkpoints" / "encoder.pt").exists(), reason="no committed encoder checkpoint")
+def test_recovered_clip_heads_reproduce_the_package_clip_reference_outputs():
+    from lfusion.features import load_encoder_or_random
+
+    tool = load_tool()
+    bundle = tool.recover(COMMITTED, "clip")
+    manifest = json.loads((COMMITTED / "manifest.json").read_text())
+    assert bundle.sampled_offset == 0 and bundle.sampled_count == manifest["clip"]["laplace"]["weightCount"]
+    encoder, _ = load_encoder_or_random(MODELS / "checkpoints" / "encoder.pt", 0)
+    errors = tool.reference_errors(COMMITTED, bundle, "clip", encoder)
+    assert set(errors) == {"clip_logit_mean", "clip_dropout_logits"} and max(errors.values()) < 1e-4, errors
+
+
 def test_a_head_with_one_weight_changed_does_not_pass():
     tool = load_tool()
     bundle = tool.recover(COMMITTED)
