@@ -210,8 +210,9 @@ def test_metrics(probs: np.ndarray, prepared_path: Path, hc18: Path) -> Dict[str
     return columns
 
 
-def training_time(model: str, build: Path, baselines: Path) -> Tuple[float, str]:
-    """(seconds, what they include) from the step stamps (L-FUSION) or the baseline summaries."""
+def training_time(model: str, build: Path, baselines: Path, encoder: Optional[Path] = None) -> Tuple[float, str]:
+    """(seconds, what they include) from the step stamps (L-FUSION; the encoder's pretraining from its checkpoint's
+    record, ``<encoder>.json``) or the baseline summaries."""
 
     def summary(name: str) -> dict:
         return json.loads((baselines / f"{name}.summary.json").read_text())
@@ -219,7 +220,10 @@ def training_time(model: str, build: Path, baselines: Path) -> Tuple[float, str]
     if model == "lfusion":
         steps = {step: float((build / "stamps" / f"{step}.seconds").read_text()) for step in ("features", "heads-laplace", "laplace", "heads-dropout")}
         note = ", ".join(f"{step} {seconds:.0f} s" for step, seconds in steps.items())
-        return sum(steps.values()), f"{note}; encoder pretraining (77 min, once for all tasks) not included"
+        record = encoder.with_suffix(".json") if encoder is not None else None
+        minutes = json.loads(record.read_text()).get("pretraining_minutes") if record is not None and record.exists() else None
+        pretraining = f"{minutes:.0f} min" if minutes is not None else "not recorded"
+        return sum(steps.values()), f"{note}; encoder pretraining ({pretraining}, once for all tasks) not included"
     if model == "laplace-unet":
         ssn, fit = summary("ssn")["seconds"], summary("laplace")["seconds"]
         return ssn + fit, f"SSN U-Net training {ssn:.0f} s + post-hoc diagonal GGN Laplace fit {fit:.0f} s"
@@ -237,7 +241,7 @@ def build_record(model: Model, args: argparse.Namespace) -> Tuple[dict, Dict[str
     test_scores, probs, kept = score_sets(model, cache, "test", args.limit, args.ood_limit, args.figure_scans, auxiliary)
     for scores in (val_scores, test_scores):
         add_canonical(scores, auxiliary)
-    seconds, note = training_time(model.name, args.build, args.baselines)
+    seconds, note = training_time(model.name, args.build, args.baselines, None if args.random_encoder else args.encoder)
     record = {
         "model": model.name,
         "label": LABELS[model.name],

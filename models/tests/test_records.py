@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lfusion.evaluate import PATH_MEASURES, add_canonical, auroc_by_set, best_auxiliary, image_scores
+from lfusion.evaluate import PATH_MEASURES, add_canonical, auroc_by_set, best_auxiliary, image_scores, training_time
 from lfusion.measures import sample_measures
 from lfusion.results import READING_MARKER, collect, json_safe, kept_reading, markdown, segmentation_table, statistics
 
@@ -78,3 +78,15 @@ def test_hand_written_reading_is_kept():
     assert kept_reading(previous) == "\n" + READING_MARKER + "\nour reading\n"
     assert kept_reading("tables only") == ""
     assert json_safe({"x": [float("nan"), np.float32(1.5), np.int64(2)]}) == {"x": [None, 1.5, 2]}
+
+
+def test_lfusion_training_time_sums_the_step_stamps_and_names_the_encoder_pretraining(tmp_path):
+    stamps = tmp_path / "build" / "stamps"
+    stamps.mkdir(parents=True)
+    for step, seconds in (("features", 10), ("heads-laplace", 20), ("laplace", 3), ("heads-dropout", 30)):
+        (stamps / f"{step}.seconds").write_text(str(seconds))
+    encoder = tmp_path / "encoder.pt"
+    seconds, note = training_time("lfusion", tmp_path / "build", tmp_path / "baselines", encoder)
+    assert seconds == 63 and "pretraining (not recorded" in note
+    encoder.with_suffix(".json").write_text('{"pretraining_minutes": 335.06}')
+    assert "encoder pretraining (335 min, once for all tasks)" in training_time("lfusion", tmp_path / "build", tmp_path / "baselines", encoder)[1]
