@@ -18,9 +18,9 @@ run in float64 on the package's reference inputs must reproduce its reference ou
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
@@ -35,7 +35,7 @@ from lfusion.data import normalize  # noqa: E402
 from lfusion.features import load_encoder_or_random  # noqa: E402
 from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead  # noqa: E402
 from lfusion.heads3d import ClipHeadConfig  # noqa: E402
-from lfusion.inference import Bundle  # noqa: E402
+from lfusion.inference import Bundle, Draws, run_frame  # noqa: E402
 from lfusion.layers import Layout, split_layout  # noqa: E402
 
 
@@ -115,16 +115,15 @@ def reference_errors(package: Path, recovered: Bundle, architecture: str = "2d",
         dtype = {"float32": "<f4", "float64": "<f8", "uint8": "u1"}[spec["dtype"]]
         return torch.from_numpy(np.fromfile(package / "reference" / spec["file"], dtype=dtype).reshape(spec["shape"]).astype(np.float64))
 
-    bundle = Bundle(None, copy.deepcopy(recovered.laplace).double(), recovered.sigma.double(), recovered.prior_precision, copy.deepcopy(recovered.dropout).double(), recovered.sampled_offset)
-    with torch.no_grad():
-        if architecture == "clip":
-            images = torch.from_numpy(normalize(array("images_u8").numpy().astype(np.uint8))).unsqueeze(1).double()
-            features = copy.deepcopy(encoder).double().forward_features(images)
-        else:
-            features, images = array("features"), array("image")
-        thetas = bundle.weight_samples(array("weight_noise"), array("posterior_scale"))
-        logit_mean, _, cov_diag = bundle.laplace.forward_with(thetas, features, images, bundle.sampled_offset)
-        dropout_logits = bundle.dropout(features, images, array("dropout_masks"))
+    # The reference writer's own inference (lfusion.inference.run_frame), in float64 on the stored draws.
+    bundle = replace(recovered, encoder=encoder if encoder is not None else torch.nn.Identity()).to(torch.float64)
+    draws = Draws(*(array(name) for name in ("weight_noise", "factor_noise", "diag_noise", "dropout_masks")))
+    if architecture == "clip":
+        images = torch.from_numpy(normalize(array("images_u8").numpy().astype(np.uint8))).unsqueeze(1).double()
+        result = run_frame(bundle, images, draws, float(array("posterior_scale")))
+    else:
+        result = run_frame(bundle, array("image"), draws, float(array("posterior_scale")), features=array("features"))
+    logit_mean, cov_diag, dropout_logits = result["logit_mean"], result["cov_diag"], result["dropout_logits"]
     if architecture == "clip":
         expected = {"clip_logit_mean": logit_mean, "clip_dropout_logits": dropout_logits}
     else:
