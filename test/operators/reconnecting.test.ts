@@ -217,15 +217,18 @@ test('udp on loopback: the feeder goes quiet, comes back, and the frames keep co
   // connection must wait for it to exit, and a port still bound is a retryable error, not DECODE_FAILED.
   const url = `udp://127.0.0.1:${await freePort()}`;
   let feeder = startUdpFeeder(SAMPLE, url);
-  const { items, frames, ended, subscription } = watchLiveSource(url, { stallTimeoutMs: 800, openTimeoutMs: 1500 });
+  // Opening takes ffmpeg's 1 s of stream analysis plus up to 1 s to the sample's next keyframe, more on a loaded
+  // machine: an open timeout under that would fail every attempt after the feeder's return (seen at load 4.6).
+  const openTimeoutMs = 4000;
+  const { items, frames, ended, subscription } = watchLiveSource(url, { stallTimeoutMs: 800, openTimeoutMs });
   try {
     await until(() => frames().length >= 10, 10_000);
     await stopStreamer(feeder);
     await until(() => items.some((item) => isSourceEvent(item) && item.type === 'source-lost') || ended() !== undefined, 5000);
-    await new Promise((r) => setTimeout(r, 2500)); // quiet for several attempts
+    await new Promise((r) => setTimeout(r, openTimeoutMs + 1000)); // quiet past at least one failed attempt
     const framesBefore = frames().length;
     feeder = startUdpFeeder(SAMPLE, url);
-    await until(() => frames().length >= framesBefore + 10 || ended() !== undefined, 15_000);
+    await until(() => frames().length >= framesBefore + 10 || ended() !== undefined, 30_000);
   } finally {
     subscription.unsubscribe();
     await stopStreamer(feeder);
