@@ -43,16 +43,17 @@ class LaplaceHeadGraph(torch.nn.Module):
 
     def forward(self, features, image, weight_noise, posterior_scale):
         thetas = self.bundle.weight_samples(weight_noise, posterior_scale)
-        return self.head.forward_with(thetas, features, image, self.bundle.sampled_offset)
+        return self.head.forward_with(thetas, features, image, self.bundle.sampled_offset, upsample=not self.bundle.half_maps)
 
 
 class DropoutHeadGraph(torch.nn.Module):
-    def __init__(self, head: DropoutHead) -> None:
+    def __init__(self, head: DropoutHead, upsample: bool = True) -> None:
         super().__init__()
         self.head = head
+        self.upsample = upsample
 
     def forward(self, features, image, dropout_masks):
-        return self.head(features, image, dropout_masks)
+        return self.head(features, image, dropout_masks, upsample=self.upsample)
 
 
 def example(shape: Sequence, sizes: Dict[str, int]) -> torch.Tensor:
@@ -121,9 +122,7 @@ def export_graphs(bundle: Bundle, package: Path, clip: Optional[Bundle] = None) 
     specs = graph_specs(bundle)
     export_encoder_onnx(bundle.encoder, package / specs["encoder"]["file"], OPSET)
     check_declared(package / specs["encoder"]["file"], specs["encoder"])
-    export_graph(LaplaceHeadGraph(bundle), specs["laplace_head"], package / specs["laplace_head"]["file"])
-    export_graph(DropoutHeadGraph(bundle.dropout), specs["dropout_head"], package / specs["dropout_head"]["file"])
-    export_graph(MeasuresGraph(), specs["measures"], package / specs["measures"]["file"])
+    export_head_graphs(bundle, specs, package)
     if clip is not None:
         clip_specs = clip_graph_specs(clip)
         export_graph(LaplaceHeadGraph(clip), clip_specs["clip_laplace_head"], package / clip_specs["clip_laplace_head"]["file"])
@@ -131,6 +130,13 @@ def export_graphs(bundle: Bundle, package: Path, clip: Optional[Bundle] = None) 
         export_graph(MeasuresGraph(), clip_specs["clip_measures"], package / clip_specs["clip_measures"]["file"])
         specs |= clip_specs
     return specs
+
+
+def export_head_graphs(bundle: Bundle, specs: Dict[str, dict], package: Path) -> None:
+    """The 2D heads' and measures graphs (with ``bundle.half_maps``, heads at half resolution, measures upsampled)."""
+    export_graph(LaplaceHeadGraph(bundle), specs["laplace_head"], package / specs["laplace_head"]["file"])
+    export_graph(DropoutHeadGraph(bundle.dropout, upsample=not bundle.half_maps), specs["dropout_head"], package / specs["dropout_head"]["file"])
+    export_graph(MeasuresGraph(upsample=bundle.half_maps), specs["measures"], package / specs["measures"]["file"])
 
 
 def refresh_measures(package: Path) -> Dict[str, str]:
@@ -148,16 +154,17 @@ def refresh_measures(package: Path) -> Dict[str, str]:
         spec = manifest["graphs"].get(name)
         if spec is None:
             continue
-        export_graph(MeasuresGraph(), spec, package / spec["file"])
+        upsample = spec["outputs"]["laplace_maps"][1] != spec["inputs"]["logit_mean"][1]
+        export_graph(MeasuresGraph(upsample=upsample), spec, package / spec["file"])
         spec["sha256"] = refreshed[name] = sha256_of(package / spec["file"])
     path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     return refreshed
 
 
-def refresh_laplace(package: Path, bundle: Bundle, images: Sequence, build: Path, seed: int) -> dict:
-    """Re-exports an exported package's Laplacian head from ``bundle`` (its heads, with a refitted posterior,
-    e.g. on the last layers only) and updates what depends on it in the package: the graph with its declared
-    inputs and checksum, the manifest's ``laplace`` settings, ``ood`` and validation metrics (from
+def refresh_heads(package: Path, bundle: Bundle, images: Sequence, build: Path, seed: int) -> dict:
+    """Re-exports an exported package's 2D heads and measures graphs from ``bundle`` (its heads, e.g. with a refitted
+    posterior on the last layers only, or with ``half_maps``) and updates what depends on them in the package: the
+    graphs with their declared inputs, outputs and checksums, the manifest's ``laplace`` settings, ``ood`` and validation metrics (from
     ``build/calibration``, which must have been recalibrated on this posterior), the posterior's provenance, and the
     2D reference cases (``images`` as ``lfusion.reference.reference_images``; what they do not compute, the density
     vectors, and the other cases, the clip case, are kept).
@@ -167,9 +174,10 @@ def refresh_laplace(package: Path, bundle: Bundle, images: Sequence, build: Path
     """
     path = package / "manifest.json"
     manifest = json.loads(path.read_text())
-    spec = graph_specs(bundle)["laplace_head"]
-    export_graph(LaplaceHeadGraph(bundle), spec, package / spec["file"])
-    manifest["graphs"]["laplace_head"] = spec | {"sha256": sha256_of(package / spec["file"])}
+    specs = graph_specs(bundle)
+    export_head_graphs(bundle, specs, package)
+    for name in ("laplace_head", "dropout_head", "measures"):
+        manifest["graphs"][name] = specs[name] | {"sha256": sha256_of(package / specs[name]["file"])}
     calibration = read_json(build / "calibration" / "calibration.json") or {}
     settings = head_settings(bundle, COVERED, DEFAULT_SAMPLING, calibration, seed, alerts=(3, 5))
     manifest["laplace"] = settings["laplace"]
@@ -195,15 +203,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--split-file", type=Path, default=Path("splits/hc18_split.json"))
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--measures-only", action="store_true", help="re-export only the package's measures graphs (refresh_measures)")
-    parser.add_argument("--laplace-only", action="store_true", help="re-export only the Laplacian head with build/'s posterior and update what depends on it (refresh_laplace)")
+    parser.add_argument("--heads-only", action="store_true", help="re-export only the 2D heads and measures graphs from build/'s heads and posterior and update what depends on them (refresh_heads)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.measures_only:
         print(json.dumps(refresh_measures(args.package), indent=1))
         return
-    if args.laplace_only:
+    if args.heads_only:
         bundle = bundle_from_build(args.build, args.encoder, args.seed)
-        manifest = refresh_laplace(args.package, bundle, reference_images(args.build), args.build, args.seed)
+        manifest = refresh_heads(args.package, bundle, reference_images(args.build), args.build, args.seed)
         print(json.dumps({"laplace": manifest["laplace"], "ood": manifest["ood"]}, indent=1))
         return
     started = time.time()

@@ -7,7 +7,9 @@ each stem pixel sees a 2x2 block of full-resolution pixels and their neighbours:
 that sharpens boundaries), a 1x1 fusion layer, and 1x1 output layers whose maps take the fourth
 2x bilinear upsampling to 224x224. (A 1x1 layer commutes with bilinear upsampling, whose weights
 sum to one, so this equals applying the outputs at 224 at a quarter of the cost.) Nothing but
-the final upsampling runs at 224x224, so m = 50 weight samples stay feasible on a CPU.
+the final upsampling runs at 224x224, so m = 50 weight samples stay feasible on a CPU. Inference
+can leave that upsampling out (``upsample=False``: maps at 112x112) and upsample the per-pixel
+measures instead (``lfusion.inference.Bundle.half_maps``); training and the GGN use full maps.
 
 * ``LaplaceHead`` (SSN): outputs ``logit_mean``, ``cov_factor`` (rank r) and ``cov_diag``
   (softplus + floor). The Laplace posterior can cover the trunk and the mean branch
@@ -70,8 +72,8 @@ class HeadConfig:
     def fused(self, params: Dict[str, torch.Tensor], features: torch.Tensor, image: torch.Tensor, masks: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
         return trunk(params, features, image, self, masks)
 
-    def output(self, fused: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        return output_map(fused, weight, bias)
+    def output(self, fused: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, upsample: bool = True) -> torch.Tensor:
+        return output_map(fused, weight, bias, upsample)
 
 
 def config_from_dict(values: dict):
@@ -132,14 +134,16 @@ def trunk(
     return F.relu(conv(torch.cat([x, stem], dim=1), params["fuse.weight"], params["fuse.bias"]))
 
 
-def output_map(fused: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """1x1 output layer, upsampled to full resolution: [B, C, H*W]."""
-    return upsample2(conv(fused, weight, bias)).flatten(2)
+def output_map(fused: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, upsample: bool = True) -> torch.Tensor:
+    """1x1 output layer: [B, C, H*W], upsampled to full resolution unless ``upsample`` is False (then at the fused
+    features' resolution, half of it)."""
+    maps = conv(fused, weight, bias)
+    return (upsample2(maps) if upsample else maps).flatten(2)
 
 
-def mean_logits(cfg, params: Dict[str, torch.Tensor], fused: torch.Tensor) -> torch.Tensor:
+def mean_logits(cfg, params: Dict[str, torch.Tensor], fused: torch.Tensor, upsample: bool = True) -> torch.Tensor:
     """[B, pixels] foreground logits."""
-    return cfg.output(fused, params["mean.weight"], params["mean.bias"])[:, 0]
+    return cfg.output(fused, params["mean.weight"], params["mean.bias"], upsample)[:, 0]
 
 
 class LaplaceHead(nn.Module):
@@ -172,18 +176,19 @@ class LaplaceHead(nn.Module):
         before, after = split_layout(self.covered_layout, offset)
         return unflatten(self.covered[:offset], before) | unflatten(sampled, after)
 
-    def forward_with(self, covered: torch.Tensor, features: torch.Tensor, image: torch.Tensor, offset: int = 0):
+    def forward_with(self, covered: torch.Tensor, features: torch.Tensor, image: torch.Tensor, offset: int = 0, upsample: bool = True):
         """``covered`` [P - offset] (features/image batch B) or [m, P - offset] (one image, m weight samples):
         the covered weights from flat offset ``offset`` on; the layers before it are the MAP's, run once.
 
-        Returns logit_mean [B|m, HW], cov_factor [B|m, r, HW], cov_diag [B|m, HW].
+        Returns logit_mean [B|m, HW], cov_factor [B|m, r, HW], cov_diag [B|m, HW]; HW is the full resolution's
+        pixels, or a quarter of them without ``upsample``.
         """
         params = self.params_with(covered, offset)
         fused = self.cfg.fused(params, features, image)
         cov = unflatten(self.map_only, self.map_only_layout)
-        factor = self.cfg.output(fused, cov["factor.weight"], cov["factor.bias"])
-        diag = F.softplus(self.cfg.output(fused, cov["diag.weight"], cov["diag.bias"])[:, 0]) + self.cfg.diag_floor
-        mean = mean_logits(self.cfg, params, fused)
+        factor = self.cfg.output(fused, cov["factor.weight"], cov["factor.bias"], upsample)
+        diag = F.softplus(self.cfg.output(fused, cov["diag.weight"], cov["diag.bias"], upsample)[:, 0]) + self.cfg.diag_floor
+        mean = mean_logits(self.cfg, params, fused, upsample)
         # Sampling the mean layer alone leaves the covariance maps shared by every sample.
         return mean, factor.expand(mean.shape[0], -1, -1), diag.expand(mean.shape[0], -1)
 
@@ -208,10 +213,10 @@ class DropoutHead(nn.Module):
     def split_masks(self, masks: torch.Tensor) -> List[torch.Tensor]:
         return list(torch.split(masks, list(self.cfg.decoder_channels), dim=1))
 
-    def forward(self, features: torch.Tensor, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """masks [B|k, Md] -> logits [B|k, HW]."""
+    def forward(self, features: torch.Tensor, image: torch.Tensor, masks: torch.Tensor, upsample: bool = True) -> torch.Tensor:
+        """masks [B|k, Md] -> logits [B|k, HW] (``upsample`` as in ``LaplaceHead.forward_with``)."""
         params = unflatten(self.weights, self.layout)
-        return mean_logits(self.cfg, params, self.cfg.fused(params, features, image, self.split_masks(masks)))
+        return mean_logits(self.cfg, params, self.cfg.fused(params, features, image, self.split_masks(masks)), upsample)
 
 
 def random_masks(count: int, cfg: HeadConfig, generator: Optional[torch.Generator] = None) -> torch.Tensor:

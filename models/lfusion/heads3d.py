@@ -98,8 +98,10 @@ class ClipHeadConfig:
         stem = stem.expand(x.shape[0], -1, -1, -1, -1)
         return F.relu(conv(torch.cat([x, stem], dim=1), params["fuse.weight"], params["fuse.bias"]))
 
-    def output(self, fused: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """1x1x1 output layer: [B, C, L], L frame-major."""
+    def output(self, fused: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, upsample: bool = True) -> torch.Tensor:
+        """1x1x1 output layer: [B, C, L], L frame-major, at ``output_size`` (no final upsampling to leave out)."""
+        if not upsample:
+            raise ValueError("the clip heads' maps are at output_size already: upsample=False does not apply")
         return conv(fused, weight, bias).flatten(2)
 
 

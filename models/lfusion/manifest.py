@@ -35,6 +35,7 @@ def graph_specs(bundle: Bundle) -> Dict[str, dict]:
     feature_shape = [1, bundle.laplace.cfg.feature_channels, 14, 14]
     image_shape = [1, 1, 224, 224]
     rank = bundle.laplace.cfg.rank
+    maps = bundle.map_pixels  # the heads' maps; the measures graph's are full resolution (upsampled when smaller)
     return {
         "encoder": {
             "file": "encoder.onnx",
@@ -44,18 +45,20 @@ def graph_specs(bundle: Bundle) -> Dict[str, dict]:
         "laplace_head": {
             "file": "laplace_head.onnx",
             "inputs": {"features": feature_shape, "image": image_shape, "weight_noise": ["m", bundle.sampled_count], "posterior_scale": [1]},
-            "outputs": {"logit_mean": ["m", HW], "cov_factor": ["m", rank, HW], "cov_diag": ["m", HW]},
+            "outputs": {"logit_mean": ["m", maps], "cov_factor": ["m", rank, maps], "cov_diag": ["m", maps]},
         },
         "dropout_head": {
             "file": "dropout_head.onnx",
             "inputs": {"features": feature_shape, "image": image_shape, "dropout_masks": ["k", bundle.dropout.cfg.mask_count]},
-            "outputs": {"logits": ["k", HW]},
+            "outputs": {"logits": ["k", maps]},
         },
-        "measures": measures_spec("measures.onnx", rank, HW),
+        "measures": measures_spec("measures.onnx", rank, maps, HW),
     }
 
 
-def measures_spec(file: str, rank: int, pixels: int) -> dict:
+def measures_spec(file: str, rank: int, pixels: int, map_pixels: Optional[int] = None) -> dict:
+    """The measures graph over heads' maps of ``pixels``, giving maps of ``map_pixels`` (default: the same)."""
+    map_pixels = pixels if map_pixels is None else map_pixels
     return {
         "file": file,
         "inputs": {
@@ -66,7 +69,7 @@ def measures_spec(file: str, rank: int, pixels: int) -> dict:
             "diag_noise": ["m", "n", pixels],
             "dropout_logits": ["k", pixels],
         },
-        "outputs": {"laplace_maps": [len(MEASURE_ORDER), pixels], "dropout_maps": [len(MEASURE_ORDER), pixels]},
+        "outputs": {"laplace_maps": [len(MEASURE_ORDER), map_pixels], "dropout_maps": [len(MEASURE_ORDER), map_pixels]},
     }
 
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from lfusion.encoder import EncoderConfig, USFMEncoder, freeze
-from lfusion.export import check_declared, export_graphs, refresh_laplace, refresh_measures
+from lfusion.export import check_declared, export_graphs, refresh_heads, refresh_measures
 from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead
 from lfusion.inference import Bundle
 from lfusion.manifest import graph_specs, write_manifest
@@ -132,7 +133,7 @@ def test_refresh_measures_rewrites_the_measures_graph_and_its_checksum(package, 
         parity_report(copy)
 
 
-def test_refresh_laplace_exports_a_last_layers_posterior_and_keeps_other_cases(package, tmp_path):
+def test_refresh_heads_exports_a_last_layers_posterior_and_keeps_other_cases(package, tmp_path):
     folder, bundle = package
     copy = copy_of(folder, tmp_path)
     offset = bundle.laplace.sampled_offset("fuse")
@@ -142,14 +143,30 @@ def test_refresh_laplace_exports_a_last_layers_posterior_and_keeps_other_cases(p
     ood = {"map": "laplace.mutual_information", "aggregation": "mean", "threshold": 0.5, "raiseAfter": 3, "clearAfter": 5, "calibrated": True}
     (build / "calibration" / "calibration.json").write_text(json.dumps({"ood": ood, "validation": {"lfusion": {"dice": 0.9}}}))
     before = json.loads((copy / "manifest.json").read_text())
-    manifest = refresh_laplace(copy, last, synthetic_images(1), build, seed=5)
+    manifest = refresh_heads(copy, last, synthetic_images(1), build, seed=5)
     validate_package(copy)
     assert manifest["laplace"]["weightCount"] == last.sampled_count == bundle.laplace.covered_count - offset
     assert manifest["graphs"]["laplace_head"]["inputs"]["weight_noise"] == ["m", last.sampled_count]
     assert manifest["laplace"]["covered"].startswith("last layers (fuse, mean)") and manifest["ood"] == ood
-    assert all(manifest["graphs"][name] == before["graphs"][name] for name in before["graphs"] if name != "laplace_head")
+    assert manifest["graphs"]["encoder"] == before["graphs"]["encoder"]
     cases = json.loads((copy / "reference" / "index.json").read_text())["cases"]
     assert cases[0]["arrays"]["weight_noise"]["shape"] == [2, last.sampled_count]
+    if ort_available():
+        parity_report(copy)
+
+
+def test_half_map_heads_export_small_maps_and_a_measures_graph_that_upsamples(package, tmp_path):
+    # The committed package's form: heads without their final upsampling, the measures graph upsampling its maps.
+    folder, bundle = package
+    copy = copy_of(folder, tmp_path)
+    half = replace(bundle, half_maps=True)
+    manifest = refresh_heads(copy, half, synthetic_images(1), tmp_path / "no-build", seed=5)
+    validate_package(copy)
+    graphs = manifest["graphs"]
+    assert graphs["laplace_head"]["outputs"]["cov_factor"] == ["m", 3, 112 * 112] and graphs["dropout_head"]["outputs"]["logits"] == ["k", 112 * 112]
+    assert graphs["measures"]["inputs"]["diag_noise"] == ["m", "n", 112 * 112] and graphs["measures"]["outputs"]["laplace_maps"] == [len(MEASURE_ORDER), 224 * 224]
+    case = json.loads((copy / "reference" / "index.json").read_text())["cases"][0]
+    assert case["arrays"]["logit_mean"]["shape"] == [2, 112 * 112] and case["arrays"]["fused"]["shape"] == [224 * 224]
     if ort_available():
         parity_report(copy)
 

@@ -4,7 +4,7 @@ from lfusion.export import LaplaceHeadGraph
 from lfusion.inference import Bundle
 from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead, parameter_counts, random_masks
 from lfusion.laplace import posterior_std, sample_weights
-from lfusion.layers import conv, layout_size
+from lfusion.layers import conv, layout_size, upsample2
 
 TINY = HeadConfig(feature_channels=6, proj_channels=5, decoder_channels=(4, 3, 3, 2), stem_channels=2, fuse_channels=3, rank=2)
 
@@ -41,6 +41,21 @@ def test_m_weight_samples_in_one_run_match_separate_runs():
             for batched, alone in zip((mean, factor, diag), single):
                 assert torch.allclose(batched[j], alone[0], atol=1e-5)
     assert (diag >= TINY.diag_floor).all()
+
+
+def test_half_resolution_maps_are_the_full_maps_before_their_upsampling():
+    # The 1x1 output layers commute with the bilinear upsampling, so the full maps are the half maps upsampled
+    # (the diagonal's softplus does not commute: it only keeps its shape and floor).
+    laplace, dropout = LaplaceHead(TINY, seed=5), DropoutHead(TINY, seed=6)
+    features, image = inputs()
+    thetas = laplace.covered.detach() + 0.1 * torch.randn(3, laplace.covered_count)
+    masks = random_masks(2, TINY, torch.Generator().manual_seed(7))
+    up = lambda maps: upsample2(maps.reshape(-1, 1, 16, 16)).reshape(*maps.shape[:-1], 32 * 32)
+    with torch.no_grad():
+        full, half = (laplace.forward_with(thetas, features, image, upsample=u) for u in (True, False))
+        assert torch.allclose(up(half[0]), full[0], atol=1e-5) and torch.allclose(up(half[1]), full[1], atol=1e-5)
+        assert half[2].shape == (3, 16 * 16) and (half[2] >= TINY.diag_floor).all()
+        assert torch.allclose(up(dropout(features, image, masks, upsample=False)), dropout(features, image, masks), atol=1e-5)
 
 
 def test_functional_sampling_leaves_map_untouched_and_scale_zero_is_map():

@@ -18,6 +18,7 @@ from lfusion.measures import (
     select_map,
     stack_measures,
     unstack_measures,
+    upsample_maps,
 )
 
 
@@ -140,10 +141,10 @@ def test_aggregation():
             aggregate(values, bad)
 
 
-def test_stack_order_and_graph():
-    generator = torch.Generator().manual_seed(3)
-    m, n, r, k, hw = 2, 3, 4, 5, 7
-    args = (
+def graph_inputs(seed: int, m: int, n: int, r: int, k: int, hw: int):
+    """Random inputs of the measures graph, in its order."""
+    generator = torch.Generator().manual_seed(seed)
+    return (
         torch.randn(m, hw, generator=generator),
         torch.randn(m, r, hw, generator=generator),
         torch.rand(m, hw, generator=generator) + 0.1,
@@ -151,6 +152,11 @@ def test_stack_order_and_graph():
         torch.randn(m, n, hw, generator=generator),
         torch.randn(k, hw, generator=generator),
     )
+
+
+def test_stack_order_and_graph():
+    hw = 7
+    args = graph_inputs(3, m=2, n=3, r=4, k=5, hw=hw)
     lap_maps, drop_maps = MeasuresGraph()(*args)
     assert lap_maps.shape == (len(MEASURE_ORDER), hw)
     expected = sample_measures(laplace_logit_samples(*args[:5]))
@@ -164,3 +170,19 @@ def test_quantile_matches_torch_quantile():
         assert torch.allclose(aggregate(values, f"quantile:{q}"), torch.quantile(values, q, dim=-1))
     many = aggregate_many(values, ["mean", "quantile:0.9"])
     assert torch.allclose(many[0], values.mean(-1)) and torch.allclose(many[1], torch.quantile(values, 0.9, dim=-1))
+
+
+def test_upsample_maps_is_the_heads_bilinear_upsampling_per_map():
+    maps = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 5.0, 5.0, 5.0]])  # two 2x2 maps
+    up = upsample_maps(maps)
+    assert up.shape == (2, 16)
+    # Half-pixel centres: the first row is x0, 0.75 x0 + 0.25 x1, 0.25 x0 + 0.75 x1, x1 (edges clamped).
+    assert torch.allclose(up[0, :4], torch.tensor([1.0, 1.25, 1.75, 2.0]))
+    assert torch.equal(up[1], torch.full((16,), 5.0))
+
+
+def test_measures_graph_with_upsampling_upsamples_its_maps():
+    args = graph_inputs(5, m=2, n=3, r=2, k=4, hw=9)
+    for upsampled, plain in zip(MeasuresGraph(upsample=True)(*args), MeasuresGraph()(*args)):
+        assert upsampled.shape == (len(MEASURE_ORDER), 36)
+        assert torch.equal(upsampled, upsample_maps(plain))

@@ -101,7 +101,9 @@ def recover(package: Path, architecture: str = "2d") -> Bundle:
     dropout.load_state_dict({"weights": flat_vector(cfg.covered_layout(), iter(conv_weights(dropout_graph)), "dropout_head")})
     for head in (laplace, dropout):
         head.eval()
-    return Bundle(None, laplace, vectors["sigma"], float(settings["laplace"]["priorPrecision"]), dropout, offset)
+    # 2D heads whose maps are smaller than the measures' leave out their final upsampling (Bundle.half_maps).
+    half_maps = architecture == "2d" and graphs["laplace"]["outputs"]["logit_mean"][1] < manifest["graphs"]["measures"]["outputs"]["laplace_maps"][1]
+    return Bundle(None, laplace, vectors["sigma"], float(settings["laplace"]["priorPrecision"]), dropout, offset, half_maps)
 
 
 def reference_errors(package: Path, recovered: Bundle, architecture: str = "2d", encoder: Optional[torch.nn.Module] = None) -> Dict[str, float]:

@@ -153,7 +153,9 @@ for (const testCase of index.cases) {
 
 if (runMax) {
   const { maxM, maxN, maxK } = manifest.sampling;
-  const hw = 224 * 224;
+  // The heads' maps may be smaller than the measures' (heads at half resolution, measures upsampled).
+  const headPixels = manifest.graphs.laplace_head.outputs.logit_mean[1];
+  const hw = manifest.input.width * manifest.input.height;
   const spec = manifest.graphs.laplace_head.inputs;
   const zeros = (dims) => ({ data: new Float32Array(dims.reduce((a, b) => a * b, 1)), dims });
   const features = zeros(spec.features);
@@ -163,7 +165,7 @@ if (runMax) {
   const masks = { data: new Float32Array(maxK * manifest.dropout.maskCount).fill(1), dims: [maxK, manifest.dropout.maskCount] };
   const { logits } = await run('dropout_head', { features, image, dropout_masks: masks });
   const maps = await run('measures', {
-    ...head, factor_noise: zeros([maxM, maxN, manifest.laplace.rank]), diag_noise: zeros([maxM, maxN, hw]), dropout_logits: logits,
+    ...head, factor_noise: zeros([maxM, maxN, manifest.laplace.rank]), diag_noise: zeros([maxM, maxN, headPixels]), dropout_logits: logits,
   });
   const finite = [...Object.values(head), logits, ...Object.values(maps)].every((t) => t.data.every(Number.isFinite));
   report.push({ case: `max m=${maxM} n=${maxN} k=${maxK}`, checks: [{ name: 'shapes+finite', ok: finite && maps.laplace_maps.dims[1] === hw, seconds: (Date.now() - started) / 1000 }] });

@@ -7,7 +7,8 @@
 import { concatMap, defer, map, of, type OperatorFunction } from 'rxjs';
 import { drawDimensions, drawSamples } from '../runtime/draws.js';
 import { LfusionError } from '../runtime/errors.js';
-import { mapPixels } from '../runtime/model-package.js';
+import { headGrid, headPixels, mapPixels } from '../runtime/model-package.js';
+import { upsample2x } from '../runtime/upsample.js';
 import type { EncodedFrame } from '../runtime/types/frames.js';
 import type { GraphRunner } from '../runtime/types/inference.js';
 import type { ModelManifest } from '../runtime/types/model.js';
@@ -72,6 +73,10 @@ export function amortiseSamples<S extends HeadSamples>(
   const order = manifest.measures.order;
   measureRows(order);
   const pixels = mapPixels(manifest);
+  // Heads at half resolution: their logit means are brought to the measure maps' size before pooling.
+  const heads = headPixels(manifest);
+  const grid = headGrid(manifest);
+  const toMaps = (logitMean: Float32Array): Float32Array => (heads === pixels ? logitMean : upsample2x(logitMean, 1, grid.width, grid.height));
   const seed = options.seed ?? manifest.sampling.seed;
   const dims = drawDimensions(manifest);
   const { n } = counts;
@@ -109,8 +114,8 @@ export function amortiseSamples<S extends HeadSamples>(
             afterSampling,
             concatMap((samples) => {
               // The logit sample means are taken before the measures graph moves the head outputs to its worker.
-              const laplaceMean = laplaceSampleMean(samples, pixels);
-              const dropoutMean = rowMean(samples.dropoutLogits.data, pixels);
+              const laplaceMean = toMaps(laplaceSampleMean(samples, heads));
+              const dropoutMean = toMaps(rowMean(samples.dropoutLogits.data, heads));
               return of(samples).pipe(
                 measure,
                 map((measured) => {

@@ -4,6 +4,7 @@
  */
 import { map, type OperatorFunction } from 'rxjs';
 import { LfusionError } from '../runtime/errors.js';
+import { headGrid } from '../runtime/model-package.js';
 import type { Biometry, BiometryStatus, Ellipse, HeadMeasures, Interval } from '../runtime/types/biometry.js';
 import type { Frame, SimilarityTransform } from '../runtime/types/frames.js';
 import type { ModelManifest } from '../runtime/types/model.js';
@@ -42,8 +43,8 @@ export interface BiometryOptions {
   intervalScale?: number;
 }
 
-/** What the operator reads of the manifest: the model's input size and the interval calibration. */
-export type BiometryManifestPart = { input: { width: number; height: number } } & Pick<ModelManifest, 'biometry'>;
+/** What the operator reads of the manifest: the model's input size, its graphs when given (the heads' map size) and the interval calibration. */
+export type BiometryManifestPart = { input: { width: number; height: number } } & Partial<Pick<ModelManifest, 'graphs'>> & Pick<ModelManifest, 'biometry'>;
 
 /** What a biometry measurement reads of a frame's head samples: the frame, each weight sample's logit mean, each dropout pass's logits. */
 export type BiometryInput = Pick<HeadSamples, 'frame' | 'dropoutLogits'> & { laplace: Pick<HeadSamples['laplace'], 'logitMean'> };
@@ -412,8 +413,11 @@ export function measureBiometry(manifest: BiometryManifestPart, options: Biometr
  */
 export function biometryMeasurer(manifest: BiometryManifestPart, options: BiometryOptions = {}): (samples: BiometryInput) => Biometry {
   const resolved = settings(manifest, options);
-  const tracer = new BoundaryTracer(manifest.input.width, manifest.input.height);
-  const pixels = manifest.input.width * manifest.input.height;
+  // The logits' own grid: the heads' maps (half the input's size for heads at half resolution; `input` when the
+  // caller gives no graphs, as the clip path does for its maps).
+  const grid = headGrid(manifest);
+  const tracer = new BoundaryTracer(grid.width, grid.height);
+  const pixels = grid.width * grid.height;
   const scratch: Scratch = { mean: new Float32Array(pixels), squares: new Float32Array(pixels) };
   return (samples) => biometryOfSamples(samples, tracer, scratch, resolved);
 }

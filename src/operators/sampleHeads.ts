@@ -6,7 +6,7 @@ import { concatMap, type OperatorFunction } from 'rxjs';
 import { totalmem } from 'node:os';
 import { checkSampleCounts, createDrawSource, drawDimensions, sampleMemoryBytes, type DrawMode } from '../runtime/draws.js';
 import { LfusionError, ShapeError } from '../runtime/errors.js';
-import { mapPixels } from '../runtime/model-package.js';
+import { headPixels } from '../runtime/model-package.js';
 import type { EncodedFrame } from '../runtime/types/frames.js';
 import type { GraphRunner, TensorData } from '../runtime/types/inference.js';
 import type { ModelManifest } from '../runtime/types/model.js';
@@ -91,7 +91,7 @@ export function sampleHeads(pool: GraphRunner, manifest: ModelManifest, options:
   const featureDims = (manifest.graphs.laplace_head?.inputs.features ?? []).map((dim) => (typeof dim === 'number' ? dim : 1));
   // One image per set of features: 1 for a frame, the window length for the clip heads.
   const imageDims = [featureDims[0] ?? 1, 1, manifest.input.height, manifest.input.width];
-  const pixels = mapPixels(manifest);
+  const pixels = headPixels(manifest);
   const { m, k } = counts;
   const rank = manifest.laplace.rank;
   return concatMap(async (encoded) => {

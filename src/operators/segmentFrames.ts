@@ -1,10 +1,12 @@
 import { concatMap, type OperatorFunction } from 'rxjs';
 import { ShapeError } from '../runtime/errors.js';
+import { headGrid } from '../runtime/model-package.js';
 import { maskPlane } from '../runtime/quantize.js';
 import type { EncodedFrame } from '../runtime/types/frames.js';
 import type { GraphRunner } from '../runtime/types/inference.js';
 import type { ModelManifest } from '../runtime/types/model.js';
 import type { FrameResult } from '../runtime/types/results.js';
+import { upsample2x } from '../runtime/upsample.js';
 
 /**
  * The lightweight MAP segmentation: one `laplace_head` run per frame with a single weight sample, zero
@@ -26,7 +28,9 @@ import type { FrameResult } from '../runtime/types/results.js';
  */
 export function segmentFrames(pool: GraphRunner, manifest: ModelManifest): OperatorFunction<EncodedFrame, FrameResult> {
   const { width, height } = manifest.input;
-  const pixels = width * height;
+  // Heads at half resolution give logits on a half grid: upsampled as the full heads would have (before the sigmoid).
+  const grid = headGrid(manifest);
+  const pixels = grid.width * grid.height;
   const weightNoise = { data: new Float32Array(manifest.laplace.weightCount), dims: [1, manifest.laplace.weightCount] };
   const posteriorScale = { data: new Float32Array([0]), dims: [1] };
   const features = manifest.graphs.laplace_head!.inputs.features!;
@@ -47,7 +51,8 @@ export function segmentFrames(pool: GraphRunner, manifest: ModelManifest): Opera
     if (!logits || logits.data.length !== pixels) {
       throw new ShapeError(`laplace_head returned logit_mean of shape [${logits?.dims.join(', ')}]`, [1, pixels], logits?.dims ?? []);
     }
-    const probability = logits.data.map((logit) => 1 / (1 + Math.exp(-logit)));
+    const full = pixels === width * height ? logits.data : upsample2x(logits.data, 1, grid.width, grid.height);
+    const probability = full.map((logit) => 1 / (1 + Math.exp(-logit)));
     const { data: _pixels, ...frame } = encoded.frame;
     return {
       frame,

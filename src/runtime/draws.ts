@@ -6,7 +6,7 @@
  * (M, N, K): raising a count adds samples instead of replacing them.
  */
 import { LfusionError } from './errors.js';
-import { mapPixels } from './model-package.js';
+import { headPixels } from './model-package.js';
 import { Random, deriveSeed } from './random.js';
 import type { TensorData } from './types/inference.js';
 import type { ModelManifest } from './types/model.js';
@@ -22,7 +22,7 @@ export interface DrawDimensions {
   maskCount: number;
   /** `dropout.rate` (p). */
   dropoutRate: number;
-  /** Pixels per map, `224 * 224`. */
+  /** Pixels per head output map (`diag_noise`'s last dimension): `224 * 224`, or `112 * 112` for heads at half resolution. */
   pixels: number;
 }
 
@@ -131,6 +131,6 @@ export function drawDimensions(manifest: Pick<ModelManifest, 'laplace' | 'dropou
     rank: manifest.laplace.rank,
     maskCount: manifest.dropout.maskCount,
     dropoutRate: manifest.dropout.rate,
-    pixels: mapPixels(manifest),
+    pixels: headPixels(manifest),
   };
 }

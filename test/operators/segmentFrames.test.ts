@@ -4,9 +4,10 @@ import * as assert from 'uvu/assert';
 import { encodeFrames } from '../../src/operators/encodeFrames.js';
 import { segmentFrames } from '../../src/operators/segmentFrames.js';
 import { InferencePool } from '../../src/runtime/inference-pool.js';
-import { loadModelPackage } from '../../src/runtime/model-package.js';
+import { headGrid, loadModelPackage } from '../../src/runtime/model-package.js';
 import type { EncodedFrame } from '../../src/runtime/types/frames.js';
 import { loadReferenceVectors } from '../../src/runtime/reference-vectors.js';
+import { upsample2x } from '../../src/runtime/upsample.js';
 import { SHIPPED_PACKAGE, shippedPackagePresent } from '../helpers/shipped-package.js';
 import { TINY_PACKAGE } from '../helpers/tiny-package.js';
 import { RecordingRunner, syntheticFrame } from '../helpers/frames.js';
@@ -36,6 +37,21 @@ test('runs the MAP head (one sample, zero noise, posterior scale 0) and threshol
   assert.not.ok('data' in result!.frame, 'results carry no source pixels');
   assert.is(result!.timings.encoder, 1);
   assert.ok(result!.timings.head! >= 0);
+});
+
+test('heads at half resolution: the logits are upsampled to the input grid before the threshold', async () => {
+  const { manifest } = await loadModelPackage(TINY_PACKAGE);
+  const half = structuredClone(manifest);
+  half.graphs.laplace_head!.outputs.logit_mean![1] = 112 * 112;
+  // Each full-grid pixel is 3:1 its nearest half-grid logit and the next one out: a half-grid column of +4 among
+  // -3 gives its two full-grid columns 0.75 * 4 - 0.25 * 3 > 0, their neighbours 0.75 * -3 + 0.25 * 4 < 0.
+  const logits = Float32Array.from({ length: 112 * 112 }, (_, i) => (i % 112 === 50 ? 4 : -3));
+  const runner = new RecordingRunner(() => ({ logit_mean: { data: logits, dims: [1, 112 * 112] } }));
+  const [result] = await lastValueFrom(from([encoded(0)]).pipe(segmentFrames(runner, half), toArray()));
+  const mask = result!.planes[0]!;
+  assert.equal([mask.width, mask.height], [224, 224]);
+  const row = Array.from(mask.data.subarray(224 * 60 + 98, 224 * 60 + 104));
+  assert.equal(row, [0, 0, 1, 1, 0, 0], 'columns 100 and 101 (half-grid column 50) are foreground');
 });
 
 test('segments real encoded frames in order with a real pool, leaving each encoded frame usable', async () => {
@@ -68,7 +84,9 @@ if (shippedPackagePresent('segmentFrames against the shipped package\'s MAP logi
     };
     const [result] = await lastValueFrom(from([input]).pipe(segmentFrames(pool, pkg.manifest), toArray()));
     await pool.close();
-    const logits = reference.arrays.map_logit_mean!.data.subarray(0, HW);
+    const grid = headGrid(pkg.manifest);
+    const headLogits = Float32Array.from(reference.arrays.map_logit_mean!.data.subarray(0, grid.width * grid.height));
+    const logits = grid.width * grid.height === HW ? headLogits : upsample2x(headLogits, 1, grid.width, grid.height);
     const mask = result!.planes[0]!.data;
     let decided = 0;
     let foreground = 0;

@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ModelError } from '../../src/runtime/errors.js';
 import { InferencePool } from '../../src/runtime/inference-pool.js';
-import { loadModelPackage } from '../../src/runtime/model-package.js';
+import { headGrid, headPixels, loadModelPackage, mapPixels } from '../../src/runtime/model-package.js';
 import { TINY_PACKAGE, removeDir, tinyPackageCopy } from '../helpers/tiny-package.js';
 
 async function rejection(promise: Promise<unknown>): Promise<ModelError> {
@@ -66,6 +66,29 @@ test('settings that disagree with a graph\'s declared dimensions are rejected at
   assert.match((await loadEdited((m) => (m.laplace.weightCount = 10))).message, /"laplace\.weightCount" must be 9, as graphs\.laplace_head\.inputs\.weight_noise\[1\] declares, got 10/);
   assert.match((await loadEdited((m) => (m.laplace.rank = 3))).message, /"laplace\.rank" must be 2, as graphs\.laplace_head\.outputs\.cov_factor\[1\] declares/);
   assert.match((await loadEdited((m) => (m.dropout.maskCount = 7))).message, /"dropout\.maskCount" must be 8, as graphs\.dropout_head\.inputs\.dropout_masks\[1\] declares/);
+});
+
+/** Declares the tiny package's 2D heads with maps of `pixels` (its measures' maps stay at the input's 224 x 224). */
+function headMaps(m: any, pixels: number, dropoutPixels = pixels): void {
+  const out = m.graphs.laplace_head.outputs;
+  out.logit_mean[1] = out.cov_diag[1] = out.cov_factor[2] = pixels;
+  m.graphs.dropout_head.outputs.logits[1] = dropoutPixels;
+}
+
+test('heads at half resolution: maps of a quarter of the measures\' load, with their grid; any other size is rejected', async () => {
+  const dir = await tinyPackageCopy((m) => headMaps(m, 112 * 112));
+  try {
+    const { manifest } = await loadModelPackage(dir);
+    assert.equal([headPixels(manifest), mapPixels(manifest)], [112 * 112, 224 * 224]);
+    assert.equal(headGrid(manifest), { width: 112, height: 112 });
+    assert.equal(headGrid({ input: manifest.input }), { width: 224, height: 224 }, 'no graphs: the input grid (the clip path names its own)');
+  } finally {
+    await removeDir(dir);
+  }
+  const { manifest } = await loadModelPackage(TINY_PACKAGE);
+  assert.equal([headPixels(manifest), headGrid(manifest)], [224 * 224, { width: 224, height: 224 }]);
+  assert.match((await loadEdited((m) => headMaps(m, 100 * 100))).message, /"graphs\.laplace_head\.outputs\.logit_mean\[1\]" must be the measures graph's map size \(50176\) or, for heads at half resolution, 12544, got 10000/);
+  assert.match((await loadEdited((m) => headMaps(m, 112 * 112, 224 * 224))).message, /"graphs\.dropout_head\.outputs\.logits\[1\]" must be 12544, the pixels of laplace_head's maps, got 50176/);
 });
 
 test('an out-of-range number is reported as written, not as null', async () => {

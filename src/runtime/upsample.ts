@@ -1,0 +1,48 @@
+/**
+ * Doubling the size of head output maps, for packages whose 2D heads leave their final upsampling to the
+ * `measures` graph (docs/model-format.md, "Heads at half resolution"): the operators that read the heads' own
+ * outputs (the segmentation-only path, live mode's pooled logit means) bring them to the measures' size with it.
+ */
+
+import { ShapeError } from './errors.js';
+
+/**
+ * `rows` row-major maps of `width x height` -> `rows` maps of `2 width x 2 height`, bilinear with half-pixel centres
+ * and clamped edges: PyTorch's `interpolate(scale_factor=2, mode='bilinear', align_corners=False)`, the heads' own
+ * final upsampling. Each output pixel is 0.75 of its nearest input pixel and 0.25 of the next one out, per axis.
+ *
+ * @example
+ * upsample2x(Float32Array.of(1, 2), 1, 2, 1); // 2 x 4 -> 1, 1.25, 1.75, 2 on both rows
+ * @throws ShapeError when `maps` does not hold `rows` maps of `width x height`.
+ */
+export function upsample2x(maps: Float32Array, rows: number, width: number, height: number): Float32Array {
+  if (maps.length !== rows * width * height) throw new ShapeError(`${maps.length} values are not ${rows} maps of ${width}x${height}`, [rows, height, width], [maps.length]);
+  const wide = new Float32Array(rows * height * 2 * width);
+  for (let line = 0; line < rows * height; line++) {
+    const from = line * width;
+    const to = line * 2 * width;
+    for (let x = 0; x < width; x++) {
+      const here = maps[from + x]!;
+      wide[to + 2 * x] = 0.75 * here + 0.25 * maps[from + Math.max(x - 1, 0)]!;
+      wide[to + 2 * x + 1] = 0.75 * here + 0.25 * maps[from + Math.min(x + 1, width - 1)]!;
+    }
+  }
+  const outWidth = 2 * width;
+  const out = new Float32Array(rows * 4 * width * height);
+  for (let row = 0; row < rows; row++) {
+    const source = row * height * outWidth;
+    const target = row * 4 * width * height;
+    for (let y = 0; y < height; y++) {
+      const here = source + y * outWidth;
+      const above = source + Math.max(y - 1, 0) * outWidth;
+      const below = source + Math.min(y + 1, height - 1) * outWidth;
+      const even = target + 2 * y * outWidth;
+      const odd = even + outWidth;
+      for (let x = 0; x < outWidth; x++) {
+        out[even + x] = 0.75 * wide[here + x]! + 0.25 * wide[above + x]!;
+        out[odd + x] = 0.75 * wide[here + x]! + 0.25 * wide[below + x]!;
+      }
+    }
+  }
+  return out;
+}
