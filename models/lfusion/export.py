@@ -133,10 +133,10 @@ def export_graphs(bundle: Bundle, package: Path, clip: Optional[Bundle] = None) 
 
 
 def export_head_graphs(bundle: Bundle, specs: Dict[str, dict], package: Path) -> None:
-    """The 2D heads' and measures graphs (with ``bundle.half_maps``, heads at half resolution, measures upsampled)."""
+    """The 2D heads' and measures graphs (with ``bundle.half_maps`` the heads' maps, and so the measures', at half resolution)."""
     export_graph(LaplaceHeadGraph(bundle), specs["laplace_head"], package / specs["laplace_head"]["file"])
     export_graph(DropoutHeadGraph(bundle.dropout, upsample=not bundle.half_maps), specs["dropout_head"], package / specs["dropout_head"]["file"])
-    export_graph(MeasuresGraph(upsample=bundle.half_maps), specs["measures"], package / specs["measures"]["file"])
+    export_graph(MeasuresGraph(), specs["measures"], package / specs["measures"]["file"])
 
 
 def refresh_measures(package: Path) -> Dict[str, str]:
@@ -154,8 +154,7 @@ def refresh_measures(package: Path) -> Dict[str, str]:
         spec = manifest["graphs"].get(name)
         if spec is None:
             continue
-        upsample = spec["outputs"]["laplace_maps"][1] != spec["inputs"]["logit_mean"][1]
-        export_graph(MeasuresGraph(upsample=upsample), spec, package / spec["file"])
+        export_graph(MeasuresGraph(), spec, package / spec["file"])
         spec["sha256"] = refreshed[name] = sha256_of(package / spec["file"])
     path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     return refreshed

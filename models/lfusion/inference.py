@@ -143,7 +143,9 @@ def run_frame(
     ood_map: str = "fused",
     aggregation: str = "mean",
 ) -> Dict[str, object]:
-    """Everything the package computes for one normalised image [1, 1, 224, 224]."""
+    """Everything the package computes for one normalised image [1, 1, 224, 224]: the heads' outputs, the measures
+    graph's maps (``laplace_maps``/``dropout_maps``, at the heads' resolution), the per-path measures at full
+    resolution (``laplace``/``dropout``: upsampled from those with ``half_maps``, as the SDK does), fused map, score."""
     if features is None:
         features = bundle.encoder.forward_features(image)
     scale = torch.tensor([posterior_scale], dtype=image.dtype)
@@ -152,7 +154,9 @@ def run_frame(
     logit_mean, cov_factor, cov_diag = bundle.laplace.forward_with(thetas, features, image, bundle.sampled_offset, upsample=full)
     dropout_logits = bundle.dropout(features, image, draws.dropout_masks, upsample=full)
     eta = laplace_logit_samples(logit_mean, cov_factor, cov_diag, draws.factor_noise, draws.diag_noise)
-    laplace, dropout = (measures_of(logits, full) for logits in (eta, dropout_logits))
+    # The measures graph's maps (at the heads' resolution), then at full resolution as the SDK upsamples them.
+    graph_maps = {"laplace": stack_measures(sample_measures(eta)), "dropout": stack_measures(sample_measures(dropout_logits))}
+    laplace, dropout = (unstack_measures(maps if full else upsample_maps(maps)) for maps in graph_maps.values())
     fused = fused_map(laplace, dropout, select_map(AUXILIARY_MAP, laplace, dropout, None))
     score = aggregate(select_map(ood_map, laplace, dropout, fused), aggregation)
     return {
@@ -161,19 +165,13 @@ def run_frame(
         "cov_factor": cov_factor,
         "cov_diag": cov_diag,
         "dropout_logits": dropout_logits,
+        "laplace_maps": graph_maps["laplace"],
+        "dropout_maps": graph_maps["dropout"],
         "laplace": laplace,
         "dropout": dropout,
         "fused": fused,
         "ood_score": score,
     }
-
-
-def measures_of(logits: torch.Tensor, full: bool) -> Dict[str, torch.Tensor]:
-    """``sample_measures`` at full resolution: upsampled from the heads' half-resolution maps unless ``full``."""
-    measures = sample_measures(logits)
-    if full:
-        return measures
-    return unstack_measures(upsample_maps(stack_measures(measures)))
 
 
 def segmentation(result: Dict[str, object]) -> torch.Tensor:

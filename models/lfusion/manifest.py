@@ -19,7 +19,6 @@ from lfusion.inference import AUXILIARY_MAP, Bundle, clip_bundle_from_build
 from lfusion.layers import split_layout
 from lfusion.measures import ENTROPY_EPS, MEASURE_ORDER
 
-HW = 224 * 224
 PACKAGE_NAME = "lfusion-hc18-2d"
 DEFAULT_SAMPLING = {"m": 10, "n": 4, "k": 10, "maxM": 50, "maxN": 20, "maxK": 50}
 COVERED = "trunk (proj, block1-4, stem, fuse) and mean branch; the covariance branch (factor, diag) stays at MAP"
@@ -35,7 +34,7 @@ def graph_specs(bundle: Bundle) -> Dict[str, dict]:
     feature_shape = [1, bundle.laplace.cfg.feature_channels, 14, 14]
     image_shape = [1, 1, 224, 224]
     rank = bundle.laplace.cfg.rank
-    maps = bundle.map_pixels  # the heads' maps; the measures graph's are full resolution (upsampled when smaller)
+    maps = bundle.map_pixels  # the heads' and measures' maps (half resolution: the SDK upsamples the measure maps)
     return {
         "encoder": {
             "file": "encoder.onnx",
@@ -52,13 +51,11 @@ def graph_specs(bundle: Bundle) -> Dict[str, dict]:
             "inputs": {"features": feature_shape, "image": image_shape, "dropout_masks": ["k", bundle.dropout.cfg.mask_count]},
             "outputs": {"logits": ["k", maps]},
         },
-        "measures": measures_spec("measures.onnx", rank, maps, HW),
+        "measures": measures_spec("measures.onnx", rank, maps),
     }
 
 
-def measures_spec(file: str, rank: int, pixels: int, map_pixels: Optional[int] = None) -> dict:
-    """The measures graph over heads' maps of ``pixels``, giving maps of ``map_pixels`` (default: the same)."""
-    map_pixels = pixels if map_pixels is None else map_pixels
+def measures_spec(file: str, rank: int, pixels: int) -> dict:
     return {
         "file": file,
         "inputs": {
@@ -69,7 +66,7 @@ def measures_spec(file: str, rank: int, pixels: int, map_pixels: Optional[int] =
             "diag_noise": ["m", "n", pixels],
             "dropout_logits": ["k", pixels],
         },
-        "outputs": {"laplace_maps": [len(MEASURE_ORDER), map_pixels], "dropout_maps": [len(MEASURE_ORDER), map_pixels]},
+        "outputs": {"laplace_maps": [len(MEASURE_ORDER), pixels], "dropout_maps": [len(MEASURE_ORDER), pixels]},
     }
 
 

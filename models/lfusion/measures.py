@@ -195,24 +195,20 @@ def upsample_maps(maps: torch.Tensor) -> torch.Tensor:
     """Square maps [C, S*S] -> [C, 2S*2S], bilinear with half-pixel centres (the heads' own final upsampling).
 
     Measures are smooth where they matter, so computing them on the heads' 112x112 maps and upsampling the few
-    measure maps stands in for upsampling every logit sample first (``lfusion.inference.Bundle.half_maps``).
+    measure maps (the SDK does, after the measures graph) stands in for upsampling every logit sample first
+    (``lfusion.inference.Bundle.half_maps``).
     """
     side = math.isqrt(int(maps.shape[-1]))
     return upsample2(maps.reshape(1, -1, side, side)).reshape(int(maps.shape[0]), 4 * side * side)
 
 
 class MeasuresGraph(torch.nn.Module):
-    """The ``measures`` graph of the model package: head outputs and noise -> per-path maps [7, HW]; with
-    ``upsample``, head outputs of S*S pixels give maps of 2S*2S (``upsample_maps``)."""
-
-    def __init__(self, upsample: bool = False) -> None:
-        super().__init__()
-        self.upsample = upsample
+    """The ``measures`` graph of the model package: head outputs and noise -> per-path maps [7, HW] (HW of the heads'
+    maps)."""
 
     def forward(self, logit_mean, cov_factor, cov_diag, factor_noise, diag_noise, dropout_logits):
         eta = laplace_logit_samples(logit_mean, cov_factor, cov_diag, factor_noise, diag_noise)
-        maps = stack_measures(sample_measures(eta)), stack_measures(sample_measures(dropout_logits))
-        return tuple(upsample_maps(m) for m in maps) if self.upsample else maps
+        return stack_measures(sample_measures(eta)), stack_measures(sample_measures(dropout_logits))
 
 
 def calibrated_map(path: Dict[str, torch.Tensor], auxiliary: torch.Tensor, eps: float = ENTROPY_EPS) -> torch.Tensor:

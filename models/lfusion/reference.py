@@ -27,7 +27,6 @@ from lfusion.data import normalize
 from lfusion.features import load_set
 from lfusion.inference import Bundle, Draws, bundle_from_build, clip_bundle_from_build, make_draws, run_frame
 from lfusion.manifest import write_manifest
-from lfusion.measures import stack_measures
 
 REFERENCE_DRAWS = {"m": 2, "n": 3, "k": 4}
 CLIP_REFERENCE_DRAWS = {"m": 2, "n": 2, "k": 2}  # the clip case's arrays are L = T * S * S long: kept small
@@ -56,7 +55,7 @@ def case_arrays(bundle64: Bundle, image: torch.Tensor, draws: Draws, ood: dict, 
     result = run_frame(bundle64, image.double(), draws.to(torch.float64), 1.0, ood_map=ood["map"], aggregation=ood["aggregation"])
     arrays = dict(shared)
     arrays["image"] = write_array(folder, f"{prefix}_image.bin", image, "float32")
-    outputs = {"features": result["features"], "laplace_maps": stack_measures(result["laplace"]), "dropout_maps": stack_measures(result["dropout"])}
+    outputs = {"features": result["features"], "laplace_maps": result["laplace_maps"], "dropout_maps": result["dropout_maps"]}
     if full:
         outputs |= {k: result[k] for k in ("logit_mean", "cov_diag", "dropout_logits")}
         map_result = run_frame(bundle64, image.double(), draws.to(torch.float64), 0.0, features=result["features"])

@@ -155,8 +155,9 @@ def test_refresh_heads_exports_a_last_layers_posterior_and_keeps_other_cases(pac
         parity_report(copy)
 
 
-def test_half_map_heads_export_small_maps_and_a_measures_graph_that_upsamples(package, tmp_path):
-    # The committed package's form: heads without their final upsampling, the measures graph upsampling its maps.
+def test_half_map_heads_export_small_maps_and_measures_and_full_resolution_references(package, tmp_path):
+    # The committed package's form: heads without their final upsampling, the measures on their maps (the SDK
+    # upsamples the measure maps; the reference's fused map is at full resolution).
     folder, bundle = package
     copy = copy_of(folder, tmp_path)
     half = replace(bundle, half_maps=True)
@@ -164,9 +165,10 @@ def test_half_map_heads_export_small_maps_and_a_measures_graph_that_upsamples(pa
     validate_package(copy)
     graphs = manifest["graphs"]
     assert graphs["laplace_head"]["outputs"]["cov_factor"] == ["m", 3, 112 * 112] and graphs["dropout_head"]["outputs"]["logits"] == ["k", 112 * 112]
-    assert graphs["measures"]["inputs"]["diag_noise"] == ["m", "n", 112 * 112] and graphs["measures"]["outputs"]["laplace_maps"] == [len(MEASURE_ORDER), 224 * 224]
+    assert graphs["measures"]["inputs"]["diag_noise"] == ["m", "n", 112 * 112] and graphs["measures"]["outputs"]["laplace_maps"] == [len(MEASURE_ORDER), 112 * 112]
     case = json.loads((copy / "reference" / "index.json").read_text())["cases"][0]
-    assert case["arrays"]["logit_mean"]["shape"] == [2, 112 * 112] and case["arrays"]["fused"]["shape"] == [224 * 224]
+    assert case["arrays"]["logit_mean"]["shape"] == [2, 112 * 112] and case["arrays"]["laplace_maps"]["shape"] == [len(MEASURE_ORDER), 112 * 112]
+    assert case["arrays"]["fused"]["shape"] == [224 * 224]
     if ort_available():
         parity_report(copy)
 

@@ -180,9 +180,3 @@ def test_upsample_maps_is_the_heads_bilinear_upsampling_per_map():
     assert torch.allclose(up[0, :4], torch.tensor([1.0, 1.25, 1.75, 2.0]))
     assert torch.equal(up[1], torch.full((16,), 5.0))
 
-
-def test_measures_graph_with_upsampling_upsamples_its_maps():
-    args = graph_inputs(5, m=2, n=3, r=2, k=4, hw=9)
-    for upsampled, plain in zip(MeasuresGraph(upsample=True)(*args), MeasuresGraph()(*args)):
-        assert upsampled.shape == (len(MEASURE_ORDER), 36)
-        assert torch.equal(upsampled, upsample_maps(plain))

@@ -101,8 +101,8 @@ def recover(package: Path, architecture: str = "2d") -> Bundle:
     dropout.load_state_dict({"weights": flat_vector(cfg.covered_layout(), iter(conv_weights(dropout_graph)), "dropout_head")})
     for head in (laplace, dropout):
         head.eval()
-    # 2D heads whose maps are smaller than the measures' leave out their final upsampling (Bundle.half_maps).
-    half_maps = architecture == "2d" and graphs["laplace"]["outputs"]["logit_mean"][1] < manifest["graphs"]["measures"]["outputs"]["laplace_maps"][1]
+    # 2D heads whose maps are a quarter of the input's leave out their final upsampling (Bundle.half_maps).
+    half_maps = architecture == "2d" and 4 * graphs["laplace"]["outputs"]["logit_mean"][1] == manifest["input"]["width"] * manifest["input"]["height"]
     return Bundle(None, laplace, vectors["sigma"], float(settings["laplace"]["priorPrecision"]), dropout, offset, half_maps)
 
 

@@ -7,14 +7,13 @@
 import { concatMap, defer, map, of, type OperatorFunction } from 'rxjs';
 import { drawDimensions, drawSamples } from '../runtime/draws.js';
 import { LfusionError } from '../runtime/errors.js';
-import { headGrid, headPixels, mapPixels } from '../runtime/model-package.js';
-import { upsample2x } from '../runtime/upsample.js';
+import { mapPixels } from '../runtime/model-package.js';
 import type { EncodedFrame } from '../runtime/types/frames.js';
 import type { GraphRunner } from '../runtime/types/inference.js';
 import type { ModelManifest } from '../runtime/types/model.js';
 import type { HeadSamples, MeasuredFrame, SampleCounts } from '../runtime/types/uncertainty.js';
 import { combineSampleSets, laplaceSampleMean, meanAbsoluteDifference, measureRows, rowMean, type SampleSet } from './amortiseSamples/combine.js';
-import { measureUncertainty } from './measureUncertainty.js';
+import { measureUncertainty, toInputGrid } from './measureUncertainty.js';
 import { sampleCounts, sampleHeads, type SampleOptions } from './sampleHeads.js';
 
 export interface LiveSamplingOptions {
@@ -72,11 +71,10 @@ export function amortiseSamples<S extends HeadSamples>(
   if (!(resetDifference >= 0)) throw new LfusionError('INVALID_OPTION', `live.resetDifference must be a number >= 0, got ${resetDifference}`, { resetDifference });
   const order = manifest.measures.order;
   measureRows(order);
+  // Pooled at the heads' resolution (the measures graph's maps), brought to the input's grid afterwards, so that
+  // the pooled entropy and spreads are taken where exact mode takes them.
   const pixels = mapPixels(manifest);
-  // Heads at half resolution: their logit means are brought to the measure maps' size before pooling.
-  const heads = headPixels(manifest);
-  const grid = headGrid(manifest);
-  const toMaps = (logitMean: Float32Array): Float32Array => (heads === pixels ? logitMean : upsample2x(logitMean, 1, grid.width, grid.height));
+  const placed = toInputGrid(manifest);
   const seed = options.seed ?? manifest.sampling.seed;
   const dims = drawDimensions(manifest);
   const { n } = counts;
@@ -89,7 +87,7 @@ export function amortiseSamples<S extends HeadSamples>(
   };
   const full = sampler({ m: 0, k: 0 }, counts);
   const parts = mShares.map((mShare, s) => sampler({ m: mShare.from, k: kShares[s]!.from }, { m: mShare.count, n, k: kShares[s]!.count }));
-  const measure = measureUncertainty(pool, manifest);
+  const measure = measureUncertainty(pool, manifest, { upsample: false });
   const eps = manifest.measures.entropyEpsilon;
   const afterSampling = sampled ?? map((samples: HeadSamples) => samples as S);
 
@@ -114,8 +112,8 @@ export function amortiseSamples<S extends HeadSamples>(
             afterSampling,
             concatMap((samples) => {
               // The logit sample means are taken before the measures graph moves the head outputs to its worker.
-              const laplaceMean = toMaps(laplaceSampleMean(samples, heads));
-              const dropoutMean = toMaps(rowMean(samples.dropoutLogits.data, heads));
+              const laplaceMean = laplaceSampleMean(samples, pixels);
+              const dropoutMean = rowMean(samples.dropoutLogits.data, pixels);
               return of(samples).pipe(
                 measure,
                 map((measured) => {
@@ -133,11 +131,11 @@ export function amortiseSamples<S extends HeadSamples>(
                     ...extra,
                     ...measured,
                     counts: pooled,
-                    maps: {
+                    maps: placed({
                       ...measured.maps,
                       laplace: combineSampleSets(entries.map((entry) => entry.laplace), order, pixels, eps),
                       dropout: combineSampleSets(entries.map((entry) => entry.dropout), order, pixels, eps),
-                    },
+                    }),
                     timings: { ...measured.timings, pool: performance.now() - started },
                   };
                 }),

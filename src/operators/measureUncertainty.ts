@@ -3,10 +3,11 @@
  */
 import { concatMap, type OperatorFunction } from 'rxjs';
 import { LfusionError } from '../runtime/errors.js';
-import { mapPixels } from '../runtime/model-package.js';
+import { headGrid, mapPixels } from '../runtime/model-package.js';
 import type { GraphRunner } from '../runtime/types/inference.js';
 import type { ModelManifest } from '../runtime/types/model.js';
 import type { HeadSamples, MeasureMaps, MeasuredFrame } from '../runtime/types/uncertainty.js';
+import { upsample2x } from '../runtime/upsample.js';
 import { requireOutput } from './sampleHeads.js';
 
 /** Path prefixes of the per-path maps: `laplace.<measure>`, `dropout.<measure>`. */
@@ -41,19 +42,46 @@ export function selectMap(maps: MeasureMaps, name: string, fused?: Float32Array)
   return maps[path].subarray(row * maps.pixels, (row + 1) * maps.pixels);
 }
 
+/** Where {@link measureUncertainty}'s maps are. */
+export interface MeasureOptions {
+  /**
+   * For heads at half resolution (docs/model-format.md): `true` (default) brings the maps to the input's grid, as the
+   * heads' own final upsampling would have; `false` leaves them at the heads' resolution, for callers that combine
+   * them first (live mode pools them, then upsamples with {@link toInputGrid}). No effect on other packages.
+   */
+  upsample?: boolean;
+}
+
+/**
+ * The maps at the model input's grid: upsampled 2x (`upsample2x`) for heads at half resolution, as given otherwise.
+ *
+ * @example
+ * const full = toInputGrid(manifest)(measured.maps); // full.pixels === 224 * 224
+ */
+export function toInputGrid(manifest: Pick<ModelManifest, 'input' | 'graphs'>): (maps: MeasureMaps) => MeasureMaps {
+  const grid = headGrid(manifest);
+  const { width, height } = manifest.input;
+  if (grid.width === width && grid.height === height) return (maps) => maps;
+  const rows = (data: Float32Array, order: readonly string[]) => upsample2x(data, order.length, grid.width, grid.height);
+  return (maps) => ({ ...maps, pixels: width * height, laplace: rows(maps.laplace, maps.order), dropout: rows(maps.dropout, maps.order) });
+}
+
 /**
  * Runs the package's `measures` graph once per frame on all m x n Laplacian logit samples and all k dropout
- * logits, giving both paths' measure maps (rows in manifest `measures.order`).
+ * logits, giving both paths' measure maps (rows in manifest `measures.order`) at the input's grid (see
+ * {@link MeasureOptions.upsample}).
  *
  * @param pool runs the package's graphs (the SDK's inference pool).
- * @param manifest the package's manifest (`measures.order`, input size).
+ * @param manifest the package's manifest (`measures.order`, input size, the graphs' map sizes).
+ * @param options `upsample`: where the maps are, for heads at half resolution.
  * @returns frames carrying `maps`; the head outputs are moved to the worker and released.
  * @example
  * encoded$.pipe(sampleHeads(pool, manifest), measureUncertainty(pool, manifest)).subscribe((f) => console.log(f.maps));
  */
-export function measureUncertainty(pool: GraphRunner, manifest: Pick<ModelManifest, 'measures' | 'input' | 'graphs'>): OperatorFunction<HeadSamples, MeasuredFrame> {
+export function measureUncertainty(pool: GraphRunner, manifest: Pick<ModelManifest, 'measures' | 'input' | 'graphs'>, options: MeasureOptions = {}): OperatorFunction<HeadSamples, MeasuredFrame> {
   const order = manifest.measures.order;
   const pixels = mapPixels(manifest);
+  const placed = options.upsample === false ? (maps: MeasureMaps) => maps : toInputGrid(manifest);
   return concatMap(async (samples) => {
     const started = performance.now();
     const { laplace, draws } = samples;
@@ -74,12 +102,12 @@ export function measureUncertainty(pool: GraphRunner, manifest: Pick<ModelManife
     return {
       frame: samples.frame,
       counts: draws.counts,
-      maps: {
+      maps: placed({
         order,
         pixels,
         laplace: requireOutput(outputs, 'measures', 'laplace_maps', expected),
         dropout: requireOutput(outputs, 'measures', 'dropout_maps', expected),
-      },
+      }),
       timings: { ...samples.timings, measures: performance.now() - started },
     };
   });

@@ -281,14 +281,14 @@ function checkSharedDimensions(read: ManifestReader, manifest: ModelManifest): v
     const declared = manifest.graphs[graph]?.[kind][tensor]?.[index];
     if (typeof declared === 'number' && declared !== value) read.fail(field, `${declared}, as graphs.${graph}.${kind}.${tensor}[${index}] declares`, value);
   }
-  // The heads' maps: the measures' size, or half of it each side (the measures graph upsamples them).
+  // The heads' maps: the input's size, or half of it each side (the SDK upsamples the measure maps); the dropout
+  // head's and the measures graph's maps the same.
   const heads = headPixels(manifest);
-  const maps = mapPixels(manifest);
   const halfGrid = (input.width / 2) * (input.height / 2);
-  if (heads !== maps && !(heads === halfGrid && maps === input.width * input.height)) {
-    read.fail('graphs.laplace_head.outputs.logit_mean[1]', `the measures graph's map size (${maps}) or, for heads at half resolution, ${halfGrid}`, heads);
+  if (heads !== input.width * input.height && heads !== halfGrid) {
+    read.fail('graphs.laplace_head.outputs.logit_mean[1]', `the input's ${input.width * input.height} pixels or, for heads at half resolution, ${halfGrid}`, heads);
   }
-  for (const [graph, kind, tensor, index] of [['dropout_head', 'outputs', 'logits', 1], ['measures', 'inputs', 'logit_mean', 1], ['measures', 'inputs', 'diag_noise', 2]] as const) {
+  for (const [graph, kind, tensor, index] of [['dropout_head', 'outputs', 'logits', 1], ['measures', 'inputs', 'logit_mean', 1], ['measures', 'inputs', 'diag_noise', 2], ['measures', 'outputs', 'laplace_maps', 1], ['measures', 'outputs', 'dropout_maps', 1]] as const) {
     const declared = manifest.graphs[graph]?.[kind][tensor]?.[index];
     if (typeof declared === 'number' && declared !== heads) read.fail(`graphs.${graph}.${kind}.${tensor}[${index}]`, `${heads}, the pixels of laplace_head's maps`, declared);
   }
@@ -421,9 +421,9 @@ function headSettings(read: ManifestReader, section: Record<string, unknown>, pr
 }
 
 /**
- * Pixels per output map of a set of heads: the second dimension of its `laplace_head`'s `logit_mean`. The same as
- * {@link mapPixels}, or a quarter of it for 2D heads that leave their final 2x upsampling to the `measures` graph
- * (docs/model-format.md, "Heads at half resolution"); {@link mapPixels} for a package without that graph.
+ * Pixels per output map of a set of heads: the second dimension of its `laplace_head`'s `logit_mean`, the same as
+ * {@link mapPixels} (a quarter of the input's for 2D heads at half resolution: docs/model-format.md, "Heads at half
+ * resolution"); {@link mapPixels} for a package without that graph.
  */
 export function headPixels(manifest: Pick<ModelManifest, 'graphs'> & { input: { width: number; height: number } }): number {
   const declared = manifest.graphs.laplace_head?.outputs?.logit_mean?.[1];
@@ -431,18 +431,21 @@ export function headPixels(manifest: Pick<ModelManifest, 'graphs'> & { input: { 
 }
 
 /**
- * Width and height of the 2D heads' output maps: the model input's, or half of each for heads at half resolution.
- * Without `graphs` (a caller naming its own map size, as the clip path does) the input's.
+ * Width and height of the 2D heads' output maps (and so of the measures graph's): the model input's, or half of each
+ * for heads at half resolution. The input's without `graphs` (a caller naming its own map size, as the clip path's
+ * biometry does) and for heads of several images (the clip heads, whose maps are frame-major).
  */
 export function headGrid(manifest: { input: { width: number; height: number } } & Partial<Pick<ModelManifest, 'graphs'>>): { width: number; height: number } {
   const { input, graphs } = manifest;
-  const half = graphs !== undefined && headPixels({ input, graphs }) * 4 === mapPixels({ input, graphs });
+  const oneImage = graphs?.laplace_head?.inputs?.image?.[0] === 1;
+  const half = oneImage && headPixels({ input, graphs: graphs! }) * 4 === input.width * input.height;
   return half ? { width: input.width / 2, height: input.height / 2 } : { width: input.width, height: input.height };
 }
 
 /**
  * Pixels per map of a set of heads: the second dimension of its `measures` graph's `laplace_maps` (224 * 224 for
- * the 2D heads, `frames * outputSize^2` for the clip heads), or the input size for a package without that graph.
+ * the 2D heads, 112 * 112 for heads at half resolution, `frames * outputSize^2` for the clip heads), or the input
+ * size for a package without that graph.
  */
 export function mapPixels(manifest: Pick<ModelManifest, 'graphs'> & { input: { width: number; height: number } }): number {
   const declared = manifest.graphs.measures?.outputs.laplace_maps?.[1];

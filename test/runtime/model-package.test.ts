@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ModelError } from '../../src/runtime/errors.js';
 import { InferencePool } from '../../src/runtime/inference-pool.js';
-import { headGrid, headPixels, loadModelPackage, mapPixels } from '../../src/runtime/model-package.js';
+import { headGrid, headPixels, loadModelPackage } from '../../src/runtime/model-package.js';
 import { TINY_PACKAGE, removeDir, tinyPackageCopy } from '../helpers/tiny-package.js';
 
 async function rejection(promise: Promise<unknown>): Promise<ModelError> {
@@ -68,18 +68,18 @@ test('settings that disagree with a graph\'s declared dimensions are rejected at
   assert.match((await loadEdited((m) => (m.dropout.maskCount = 7))).message, /"dropout\.maskCount" must be 8, as graphs\.dropout_head\.inputs\.dropout_masks\[1\] declares/);
 });
 
-/** Declares the tiny package's 2D heads with maps of `pixels` (its measures' maps stay at the input's 224 x 224). */
+/** Declares the tiny package's 2D heads with maps of `pixels` (the tiny package has no measures graph). */
 function headMaps(m: any, pixels: number, dropoutPixels = pixels): void {
   const out = m.graphs.laplace_head.outputs;
   out.logit_mean[1] = out.cov_diag[1] = out.cov_factor[2] = pixels;
   m.graphs.dropout_head.outputs.logits[1] = dropoutPixels;
 }
 
-test('heads at half resolution: maps of a quarter of the measures\' load, with their grid; any other size is rejected', async () => {
+test('heads at half resolution: maps of a quarter of the input\'s load, with their grid; any other size is rejected', async () => {
   const dir = await tinyPackageCopy((m) => headMaps(m, 112 * 112));
   try {
     const { manifest } = await loadModelPackage(dir);
-    assert.equal([headPixels(manifest), mapPixels(manifest)], [112 * 112, 224 * 224]);
+    assert.equal(headPixels(manifest), 112 * 112);
     assert.equal(headGrid(manifest), { width: 112, height: 112 });
     assert.equal(headGrid({ input: manifest.input }), { width: 224, height: 224 }, 'no graphs: the input grid (the clip path names its own)');
   } finally {
@@ -87,7 +87,7 @@ test('heads at half resolution: maps of a quarter of the measures\' load, with t
   }
   const { manifest } = await loadModelPackage(TINY_PACKAGE);
   assert.equal([headPixels(manifest), headGrid(manifest)], [224 * 224, { width: 224, height: 224 }]);
-  assert.match((await loadEdited((m) => headMaps(m, 100 * 100))).message, /"graphs\.laplace_head\.outputs\.logit_mean\[1\]" must be the measures graph's map size \(50176\) or, for heads at half resolution, 12544, got 10000/);
+  assert.match((await loadEdited((m) => headMaps(m, 100 * 100))).message, /"graphs\.laplace_head\.outputs\.logit_mean\[1\]" must be the input's 50176 pixels or, for heads at half resolution, 12544, got 10000/);
   assert.match((await loadEdited((m) => headMaps(m, 112 * 112, 224 * 224))).message, /"graphs\.dropout_head\.outputs\.logits\[1\]" must be 12544, the pixels of laplace_head's maps, got 50176/);
 });
 

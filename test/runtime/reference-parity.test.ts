@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { lastValueFrom, of, toArray, from } from 'rxjs';
 import { fuseUncertainty } from '../../src/operators/fuseUncertainty.js';
-import { measureUncertainty } from '../../src/operators/measureUncertainty.js';
+import { measureUncertainty, toInputGrid } from '../../src/operators/measureUncertainty.js';
 import { sampleHeads } from '../../src/operators/sampleHeads.js';
 import { scoreOod } from '../../src/operators/scoreOod.js';
 import { ShapeError } from '../../src/runtime/errors.js';
@@ -127,8 +127,13 @@ if (!existsSync(`${PACKAGE}/manifest.json`)) {
   test('the operator chain reproduces every case\'s maps, fused map and OOD score', async () => {
     for (const c of reference.cases.filter((c) => c.kind === 'frame')) {
       const scored = await chain(c);
-      agree(scored.maps.laplace, c, 'laplace_maps');
-      agree(scored.maps.dropout, c, 'dropout_maps');
+      // The stored maps are the measures graph's; the chain's are at the input's grid (upsampled for heads at half resolution).
+      const order = pkg.manifest.measures.order;
+      const stored = { order, pixels: c.arrays.laplace_maps!.dims[1]!, laplace: Float32Array.from(c.arrays.laplace_maps!.data), dropout: Float32Array.from(c.arrays.dropout_maps!.data) };
+      const placed = toInputGrid(pkg.manifest)(stored);
+      const onGrid: ReferenceCase = { ...c, arrays: { ...c.arrays, laplace_maps: { data: placed.laplace, dims: [order.length, placed.pixels] }, dropout_maps: { data: placed.dropout, dims: [order.length, placed.pixels] } } };
+      agree(scored.maps.laplace, onGrid, 'laplace_maps');
+      agree(scored.maps.dropout, onGrid, 'dropout_maps');
       agree(scored.fused, c, 'fused');
       agree([scored.ood.score], c, 'ood_score');
     }
