@@ -90,7 +90,7 @@ export { segmentFrames } from '../operators/segmentFrames.js';
 // Uncertainty.
 export { lfusionUncertainty, type UncertaintyOptions } from '../operators/lfusionUncertainty.js';
 export { sampleHeads, type SampleOptions } from '../operators/sampleHeads.js';
-export { measureUncertainty } from '../operators/measureUncertainty.js';
+export { measureUncertainty, toInputGrid, type MeasureOptions } from '../operators/measureUncertainty.js';
 export { amortiseSamples, type LiveSamplingOptions } from '../operators/amortiseSamples.js';
 export { fuseUncertainty, type FuseOptions } from '../operators/fuseUncertainty.js';
 export { scoreOod, type OodOptions } from '../operators/scoreOod.js';
