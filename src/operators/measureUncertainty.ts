@@ -3,11 +3,11 @@
  */
 import { concatMap, type OperatorFunction } from 'rxjs';
 import { LfusionError } from '../runtime/errors.js';
-import { headGrid, mapPixels } from '../runtime/model-package.js';
+import { mapPixels } from '../runtime/model-package.js';
 import type { GraphRunner } from '../runtime/types/inference.js';
 import type { ModelManifest } from '../runtime/types/model.js';
 import type { HeadSamples, MeasureMaps, MeasuredFrame } from '../runtime/types/uncertainty.js';
-import { upsample2x } from '../runtime/upsample.js';
+import { headMapsOnInputGrid } from '../runtime/upsample.js';
 import { requireOutput } from './sampleHeads.js';
 
 /** Path prefixes of the per-path maps: `laplace.<measure>`, `dropout.<measure>`. */
@@ -59,11 +59,9 @@ export interface MeasureOptions {
  * const full = toInputGrid(manifest)(measured.maps); // full.pixels === 224 * 224
  */
 export function toInputGrid(manifest: Pick<ModelManifest, 'input' | 'graphs'>): (maps: MeasureMaps) => MeasureMaps {
-  const grid = headGrid(manifest);
-  const { width, height } = manifest.input;
-  if (grid.width === width && grid.height === height) return (maps) => maps;
-  const rows = (data: Float32Array, order: readonly string[]) => upsample2x(data, order.length, grid.width, grid.height);
-  return (maps) => ({ ...maps, pixels: width * height, laplace: rows(maps.laplace, maps.order), dropout: rows(maps.dropout, maps.order) });
+  const place = headMapsOnInputGrid(manifest);
+  const pixels = manifest.input.width * manifest.input.height;
+  return (maps) => ({ ...maps, pixels, laplace: place(maps.laplace, maps.order.length), dropout: place(maps.dropout, maps.order.length) });
 }
 
 /**

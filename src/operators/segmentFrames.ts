@@ -6,7 +6,7 @@ import type { EncodedFrame } from '../runtime/types/frames.js';
 import type { GraphRunner } from '../runtime/types/inference.js';
 import type { ModelManifest } from '../runtime/types/model.js';
 import type { FrameResult } from '../runtime/types/results.js';
-import { upsample2x } from '../runtime/upsample.js';
+import { headMapsOnInputGrid } from '../runtime/upsample.js';
 
 /**
  * The lightweight MAP segmentation: one `laplace_head` run per frame with a single weight sample, zero
@@ -31,6 +31,7 @@ export function segmentFrames(pool: GraphRunner, manifest: ModelManifest): Opera
   // Heads at half resolution give logits on a half grid: upsampled as the full heads would have (before the sigmoid).
   const grid = headGrid(manifest);
   const pixels = grid.width * grid.height;
+  const onInputGrid = headMapsOnInputGrid(manifest);
   const weightNoise = { data: new Float32Array(manifest.laplace.weightCount), dims: [1, manifest.laplace.weightCount] };
   const posteriorScale = { data: new Float32Array([0]), dims: [1] };
   const features = manifest.graphs.laplace_head!.inputs.features!;
@@ -51,8 +52,7 @@ export function segmentFrames(pool: GraphRunner, manifest: ModelManifest): Opera
     if (!logits || logits.data.length !== pixels) {
       throw new ShapeError(`laplace_head returned logit_mean of shape [${logits?.dims.join(', ')}]`, [1, pixels], logits?.dims ?? []);
     }
-    const full = pixels === width * height ? logits.data : upsample2x(logits.data, 1, grid.width, grid.height);
-    const probability = full.map((logit) => 1 / (1 + Math.exp(-logit)));
+    const probability = onInputGrid(logits.data, 1).map((logit) => 1 / (1 + Math.exp(-logit)));
     const { data: _pixels, ...frame } = encoded.frame;
     return {
       frame,

@@ -1,10 +1,25 @@
 /**
- * Doubling the size of head output maps, for packages whose 2D heads leave their final upsampling to the
- * `measures` graph (docs/model-format.md, "Heads at half resolution"): the operators that read the heads' own
- * outputs (the segmentation-only path, live mode's pooled logit means) bring them to the measures' size with it.
+ * Doubling the size of head output maps, for packages whose 2D heads leave out their final upsampling
+ * (docs/model-format.md, "Heads at half resolution"): the measure maps (`measureUncertainty`, after live mode's
+ * pooling) and the segmentation-only path's MAP logits are brought to the model input's grid with it.
  */
 
 import { ShapeError } from './errors.js';
+import { headGrid } from './model-package.js';
+import type { ModelManifest } from './types/model.js';
+
+/**
+ * For `manifest`'s 2D heads: `(maps, rows) => maps` at the input's grid, `rows` maps of the heads' grid upsampled with
+ * {@link upsample2x} for heads at half resolution, returned as given otherwise.
+ *
+ * @example
+ * const logits = headMapsOnInputGrid(manifest)(logitMean, 1); // 224 * 224 values
+ */
+export function headMapsOnInputGrid(manifest: Pick<ModelManifest, 'input' | 'graphs'>): (maps: Float32Array, rows: number) => Float32Array {
+  const grid = headGrid(manifest);
+  if (grid.width === manifest.input.width && grid.height === manifest.input.height) return (maps) => maps;
+  return (maps, rows) => upsample2x(maps, rows, grid.width, grid.height);
+}
 
 /**
  * `rows` row-major maps of `width x height` -> `rows` maps of `2 width x 2 height`, bilinear with half-pixel centres
