@@ -60,6 +60,7 @@ export interface MeasureOptions {
  */
 export function toInputGrid(manifest: Pick<ModelManifest, 'input' | 'graphs'>): (maps: MeasureMaps) => MeasureMaps {
   const place = headMapsOnInputGrid(manifest);
+  if (!place) return (maps) => maps;
   const pixels = manifest.input.width * manifest.input.height;
   return (maps) => ({ ...maps, pixels, laplace: place(maps.laplace, maps.order.length), dropout: place(maps.dropout, maps.order.length) });
 }

@@ -52,7 +52,7 @@ export function segmentFrames(pool: GraphRunner, manifest: ModelManifest): Opera
     if (!logits || logits.data.length !== pixels) {
       throw new ShapeError(`laplace_head returned logit_mean of shape [${logits?.dims.join(', ')}]`, [1, pixels], logits?.dims ?? []);
     }
-    const probability = onInputGrid(logits.data, 1).map((logit) => 1 / (1 + Math.exp(-logit)));
+    const probability = (onInputGrid?.(logits.data, 1) ?? logits.data).map((logit) => 1 / (1 + Math.exp(-logit)));
     const { data: _pixels, ...frame } = encoded.frame;
     return {
       frame,

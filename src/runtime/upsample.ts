@@ -9,15 +9,16 @@ import { headGrid } from './model-package.js';
 import type { ModelManifest } from './types/model.js';
 
 /**
- * For `manifest`'s 2D heads: `(maps, rows) => maps` at the input's grid, `rows` maps of the heads' grid upsampled with
- * {@link upsample2x} for heads at half resolution, returned as given otherwise.
+ * For `manifest`'s heads at half resolution: `(maps, rows) => maps` at the input's grid, `rows` maps of the heads'
+ * grid upsampled with {@link upsample2x}. `undefined` when there is nothing to upsample (heads at the input's
+ * grid, or clip heads, whose frame-major maps keep their own size).
  *
  * @example
- * const logits = headMapsOnInputGrid(manifest)(logitMean, 1); // 224 * 224 values
+ * const logits = headMapsOnInputGrid(manifest)?.(logitMean, 1) ?? logitMean; // 224 * 224 values
  */
-export function headMapsOnInputGrid(manifest: Pick<ModelManifest, 'input' | 'graphs'>): (maps: Float32Array, rows: number) => Float32Array {
+export function headMapsOnInputGrid(manifest: Pick<ModelManifest, 'input' | 'graphs'>): ((maps: Float32Array, rows: number) => Float32Array) | undefined {
   const grid = headGrid(manifest);
-  if (grid.width === manifest.input.width && grid.height === manifest.input.height) return (maps) => maps;
+  if (grid.width === manifest.input.width && grid.height === manifest.input.height) return undefined;
   return (maps, rows) => upsample2x(maps, rows, grid.width, grid.height);
 }
 
