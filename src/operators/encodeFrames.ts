@@ -13,7 +13,8 @@ const HALF = 2 ** (PRECISION_BITS - 1);
 interface Coefficients {
   first: Int32Array;
   count: Int32Array;
-  weights: Float64Array;
+  /** Non-negative and summing to about {@link ONE}, so that a weighted sum of 8-bit pixels fits an int32. */
+  weights: Int32Array;
   kernelSize: number;
 }
 
@@ -29,7 +30,7 @@ function coefficients(inSize: number, outSize: number): Coefficients {
   const kernelSize = Math.ceil(support) * 2 + 1;
   const first = new Int32Array(outSize);
   const count = new Int32Array(outSize);
-  const weights = new Float64Array(outSize * kernelSize);
+  const weights = new Int32Array(outSize * kernelSize);
   const raw = new Float64Array(kernelSize);
   for (let out = 0; out < outSize; out++) {
     const center = (out + 0.5) * scale;
@@ -48,8 +49,9 @@ function coefficients(inSize: number, outSize: number): Coefficients {
   return { first, count, weights, kernelSize };
 }
 
+/** The 8-bit value of a fixed-point sum: its integer part (an arithmetic shift, as Pillow's), clamped. */
 function clip8(sum: number): number {
-  const value = Math.floor(sum / ONE);
+  const value = sum >> PRECISION_BITS;
   return value < 0 ? 0 : value > 255 ? 255 : value;
 }
 
@@ -59,27 +61,31 @@ function clip8(sum: number): number {
  * Returns a function reusing its coefficient tables and scratch rows, one per source size.
  */
 export function greyResizer(inWidth: number, inHeight: number, outWidth: number, outHeight: number): (pixels: Uint8Array, out: Uint8Array) => void {
-  const horizontal = coefficients(inWidth, outWidth);
-  const vertical = coefficients(inHeight, outHeight);
+  const { first: columnFirst, count: columnCount, weights: columnWeights, kernelSize: columnKernel } = coefficients(inWidth, outWidth);
+  const { first: rowFirst, count: rowCount, weights: rowWeights, kernelSize: rowKernel } = coefficients(inHeight, outHeight);
   const rows = new Uint8Array(outWidth * inHeight);
   return (pixels, out) => {
     for (let y = 0; y < inHeight; y++) {
-      const row = y * inWidth;
+      const line = y * inWidth;
+      const target = y * outWidth;
       for (let x = 0; x < outWidth; x++) {
-        const start = horizontal.first[x]!;
-        const base = x * horizontal.kernelSize;
+        const start = line + columnFirst[x]!;
+        const base = x * columnKernel;
+        const taps = columnCount[x]!;
         let sum = HALF;
-        for (let k = 0; k < horizontal.count[x]!; k++) sum += pixels[row + start + k]! * horizontal.weights[base + k]!;
-        rows[y * outWidth + x] = clip8(sum);
+        for (let k = 0; k < taps; k++) sum += pixels[start + k]! * columnWeights[base + k]!;
+        rows[target + x] = clip8(sum);
       }
     }
     for (let y = 0; y < outHeight; y++) {
-      const start = vertical.first[y]!;
-      const base = y * vertical.kernelSize;
+      const start = rowFirst[y]!;
+      const base = y * rowKernel;
+      const taps = rowCount[y]!;
+      const target = y * outWidth;
       for (let x = 0; x < outWidth; x++) {
         let sum = HALF;
-        for (let k = 0; k < vertical.count[y]!; k++) sum += rows[(start + k) * outWidth + x]! * vertical.weights[base + k]!;
-        out[y * outWidth + x] = clip8(sum);
+        for (let k = 0; k < taps; k++) sum += rows[(start + k) * outWidth + x]! * rowWeights[base + k]!;
+        out[target + x] = clip8(sum);
       }
     }
   };

@@ -1,9 +1,7 @@
-import { from, Observable, type ObservableInput, type OperatorFunction } from 'rxjs';
+import type { ObservableInput, OperatorFunction } from 'rxjs';
+import { keepLatestStages, type KeepLatestOptions } from './keepLatestStages.js';
 
-export interface KeepLatestOptions<T> {
-  /** Called for each value replaced before it was processed, with the running count of drops on this subscription. */
-  onDrop?: (dropped: T, dropCount: number) => void;
-}
+export type { KeepLatestOptions } from './keepLatestStages.js';
 
 /**
  * Runs an async stage on a live stream without ever queueing more than one value: while `project`'s inner Observable
@@ -28,55 +26,6 @@ export function keepLatest<T, R>(
   project: (value: T, index: number) => ObservableInput<R>,
   options: KeepLatestOptions<T> = {},
 ): OperatorFunction<T, R> {
-  return (source) =>
-    new Observable<R>((subscriber) => {
-      /** The newest value waiting for the stage; boxed so that `undefined` is a value too. */
-      let kept: { value: T } | null = null;
-      let busy = false;
-      let sourceDone = false;
-      let index = 0;
-      let dropCount = 0;
-
-      const run = (value: T): void => {
-        busy = true;
-        subscriber.add(
-          from(project(value, index++)).subscribe({
-            next: (result) => subscriber.next(result),
-            error: (error: unknown) => subscriber.error(error),
-            complete: () => {
-              busy = false;
-              if (kept) {
-                const next = kept.value;
-                kept = null;
-                run(next);
-              } else if (sourceDone) {
-                subscriber.complete();
-              }
-            },
-          }),
-        );
-      };
-
-      subscriber.add(() => {
-        kept = null;
-      });
-      return source.subscribe({
-        next: (value) => {
-          if (!busy) {
-            run(value);
-            return;
-          }
-          if (kept) {
-            dropCount += 1;
-            options.onDrop?.(kept.value, dropCount);
-          }
-          kept = { value };
-        },
-        error: (error: unknown) => subscriber.error(error),
-        complete: () => {
-          sourceDone = true;
-          if (!busy) subscriber.complete();
-        },
-      });
-    });
+  // One stage: a second stage that passes each result on at once.
+  return keepLatestStages(project, (result: R) => [result], options);
 }

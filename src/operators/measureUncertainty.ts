@@ -26,7 +26,8 @@ export function checkMapName(name: string, order: readonly string[]): void {
 }
 
 /**
- * The map called `fused`, `laplace.<measure>` or `dropout.<measure>` (a view, not a copy).
+ * The map called `fused`, `laplace.<measure>` or `dropout.<measure>` (a view, not a copy; on maps from
+ * {@link toInputGrid}, that row upsampled once).
  *
  * @example
  * const mi = selectMap(frame.maps, 'laplace.mutual_information');
@@ -39,7 +40,8 @@ export function selectMap(maps: MeasureMaps, name: string, fused?: Float32Array)
   }
   const [path, measure] = name.split('.') as [(typeof PATHS)[number], string];
   const row = maps.order.indexOf(measure);
-  return maps[path].subarray(row * maps.pixels, (row + 1) * maps.pixels);
+  const rowwise = (maps as Partial<RowwiseMaps>)[upsampledRow];
+  return rowwise ? rowwise(path, row) : maps[path].subarray(row * maps.pixels, (row + 1) * maps.pixels);
 }
 
 /** Where {@link measureUncertainty}'s maps are. */
@@ -52,8 +54,18 @@ export interface MeasureOptions {
   upsample?: boolean;
 }
 
+/** On maps from {@link toInputGrid}: one row at the input's grid, upsampled on first use. */
+const upsampledRow = Symbol('upsampledRow');
+
+/** {@link MeasureMaps} whose rows {@link selectMap} can take one at a time. */
+interface RowwiseMaps extends MeasureMaps {
+  [upsampledRow]: (path: (typeof PATHS)[number], row: number) => Float32Array;
+}
+
 /**
  * The maps at the model input's grid: upsampled 2x (`upsample2x`) for heads at half resolution, as given otherwise.
+ * The upsampling is done when the maps are read, and row by row through {@link selectMap}: a frame's result reads
+ * 5 of the 14 maps, and the other 9 (1.7 MB a frame at 224x224) are never made unless `laplace` or `dropout` is read.
  *
  * @example
  * const full = toInputGrid(manifest)(measured.maps); // full.pixels === 224 * 224
@@ -62,7 +74,31 @@ export function toInputGrid(manifest: Pick<ModelManifest, 'input' | 'graphs'>): 
   const place = headMapsOnInputGrid(manifest);
   if (!place) return (maps) => maps;
   const pixels = manifest.input.width * manifest.input.height;
-  return (maps) => ({ ...maps, pixels, laplace: place(maps.laplace, maps.order.length), dropout: place(maps.dropout, maps.order.length) });
+  return (maps) => {
+    const { order } = maps;
+    const whole: Partial<Record<(typeof PATHS)[number], Float32Array>> = {};
+    const rows = new Map<string, Float32Array>();
+    const all = (path: (typeof PATHS)[number]) => (whole[path] ??= place(maps[path], order.length));
+    const one = (path: (typeof PATHS)[number], row: number): Float32Array => {
+      const done = whole[path]?.subarray(row * pixels, (row + 1) * pixels) ?? rows.get(`${path}.${row}`);
+      if (done) return done;
+      const upsampled = place(maps[path].subarray(row * maps.pixels, (row + 1) * maps.pixels), 1);
+      rows.set(`${path}.${row}`, upsampled);
+      return upsampled;
+    };
+    const placed: RowwiseMaps = {
+      order,
+      pixels,
+      get laplace() {
+        return all('laplace');
+      },
+      get dropout() {
+        return all('dropout');
+      },
+      [upsampledRow]: one,
+    };
+    return placed;
+  };
 }
 
 /**

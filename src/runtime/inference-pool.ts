@@ -76,6 +76,8 @@ export class InferencePool {
   readonly executionProvider: ExecutionProvider;
   private readonly slots: Slot[] = [];
   private readonly queue: Task[] = [];
+  /** The worker each graph runs on when it is free (see `dispatch`). */
+  private readonly homes = new Map<string, Slot>();
   private nextId = 0;
   private closing?: Promise<void>;
   private broken?: LfusionError;
@@ -243,10 +245,16 @@ export class InferencePool {
   }
 
   private dispatch(): void {
-    for (const slot of this.slots) {
-      if (slot.task) continue;
-      const task = this.queue.shift();
-      if (!task) return;
+    while (this.queue.length > 0) {
+      const free = this.slots.filter((candidate) => !candidate.task);
+      if (free.length === 0) return;
+      const task = this.queue.shift()!;
+      // Each graph goes back to the worker that first ran it whenever that one is free: its session's buffers are
+      // already sized for the graph's shapes (a first run at new shapes cost a live frame 100+ ms), and its weights
+      // are warm in that core's cache.
+      let home = this.homes.get(task.graph);
+      if (!home || !this.slots.includes(home)) this.homes.set(task.graph, (home = free[0]!));
+      const slot = free.includes(home) ? home : free[0]!;
       slot.task = task;
       const transfer: ArrayBuffer[] = [];
       const feeds: Record<string, TensorData | ResidentFeed> = {};
@@ -265,8 +273,10 @@ export class InferencePool {
         }
         const buffer = transferableBuffer(data);
         const movable = buffer !== undefined && !task.keep.has(name) && !transfer.includes(buffer);
-        feeds[name] = { data: movable ? data : data.slice(), dims };
-        if (movable) transfer.push(buffer);
+        // A kept feed travels as a copy of its own, moved: copied once, not again by postMessage.
+        const sent = movable ? data : data.slice();
+        feeds[name] = { data: sent, dims };
+        transfer.push(sent.buffer as ArrayBuffer);
       }
       const request: InferenceWorkerRequest = { type: 'run', id: task.id, graph: task.graph, feeds, ...(Object.keys(retain).length ? { retain } : {}) };
       slot.worker.postMessage(request, transfer);

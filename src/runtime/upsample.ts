@@ -6,6 +6,7 @@
 
 import { ShapeError } from './errors.js';
 import { headGrid } from './model-package.js';
+import { workspace } from './workspace.js';
 import type { ModelManifest } from './types/model.js';
 
 /**
@@ -33,7 +34,7 @@ export function headMapsOnInputGrid(manifest: Pick<ModelManifest, 'input' | 'gra
  */
 export function upsample2x(maps: Float32Array, rows: number, width: number, height: number): Float32Array {
   if (maps.length !== rows * width * height) throw new ShapeError(`${maps.length} values are not ${rows} maps of ${width}x${height}`, [rows, height, width], [maps.length]);
-  const wide = new Float32Array(rows * height * 2 * width);
+  const wide = workspace(Float32Array, 'upsample2x.wide', rows * height * 2 * width);
   for (let line = 0; line < rows * height; line++) {
     const from = line * width;
     const to = line * 2 * width;

@@ -65,6 +65,7 @@ export { LfusionError, ModelError, ShapeError, SourceError, type LfusionErrorCod
 // Sources and flow control.
 export { fromVideo, type FromVideoOptions } from '../operators/fromVideo.js';
 export { keepLatest, type KeepLatestOptions } from '../operators/keepLatest.js';
+export { keepLatestStages } from '../operators/keepLatestStages.js';
 export { reconnecting, type BackoffOptions, type ReconnectingOptions } from '../operators/reconnecting.js';
 export { isFrame, isSourceEvent } from '../runtime/source-events.js';
 

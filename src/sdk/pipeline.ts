@@ -1,6 +1,6 @@
 /**
  * The default pipeline in one call: source (reconnecting when live) -> ultrasound region -> (keep-latest when
- * live | every frame on replay) -> encode -> analysis (MAP segmentation or the L-FUSION uncertainty chain) ->
+ * live, the encoder of one frame overlapping the analysis of the one before | every frame on replay) -> encode -> analysis (MAP segmentation or the L-FUSION uncertainty chain) ->
  * results, stats, alerts, source events.
  */
 import { catchError, concat, concatMap, defer, distinctUntilChanged, EMPTY, filter, finalize, ignoreElements, map, materialize, merge, Observable, of, share, Subject, tap, throwError, type OperatorFunction } from 'rxjs';
@@ -8,7 +8,7 @@ import { alignFrames, type AlignFramesOptions } from '../operators/alignFrames.j
 import { warpToOriginal } from '../operators/alignFrames/warp.js';
 import { encodeFrames } from '../operators/encodeFrames.js';
 import { fromVideo, type FromVideoOptions } from '../operators/fromVideo.js';
-import { keepLatest } from '../operators/keepLatest.js';
+import { keepLatestStages } from '../operators/keepLatestStages.js';
 import { biometryOnSource } from '../operators/measureBiometry.js';
 import { mergeClipFrames } from '../operators/mergeClipFrames.js';
 import { raiseAlerts, type AlertOptions } from '../operators/raiseAlerts.js';
@@ -137,12 +137,12 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
     : undefined;
   const close = () => Promise.all([pool.close(), clipPool?.close()]).then(() => undefined);
   const stats = new StatsRecorder(options.stats);
-  let frameStages: OperatorFunction<Frame, FrameResult>;
+  let encode: OperatorFunction<Frame, EncodedFrame>;
+  let analyse: OperatorFunction<EncodedFrame, FrameResult>;
   let clipStages: ClipStages | undefined;
   try {
-    const encode = encodeFrames(pool, manifest);
-    const analyse = options.image ? withImagePlane(analysis(pool, manifest), manifest) : analysis(pool, manifest);
-    frameStages = (frames) => frames.pipe(encode, analyse);
+    encode = encodeFrames(pool, manifest);
+    analyse = options.image ? withImagePlane(analysis(pool, manifest), manifest) : analysis(pool, manifest);
     if (clip && clipPool) {
       const frameAnalysis = paths.includes('frame') ? analyse : undefined;
       clipStages = clipPathStages(clipPool, manifest, clip, options.clip, { live, image: options.image === true }, encode, frameAnalysis, () => stats.dropped());
@@ -168,11 +168,14 @@ export async function createPipeline(options: PipelineOptions): Promise<Pipeline
       tap(() => stats.frameIn()),
       locate,
     );
-    const process = (located: LocatedFrame) => of(located.frame).pipe(frameStages, map((result) => placeResult(result, located)));
+    const encodeLocated = (located: LocatedFrame) => of(located.frame).pipe(encode, map((encoded) => ({ encoded, located })));
+    const analyseLocated = ({ encoded, located }: { encoded: EncodedFrame; located: LocatedFrame }) => of(encoded).pipe(analyse, map((result) => placeResult(result, located)));
+    const process = (located: LocatedFrame) => encodeLocated(located).pipe(concatMap(analyseLocated));
     const results$ = clipStages
       ? afterEveryFrame(frames$, clipStages.stages).pipe(tap((result) => result.path === 'clip' && processed.next()))
       : live
-        ? frames$.pipe(keepLatest(process, { onDrop: () => stats.dropped() }))
+        ? // The encoder of the newest frame runs while the analysis of the one before runs (two cores).
+          frames$.pipe(keepLatestStages(encodeLocated, analyseLocated, { onDrop: () => stats.dropped() }))
         : frames$.pipe(
             // A source error waits behind the frames decoded before it: every decoded frame yields its result.
             materialize(),

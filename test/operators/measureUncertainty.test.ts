@@ -1,7 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { firstValueFrom, of } from 'rxjs';
-import { checkMapName, measureUncertainty, selectMap } from '../../src/operators/measureUncertainty.js';
+import { checkMapName, measureUncertainty, selectMap, toInputGrid } from '../../src/operators/measureUncertainty.js';
+import { upsample2x } from '../../src/runtime/upsample.js';
 import { createDrawSource, drawSamples } from '../../src/runtime/draws.js';
 import { LfusionError, ShapeError } from '../../src/runtime/errors.js';
 import type { GraphRunner, TensorData } from '../../src/runtime/types/inference.js';
@@ -75,6 +76,28 @@ test('a measures output of the wrong shape is a ShapeError', async () => {
     assert.match((error as Error).message, /laplace_maps/);
     assert.equal((error as ShapeError).expected, [3, 4]);
   }
+});
+
+test('toInputGrid on heads at half resolution: selectMap upsamples one row, the whole maps on reading them, the same values', () => {
+  // A 4x4 input, heads and measures at 2x2 (the shipped package's layout at 224 and 112).
+  const half = {
+    input: { width: 4, height: 4 },
+    graphs: {
+      laplace_head: { file: 'l.onnx', inputs: { image: [1, 1, 4, 4] }, outputs: { logit_mean: ['m', 4] } },
+      measures: { file: 'm.onnx', inputs: {}, outputs: { laplace_maps: [ORDER.length, 4] } },
+    },
+  } as never;
+  const small: MeasureMaps = { order: ORDER, pixels: 4, laplace: Float32Array.from({ length: 12 }, (_, i) => i * i), dropout: Float32Array.from({ length: 12 }, (_, i) => -i) };
+  const placed = toInputGrid(half)(small);
+  assert.is(placed.pixels, 16);
+  const information = selectMap(placed, 'laplace.mutual_information');
+  assert.equal(Array.from(information), Array.from(upsample2x(small.laplace.subarray(4, 8), 1, 2, 2)));
+  assert.is(selectMap(placed, 'laplace.mutual_information'), information, 'a row is upsampled once');
+  assert.equal(Array.from(placed.laplace), Array.from(upsample2x(small.laplace, 3, 2, 2)));
+  assert.equal(Array.from(placed.dropout.subarray(32, 48)), Array.from(selectMap(placed, 'dropout.logit_variance')));
+  assert.equal(Array.from(information), Array.from(placed.laplace.subarray(16, 32)));
+  const spread = { ...placed };
+  assert.equal(Array.from(selectMap(spread, 'dropout.mean_prob')), Array.from(upsample2x(small.dropout.subarray(0, 4), 1, 2, 2)), 'a copy of the maps reads the same');
 });
 
 test('map names are checked: fused, or a path and a known measure', () => {

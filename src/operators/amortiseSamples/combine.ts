@@ -4,6 +4,7 @@
  */
 import { LfusionError } from '../../runtime/errors.js';
 import type { HeadSamples } from '../../runtime/types/uncertainty.js';
+import { workspace } from '../../runtime/workspace.js';
 
 /** The measures pooling needs, by name; `manifest.measures.order` must list exactly these. */
 export const POOLED_MEASURES = ['mean_prob', 'expected_entropy', 'mutual_information', 'expected_pairwise_kl', 'pixel_variance', 'total_entropy', 'logit_variance'] as const;
@@ -43,9 +44,9 @@ export function combineSampleSets(sets: readonly SampleSet[], order: readonly st
   const plane = (maps: Float32Array, name: keyof typeof row) => maps.subarray(row[name] * pixels, (row[name] + 1) * pixels);
   // Set by set over whole rows (typed-array views, no per-pixel lookups), summing each pixel in the same order as
   // pixel by pixel, in doubles: the same values, several times faster.
-  const meanProb = new Float64Array(pixels);
-  const expectedEntropy = new Float64Array(pixels);
-  const logitMean = new Float64Array(pixels);
+  const meanProb = workspace(Float64Array, 'combineSampleSets.meanProb', pixels).fill(0);
+  const expectedEntropy = workspace(Float64Array, 'combineSampleSets.expectedEntropy', pixels).fill(0);
+  const logitMean = workspace(Float64Array, 'combineSampleSets.logitMean', pixels).fill(0);
   for (const set of sets) {
     const weight = set.samples / total;
     const [prob, entropy, logit] = [plane(set.maps, 'mean_prob'), plane(set.maps, 'expected_entropy'), set.logitMean];
@@ -55,9 +56,9 @@ export function combineSampleSets(sets: readonly SampleSet[], order: readonly st
       logitMean[p]! += weight * logit[p]!;
     }
   }
-  const pixelVariance = new Float64Array(pixels);
-  const logitVariance = new Float64Array(pixels);
-  const pairwise = new Float64Array(pixels);
+  const pixelVariance = workspace(Float64Array, 'combineSampleSets.pixelVariance', pixels).fill(0);
+  const logitVariance = workspace(Float64Array, 'combineSampleSets.logitVariance', pixels).fill(0);
+  const pairwise = workspace(Float64Array, 'combineSampleSets.pairwise', pixels).fill(0);
   for (const set of sets) {
     const weight = set.samples / total;
     const [prob, probVariance, logit, variance, kl] = [plane(set.maps, 'mean_prob'), plane(set.maps, 'pixel_variance'), set.logitMean, plane(set.maps, 'logit_variance'), plane(set.maps, 'expected_pairwise_kl')];
@@ -94,8 +95,8 @@ export function laplaceSampleMean(samples: Pick<HeadSamples, 'laplace' | 'draws'
   const factorNoise = samples.draws.factorNoise.data;
   const diagNoise = samples.draws.diagNoise.data;
   const rank = factorNoise.length / (m * n);
-  const sum = new Float64Array(pixels);
-  const diagSum = new Float64Array(pixels);
+  const sum = workspace(Float64Array, 'laplaceSampleMean.sum', pixels).fill(0);
+  const diagSum = workspace(Float64Array, 'laplaceSampleMean.diagSum', pixels);
   for (let j = 0; j < m; j++) {
     for (let p = 0; p < pixels; p++) sum[p]! += n * logitMean.data[j * pixels + p]!;
     for (let r = 0; r < rank; r++) {
@@ -117,7 +118,7 @@ export function laplaceSampleMean(samples: Pick<HeadSamples, 'laplace' | 'draws'
 /** The mean over rows of `[rows, HW]` logits. */
 export function rowMean(logits: Float32Array, pixels: number): Float32Array {
   const rows = logits.length / pixels;
-  const sum = new Float64Array(pixels);
+  const sum = workspace(Float64Array, 'rowMean.sum', pixels).fill(0);
   for (let row = 0; row < rows; row++) for (let p = 0; p < pixels; p++) sum[p]! += logits[row * pixels + p]!;
   return divided(sum, rows);
 }
