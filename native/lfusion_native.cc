@@ -1,4 +1,5 @@
-// Native kernels of frame alignment (src/operators/alignFrames/kernels.ts), through the C N-API (node_api.h).
+// Native kernels of frame alignment (src/operators/alignFrames/kernels.ts) and of the encoder's Pillow resize
+// (src/operators/encodeFrames.ts), through the C N-API (node_api.h).
 //
 // Each function is the JavaScript kernel of the same name, operation for operation: doubles wherever JavaScript
 // computes in doubles, floats wherever it stores into a Float32Array, the same summation order, and no fused
@@ -15,7 +16,7 @@
 namespace {
 
 // Bump with any change of a function's signature or results: the loader refuses an addon of another version.
-constexpr int32_t kVersion = 2;
+constexpr int32_t kVersion = 3;
 
 struct Args {
   napi_env env;
@@ -43,7 +44,9 @@ bool Typed(napi_env env, napi_value value, napi_typedarray_type want, T** data, 
   napi_typedarray_type type;
   void* raw = nullptr;
   if (napi_get_typedarray_info(env, value, &type, length, &raw, nullptr, nullptr) != napi_ok) return Fail(env, "cannot read a typed array");
-  if (type != want) return Fail(env, want == napi_float32_array ? "expected a Float32Array" : "expected a Float64Array");
+  if (type != want) {
+    return Fail(env, want == napi_float32_array ? "expected a Float32Array" : want == napi_float64_array ? "expected a Float64Array" : want == napi_uint8_array ? "expected a Uint8Array" : "expected an Int32Array");
+  }
   *data = static_cast<T*>(raw);
   return true;
 }
@@ -316,11 +319,76 @@ napi_value OverlapSums(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// One pass of the Pillow resize (encodeFrames.ts `greyResizer`): `coefficients` is [kernelSize, first[out],
+// count[out], weights[out * kernelSize]] for `out` output positions. Integer arithmetic, exactly as Pillow's
+// (and the JavaScript's): sum = 2^21 + sum(pixel * weight), then >> 22, clamped to 0..255.
+struct Coefficients {
+  int32_t kernel;
+  const int32_t* first;
+  const int32_t* count;
+  const int32_t* weights;
+};
+
+bool GetCoefficients(napi_env env, napi_value value, int32_t outSize, int32_t inSize, Coefficients* c) {
+  int32_t* data;
+  size_t length;
+  if (!Typed(env, value, napi_int32_array, &data, &length) || length < 1) return false;
+  c->kernel = data[0];
+  if (c->kernel < 1 || !Fits(env, length, 1 + 2 * static_cast<int64_t>(outSize) + static_cast<int64_t>(outSize) * c->kernel)) return false;
+  c->first = data + 1;
+  c->count = data + 1 + outSize;
+  c->weights = data + 1 + 2 * static_cast<int64_t>(outSize);
+  for (int32_t o = 0; o < outSize; o++) {
+    if (c->first[o] < 0 || c->count[o] < 0 || c->count[o] > c->kernel || c->first[o] + c->count[o] > inSize) return Fail(env, "resize coefficients out of range");
+  }
+  return true;
+}
+
+inline uint8_t Clip8(int32_t sum) {
+  const int32_t value = sum >> 22;
+  return static_cast<uint8_t>(value < 0 ? 0 : value > 255 ? 255 : value);
+}
+
+// resizeGrey(pixels, inWidth, inHeight, out, outWidth, outHeight, columns, rows, scratch): horizontal pass into
+// scratch (outWidth x inHeight), then vertical into out.
+napi_value ResizeGrey(napi_env env, napi_callback_info info) {
+  Args a;
+  if (!GetArgs(env, info, a, 9)) return nullptr;
+  uint8_t *pixels, *out, *scratch;
+  size_t pixelsLength, outLength, scratchLength;
+  int32_t inWidth, inHeight, outWidth, outHeight;
+  Coefficients columns, rows;
+  if (!Typed(env, a.values[0], napi_uint8_array, &pixels, &pixelsLength) || !Int(env, a.values[1], 1, &inWidth) || !Int(env, a.values[2], 1, &inHeight) ||
+      !Typed(env, a.values[3], napi_uint8_array, &out, &outLength) || !Int(env, a.values[4], 1, &outWidth) || !Int(env, a.values[5], 1, &outHeight) ||
+      !GetCoefficients(env, a.values[6], outWidth, inWidth, &columns) || !GetCoefficients(env, a.values[7], outHeight, inHeight, &rows) ||
+      !Typed(env, a.values[8], napi_uint8_array, &scratch, &scratchLength) || !Fits(env, pixelsLength, static_cast<int64_t>(inWidth) * inHeight) ||
+      !Fits(env, outLength, static_cast<int64_t>(outWidth) * outHeight) || !Fits(env, scratchLength, static_cast<int64_t>(outWidth) * inHeight)) return nullptr;
+  for (int32_t y = 0; y < inHeight; y++) {
+    const uint8_t* line = pixels + static_cast<size_t>(y) * inWidth;
+    for (int32_t x = 0; x < outWidth; x++) {
+      const uint8_t* from = line + columns.first[x];
+      const int32_t* weights = columns.weights + static_cast<size_t>(x) * columns.kernel;
+      int32_t sum = 1 << 21;
+      for (int32_t k = 0; k < columns.count[x]; k++) sum += from[k] * weights[k];
+      scratch[static_cast<size_t>(y) * outWidth + x] = Clip8(sum);
+    }
+  }
+  for (int32_t y = 0; y < outHeight; y++) {
+    const int32_t* weights = rows.weights + static_cast<size_t>(y) * rows.kernel;
+    for (int32_t x = 0; x < outWidth; x++) {
+      int32_t sum = 1 << 21;
+      for (int32_t k = 0; k < rows.count[y]; k++) sum += scratch[static_cast<size_t>(rows.first[y] + k) * outWidth + x] * weights[k];
+      out[static_cast<size_t>(y) * outWidth + x] = Clip8(sum);
+    }
+  }
+  return nullptr;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   const struct {
     const char* name;
     napi_callback callback;
-  } functions[] = {{"blur", Blur}, {"warpImage", WarpImage}, {"fft2", Fft2}, {"crossPower", CrossPower}, {"gaussNewtonSums", GaussNewtonSums}, {"overlapSums", OverlapSums}};
+  } functions[] = {{"blur", Blur}, {"warpImage", WarpImage}, {"fft2", Fft2}, {"crossPower", CrossPower}, {"gaussNewtonSums", GaussNewtonSums}, {"overlapSums", OverlapSums}, {"resizeGrey", ResizeGrey}};
   for (const auto& f : functions) {
     napi_value fn;
     if (napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.callback, nullptr, &fn) != napi_ok || napi_set_named_property(env, exports, f.name, fn) != napi_ok) return nullptr;

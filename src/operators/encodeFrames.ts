@@ -1,5 +1,6 @@
 import { concatMap, type OperatorFunction } from 'rxjs';
 import { ShapeError } from '../runtime/errors.js';
+import { nativeKernels } from '../runtime/native-kernels.js';
 import type { EncodedFrame, Frame } from '../runtime/types/frames.js';
 import type { GraphRunner } from '../runtime/types/inference.js';
 import type { ModelManifest } from '../runtime/types/model.js';
@@ -55,15 +56,35 @@ function clip8(sum: number): number {
   return value < 0 ? 0 : value > 255 ? 255 : value;
 }
 
+/** A coefficient table as the native resize takes it: `[kernelSize, first[], count[], weights[]]`. */
+function packed({ first, count, weights, kernelSize }: Coefficients): Int32Array {
+  const table = new Int32Array(1 + first.length + count.length + weights.length);
+  table[0] = kernelSize;
+  table.set(first, 1);
+  table.set(count, 1 + first.length);
+  table.set(weights, 1 + first.length + count.length);
+  return table;
+}
+
 /**
  * Resizes grey pixels without keeping the aspect ratio, as Pillow's bilinear resize does (horizontal pass,
  * then vertical, each rounded to 8 bits): the model sees frames resized exactly as in training.
  * Returns a function reusing its coefficient tables and scratch rows, one per source size.
+ *
+ * @param kernels `auto` (default): the native addon's loops where it is built (`native/`, about 3x faster, the same
+ * bytes), else JavaScript; `javascript` to force the JavaScript loops (tests compare the two).
  */
-export function greyResizer(inWidth: number, inHeight: number, outWidth: number, outHeight: number): (pixels: Uint8Array, out: Uint8Array) => void {
-  const { first: columnFirst, count: columnCount, weights: columnWeights, kernelSize: columnKernel } = coefficients(inWidth, outWidth);
-  const { first: rowFirst, count: rowCount, weights: rowWeights, kernelSize: rowKernel } = coefficients(inHeight, outHeight);
+export function greyResizer(inWidth: number, inHeight: number, outWidth: number, outHeight: number, kernels: 'auto' | 'javascript' = 'auto'): (pixels: Uint8Array, out: Uint8Array) => void {
+  const columns = coefficients(inWidth, outWidth);
+  const lines = coefficients(inHeight, outHeight);
   const rows = new Uint8Array(outWidth * inHeight);
+  const native = kernels === 'auto' ? nativeKernels : undefined;
+  if (native) {
+    const [columnTable, lineTable] = [packed(columns), packed(lines)];
+    return (pixels, out) => native.resizeGrey(pixels, inWidth, inHeight, out, outWidth, outHeight, columnTable, lineTable, rows);
+  }
+  const { first: columnFirst, count: columnCount, weights: columnWeights, kernelSize: columnKernel } = columns;
+  const { first: rowFirst, count: rowCount, weights: rowWeights, kernelSize: rowKernel } = lines;
   return (pixels, out) => {
     for (let y = 0; y < inHeight; y++) {
       const line = y * inWidth;

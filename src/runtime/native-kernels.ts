@@ -15,10 +15,12 @@ export interface NativeKernels {
   crossPower(referenceRe: Float64Array, referenceIm: Float64Array, movingRe: Float64Array, movingIm: Float64Array, outRe: Float64Array, outIm: Float64Array): void;
   gaussNewtonSums(template: Float32Array, gradientX: Float32Array, gradientY: Float32Array, width: number, height: number, moving: Float32Array, movingWidth: number, movingHeight: number, warp: Float64Array, cx: number, cy: number, out: Float64Array): void;
   overlapSums(template: Float32Array, width: number, height: number, moving: Float32Array, movingWidth: number, movingHeight: number, warp: Float64Array, out: Float64Array): void;
+  /** The Pillow resize of encodeFrames.ts; `columns`/`rows`: `[kernelSize, first[], count[], weights[]]` per pass. */
+  resizeGrey(pixels: Uint8Array, inWidth: number, inHeight: number, out: Uint8Array, outWidth: number, outHeight: number, columns: Int32Array, rows: Int32Array, scratch: Uint8Array): void;
 }
 
 /** The addon version this code expects (`kVersion` in native/lfusion_native.cc). */
-const VERSION = 2;
+const VERSION = 3;
 // Same relative path from src/runtime/ and dist/runtime/.
 const ADDON = new URL('../../native/build/lfusion_native.node', import.meta.url);
 

@@ -4,7 +4,7 @@
  * garbage collections (external memory pressure).
  */
 
-type Numeric = Float32Array | Float64Array;
+type Numeric = Float32Array | Float64Array | Int32Array;
 
 const arrays = new Map<string, Numeric>();
 

@@ -38,7 +38,7 @@ import type { Analysis, ClipPathOptions, PathName, Pipeline, PipelineOptions } f
 function imagePlane(image: Float32Array, manifest: ModelManifest): Plane {
   const { width, height, normalization } = manifest.input;
   const data = new Uint8Array(width * height);
-  for (let i = 0; i < data.length; i++) data[i] = Math.round((image[i]! * normalization.std + normalization.mean) * 255); // Uint8Array clamps
+  for (let i = 0; i < data.length; i++) data[i] = Math.round((image[i]! * normalization.std + normalization.mean) * 255); // 0..255: the input was 8-bit grey
   return { name: 'image', width, height, data, min: 0, scale: 1 };
 }
 

@@ -4,6 +4,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { encodeFrames, greyResizer } from '../../src/operators/encodeFrames.js';
 import { ShapeError } from '../../src/runtime/errors.js';
+import { nativeKernels, nativeKernelsStatus } from '../../src/runtime/native-kernels.js';
+import { Random } from '../../src/runtime/random.js';
 import { InferencePool } from '../../src/runtime/inference-pool.js';
 import { loadModelPackage } from '../../src/runtime/model-package.js';
 import { compareToReference, loadReferenceVectors } from '../../src/runtime/reference-vectors.js';
@@ -13,11 +15,26 @@ import { RecordingRunner, syntheticFrame } from '../helpers/frames.js';
 
 const fixture = (name: string) => new Uint8Array(readFileSync(new URL(`../fixtures/pil-resize/${name}`, import.meta.url)));
 
-test('the resize reproduces Pillow bilinear (training) byte for byte', () => {
-  for (const [width, height] of [[100, 60], [90, 150]] as const) {
-    const out = new Uint8Array(224 * 224);
-    greyResizer(width, height, 224, 224)(fixture(`${width}x${height}.in.u8`), out);
-    assert.equal(Array.from(out), Array.from(fixture(`${width}x${height}.out.u8`)), `${width}x${height}`);
+test('the resize reproduces Pillow bilinear (training) byte for byte, with the JavaScript loops and the native ones', () => {
+  if (!nativeKernels) console.warn(`encodeFrames: native kernels ${nativeKernelsStatus}; the JavaScript resize only`);
+  for (const kernels of ['javascript', 'auto'] as const) {
+    for (const [width, height] of [[100, 60], [90, 150]] as const) {
+      const out = new Uint8Array(224 * 224);
+      greyResizer(width, height, 224, 224, kernels)(fixture(`${width}x${height}.in.u8`), out);
+      assert.equal(Array.from(out), Array.from(fixture(`${width}x${height}.out.u8`)), `${kernels} ${width}x${height}`);
+    }
+  }
+});
+
+test('native and JavaScript resizes give the same bytes, shrinking a screen or enlarging a small frame', () => {
+  for (const [width, height] of [[1920, 1080], [800, 540], [61, 47], [224, 224]] as const) {
+    const pixels = new Uint8Array(width * height);
+    const random = new Random(width);
+    for (let i = 0; i < pixels.length; i++) pixels[i] = random.nextUint32() & 255;
+    const [script, auto] = [new Uint8Array(224 * 224), new Uint8Array(224 * 224)];
+    greyResizer(width, height, 224, 224, 'javascript')(pixels, script);
+    greyResizer(width, height, 224, 224)(pixels, auto);
+    assert.ok(script.every((value, i) => value === auto[i]), `${width}x${height}`);
   }
 });
 

@@ -100,46 +100,60 @@ function logPolarSpectrum(kernels: AlignKernels, spectrum: Spectrum): Spectrum {
   return kernels.fft2(polar, RADII, ANGLES);
 }
 
-/** A frame prepared for estimation: smoothed at the refinement level, and on the Fourier–Mellin grid. */
-interface Prepared {
-  /** Frame -> refinement level; frame -> grid. */
+/** A frame smoothed (speckle) at the refinement level, where Gauss–Newton runs. */
+interface Refinement {
+  /** Frame -> refinement level. */
   refineMap: Affine;
-  gridMap: Affine;
   refine: Float32Array;
   refineWidth: number;
   refineHeight: number;
+}
+
+/** A frame prepared for estimation: at the refinement level, and on the Fourier–Mellin grid. */
+interface Prepared extends Refinement {
+  /** Frame -> grid. */
+  gridMap: Affine;
   grid: Float32Array;
   spectrum: Spectrum;
 }
 
-function prepare(kernels: AlignKernels, frame: Frame): Prepared {
+function prepareRefinement(kernels: AlignKernels, frame: Frame): Refinement & { smoothed: Float32Array } {
   const { width, height } = frame;
   const f = Math.min(1, REFINE_SIDE / Math.max(width, height));
   const refineWidth = Math.max(2, Math.round(width * f)), refineHeight = Math.max(2, Math.round(height * f));
   const smoothed = kernels.blur(Float32Array.from(frame.data), width, height, gaussian(SPECKLE_SIGMA / f));
   const refineMap = toLevel(f);
   const refine = f === 1 ? smoothed : kernels.warpImage(smoothed, width, height, invert(refineMap), refineWidth, refineHeight, 0);
+  return { refineMap, refine, refineWidth, refineHeight, smoothed };
+}
+
+function prepare(kernels: AlignKernels, frame: Frame): Prepared {
+  const { width, height } = frame;
+  const { smoothed, ...refinement } = prepareRefinement(kernels, frame);
   const g = GRID / Math.max(width, height);
   const gridMap = toLevel(g, (GRID - g * width) / 2, (GRID - g * height) / 2);
   const grid = kernels.warpImage(smoothed, width, height, invert(gridMap), GRID, GRID, 0);
-  return { refineMap, gridMap, refine, refineWidth, refineHeight, grid, spectrum: gridSpectrum(kernels, grid) };
+  return { ...refinement, gridMap, grid, spectrum: gridSpectrum(kernels, grid) };
 }
 
-/** What estimation keeps of a reference: its prepared images, log-polar spectrum and refinement gradients. */
-export interface Reference {
+/** What Gauss–Newton keeps of a frame it aligns others to: its refinement level and that level's gradients. */
+export interface MotionTemplate {
   frame: Frame;
   /** The kernels it was prepared with, and estimates against it use. */
   kernels: AlignKernels;
-  prepared: Prepared;
-  logPolar: Spectrum;
+  prepared: Refinement;
   gradientX: Float32Array;
   gradientY: Float32Array;
 }
 
-/** Prepares `frame` as a reference: the operator keeps one per reference frame. */
-export function makeReference(frame: Frame, kernels: AlignKernels): Reference {
-  const prepared = prepare(kernels, frame);
-  const { refine, refineWidth: w, refineHeight: h } = prepared;
+/** What estimation keeps of a reference: a {@link MotionTemplate} also on the Fourier–Mellin grid, with its log-polar spectrum. */
+export interface Reference extends MotionTemplate {
+  prepared: Prepared;
+  logPolar: Spectrum;
+}
+
+/** Central-difference gradients of the refinement level (zero on its border). */
+function gradients({ refine, refineWidth: w, refineHeight: h }: Refinement): { gradientX: Float32Array; gradientY: Float32Array } {
   const gradientX = new Float32Array(w * h), gradientY = new Float32Array(w * h);
   for (let y = 1; y < h - 1; y++) {
     for (let x = 1; x < w - 1; x++) {
@@ -148,7 +162,40 @@ export function makeReference(frame: Frame, kernels: AlignKernels): Reference {
       gradientY[i] = (refine[i + w]! - refine[i - w]!) / 2;
     }
   }
-  return { frame, kernels, prepared, logPolar: logPolarSpectrum(kernels, prepared.spectrum), gradientX, gradientY };
+  return { gradientX, gradientY };
+}
+
+/** Prepares `frame` as a reference: the operator keeps one per reference frame. */
+export function makeReference(frame: Frame, kernels: AlignKernels): Reference {
+  const prepared = prepare(kernels, frame);
+  return { frame, kernels, prepared, logPolar: logPolarSpectrum(kernels, prepared.spectrum), ...gradients(prepared) };
+}
+
+/** Prepares `frame` for {@link estimateSmallMotion}: as the frame aligned, then as the next frame's template. */
+export function motionTemplate(frame: Frame, kernels: AlignKernels): MotionTemplate {
+  checkFrame(frame);
+  const { smoothed: _smoothed, ...prepared } = prepareRefinement(kernels, frame);
+  return { frame, kernels, prepared, ...gradients(prepared) };
+}
+
+/**
+ * The transform taking `frame` onto `reference` when they differ by a small motion (consecutive frames of a
+ * video: a few pixels, a few degrees): Gauss–Newton from the identity alone, without the Fourier–Mellin search
+ * for any rotation, scale or large shift, with {@link estimate}'s quality. A larger motion does not converge and
+ * shows as a low quality. Both frames must have one size.
+ */
+export function estimateSmallMotion(reference: MotionTemplate, frame: MotionTemplate, rigid = false): { transform: SimilarityTransform; quality: number } {
+  const { width, height } = frame.frame;
+  if (reference.frame.width !== width || reference.frame.height !== height) {
+    throw new ShapeError(`frame ${frame.frame.index} is ${width}x${height}, its template ${reference.frame.width}x${reference.frame.height}`, [reference.frame.width, reference.frame.height], [width, height]);
+  }
+  const { warp, quality } = refineWarp(reference, frame.prepared, [1, 0, 0, 0, 1, 0], rigid);
+  return { transform: describe(toFrame(warp, reference.prepared, frame.prepared), width, height), quality };
+}
+
+/** A refinement-level warp (reference level -> frame level) as the transform frame -> reference, in frame pixels. */
+function toFrame(warp: Affine, reference: Refinement, moving: Refinement): Affine {
+  return invert(compose(invert(moving.refineMap), compose(warp, reference.refineMap)));
 }
 
 /**
@@ -199,7 +246,7 @@ function solve(h: number[][], g: number[]): number[] | null {
  * over the pixels whose warped position falls inside the frame. `warp`: reference level -> frame level.
  * Returns the refined warp and its quality (NCC over the overlap, times `min(1, overlap / 0.5)`).
  */
-function refineWarp(reference: Reference, moving: Prepared, start: Affine, rigid: boolean): { warp: Affine; quality: number } {
+function refineWarp(reference: MotionTemplate, moving: Refinement, start: Affine, rigid: boolean): { warp: Affine; quality: number } {
   const { refine: template, refineWidth: w, refineHeight: h } = reference.prepared;
   const { gradientX, gradientY } = reference;
   const cx = (w - 1) / 2, cy = (h - 1) / 2;
@@ -221,7 +268,7 @@ function refineWarp(reference: Reference, moving: Prepared, start: Affine, rigid
 }
 
 /** NCC of the reference with the warped frame over their overlap, times `min(1, overlap / 0.5)`; 0 when negative. */
-function overlapQuality(reference: Reference, moving: Prepared, warp: Affine): number {
+function overlapQuality(reference: MotionTemplate, moving: Refinement, warp: Affine): number {
   const { refine: template, refineWidth: w, refineHeight: h } = reference.prepared;
   const [n, sa, sb, saa, sbb, sab] = reference.kernels.overlapSums(template, w, h, moving.refine, moving.refineWidth, moving.refineHeight, warp);
   if (n < 16) return 0;
@@ -248,9 +295,7 @@ export function estimate(reference: Reference, frame: Frame, rigid: boolean): { 
   // Grid and refinement levels are both scalings of the frame: carry the coarse warp over by their maps.
   const coarse = compose(compose(moving.refineMap, invert(moving.gridMap)), compose(coarseWarp(reference, moving, rigid), compose(ref.gridMap, invert(ref.refineMap))));
   const { warp, quality } = refineWarp(reference, moving, coarse, rigid);
-  // warp: reference level -> frame level; the transform is frame -> reference, in frame pixels.
-  const toReference = invert(compose(invert(moving.refineMap), compose(warp, ref.refineMap)));
-  return { transform: describe(toReference, frame.width, frame.height), quality };
+  return { transform: describe(toFrame(warp, ref, moving), frame.width, frame.height), quality };
 }
 
 /** Throws a `ShapeError` for a frame whose pixel count is not `width * height`, or smaller than 8x8. */

@@ -9,6 +9,9 @@ import { workspace } from '../../runtime/workspace.js';
 /** The measures pooling needs, by name; `manifest.measures.order` must list exactly these. */
 export const POOLED_MEASURES = ['mean_prob', 'expected_entropy', 'mutual_information', 'expected_pairwise_kl', 'pixel_variance', 'total_entropy', 'logit_variance'] as const;
 
+/** The measures of each set that pooling reads (the others follow from them). */
+export const MEASURES_READ = ['mean_prob', 'expected_entropy', 'pixel_variance', 'logit_variance', 'expected_pairwise_kl'] as const;
+
 /** One sample set of one path: how many logit samples, its measure maps and the mean of its logit samples. */
 export interface SampleSet {
   samples: number;
@@ -42,6 +45,7 @@ export function combineSampleSets(sets: readonly SampleSet[], order: readonly st
   const total = sets.reduce((sum, set) => sum + set.samples, 0);
   const out = new Float32Array(order.length * pixels);
   const plane = (maps: Float32Array, name: keyof typeof row) => maps.subarray(row[name] * pixels, (row[name] + 1) * pixels);
+  const read = (set: SampleSet, name: (typeof MEASURES_READ)[number]) => plane(set.maps, name);
   // Set by set over whole rows (typed-array views, no per-pixel lookups), summing each pixel in the same order as
   // pixel by pixel, in doubles: the same values, several times faster.
   const meanProb = workspace(Float64Array, 'combineSampleSets.meanProb', pixels).fill(0);
@@ -49,7 +53,7 @@ export function combineSampleSets(sets: readonly SampleSet[], order: readonly st
   const logitMean = workspace(Float64Array, 'combineSampleSets.logitMean', pixels).fill(0);
   for (const set of sets) {
     const weight = set.samples / total;
-    const [prob, entropy, logit] = [plane(set.maps, 'mean_prob'), plane(set.maps, 'expected_entropy'), set.logitMean];
+    const [prob, entropy, logit] = [read(set, 'mean_prob'), read(set, 'expected_entropy'), set.logitMean];
     for (let p = 0; p < pixels; p++) {
       meanProb[p]! += weight * prob[p]!;
       expectedEntropy[p]! += weight * entropy[p]!;
@@ -61,7 +65,7 @@ export function combineSampleSets(sets: readonly SampleSet[], order: readonly st
   const pairwise = workspace(Float64Array, 'combineSampleSets.pairwise', pixels).fill(0);
   for (const set of sets) {
     const weight = set.samples / total;
-    const [prob, probVariance, logit, variance, kl] = [plane(set.maps, 'mean_prob'), plane(set.maps, 'pixel_variance'), set.logitMean, plane(set.maps, 'logit_variance'), plane(set.maps, 'expected_pairwise_kl')];
+    const [prob, probVariance, logit, variance, kl] = [read(set, 'mean_prob'), read(set, 'pixel_variance'), set.logitMean, read(set, 'logit_variance'), read(set, 'expected_pairwise_kl')];
     for (let p = 0; p < pixels; p++) {
       const dProb = prob[p]! - meanProb[p]!;
       const dLogit = logit[p]! - logitMean[p]!;
