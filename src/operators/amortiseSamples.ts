@@ -2,7 +2,8 @@
  * Live mode of the uncertainty chain: posterior samples amortised over consecutive frames (Huang et al., ECCV 2018).
  * Each frame samples a share of the m weight samples and k dropout passes and runs the `measures` graph on them
  * alone; its maps are the measures of the samples of the last frames pooled (combine.ts), which together hold
- * at least (m, n, k), each earlier frame's resampled through the motion since (align.ts).
+ * at least (m, n, k); with `live.align`, each earlier frame's resampled onto the newest through the motion since
+ * (align.ts).
  */
 import { concatMap, defer, map, of, type OperatorFunction } from 'rxjs';
 import { drawDimensions, drawSamples } from '../runtime/draws.js';

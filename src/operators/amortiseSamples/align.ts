@@ -42,12 +42,16 @@ interface Resampling {
   fy: Float32Array;
 }
 
-/** The bilinear resampling of a `width x height` grid through `matrix` (newest pixel -> earlier pixel, centres at integers). */
+/**
+ * The bilinear resampling of a `width x height` grid through `matrix` (newest pixel -> earlier pixel, centres at
+ * integers; alignFrames' `sample` convention), computed once for the 12 rows of an entry rather than per row as a
+ * `warpImage` call per row would.
+ */
 function resampling(matrix: Affine, width: number, height: number): Resampling {
   const pixels = width * height;
-  const at = workspace(Int32Array, 'warpSampleSet.at', pixels);
-  const fx = workspace(Float32Array, 'warpSampleSet.fx', pixels);
-  const fy = workspace(Float32Array, 'warpSampleSet.fy', pixels);
+  const at = workspace(Int32Array, 'warpSampleSets.at', pixels);
+  const fx = workspace(Float32Array, 'warpSampleSets.fx', pixels);
+  const fy = workspace(Float32Array, 'warpSampleSets.fy', pixels);
   for (let y = 0, q = 0; y < height; y++) {
     for (let x = 0; x < width; x++, q++) {
       const sx = matrix[0] * x + matrix[1] * y + matrix[2];
