@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --initial-heap-size=128
+#!/usr/bin/env node
 /**
  * `lfusion serve <source>`: the live pipeline behind a WebSocket server.
  * `lfusion replay <video> --out <dir>`: every frame of a recording, written as JSON lines and PNG planes.
