@@ -163,7 +163,9 @@ export function amortiseSamples<S extends HeadSamples>(
                     dropout: { samples: own.k, maps: measured.maps.dropout, logitMean: dropoutMean },
                     toEntry: IDENTITY,
                   };
-                  entries = retained([...entries.map((entry) => ({ ...entry, toEntry: compose(entry.toEntry, motion) })), newest], counts);
+                  // Without live.align there is no motion: the entries keep their identity transforms.
+                  const carried = motion === IDENTITY ? entries : entries.map((entry) => ({ ...entry, toEntry: compose(entry.toEntry, motion) }));
+                  entries = retained([...carried, newest], counts);
                   const onNewest = entries.map((entry, slot) => alignedTo(entry, newest, order, grid, slot));
                   const pooled = { m: sum(entries, 'm'), n, k: sum(entries, 'k') };
                   const { draws: _draws, laplace: _laplace, dropoutLogits: _dropout, frame: _frame, timings: _timings, ...extra } = samples;

@@ -71,6 +71,16 @@ export function maskPlane(meanProb: Float32Array, width: number, height: number)
   return { name: 'mask', width, height, data, min: 0, scale: 1 };
 }
 
+/** A normalised model input back in 8-bit grey levels, `round((x * std + mean) * 255)`, clamped: the frame the model saw. */
+export function greyLevels(image: Float32Array, normalization: { mean: number; std: number }): Uint8Array {
+  const levels = new Uint8Array(image.length);
+  for (let i = 0; i < image.length; i++) {
+    const level = Math.round((image[i]! * normalization.std + normalization.mean) * 255);
+    levels[i] = level < 0 ? 0 : level > 255 ? 255 : level;
+  }
+  return levels;
+}
+
 /** Back to float values, `min + q * scale` (for subscribers and tests). */
 export function dequantizePlane(plane: Plane): Float32Array {
   const values = new Float32Array(plane.data.length); // not Float32Array.from(data, mapFn): it builds a JS array first

@@ -24,7 +24,7 @@ import { InferencePool, type InferencePoolOptions } from '../runtime/inference-p
 import { DEFAULT_MODEL_PATH, loadModelPackage, type ModelPackage } from '../runtime/model-package.js';
 import { isSourceEvent } from '../runtime/source-events.js';
 import { StatsRecorder, type StatsOptions } from '../runtime/stats.js';
-import { defaultRange, maskPlane, quantizePlane } from '../runtime/quantize.js';
+import { defaultRange, greyLevels, maskPlane, quantizePlane } from '../runtime/quantize.js';
 import type { AlignedFrame, EncodedFrame, Frame, ScreenRegion, ScreenSize, SourceEvent } from '../runtime/types/frames.js';
 import type { GraphRunner } from '../runtime/types/inference.js';
 import type { ModelManifest } from '../runtime/types/model.js';
@@ -34,12 +34,10 @@ import { lfusionUncertainty } from '../operators/lfusionUncertainty.js';
 import type { Analysis, ClipPathOptions, PathName, Pipeline, PipelineOptions } from './pipeline-options.js';
 
 
-/** The model input back in grey levels, `pixel = (x * std + mean) * 255`: the resized frame the model saw. */
+/** The model input back in grey levels (`greyLevels`): the resized frame the model saw. */
 function imagePlane(image: Float32Array, manifest: ModelManifest): Plane {
   const { width, height, normalization } = manifest.input;
-  const data = new Uint8Array(width * height);
-  for (let i = 0; i < data.length; i++) data[i] = Math.round((image[i]! * normalization.std + normalization.mean) * 255); // 0..255: the input was 8-bit grey
-  return { name: 'image', width, height, data, min: 0, scale: 1 };
+  return { name: 'image', width, height, data: greyLevels(image, normalization), min: 0, scale: 1 };
 }
 
 /** Runs `analyse` and appends the `image` plane of the model input. */

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ShapeError } from '../../src/runtime/errors.js';
-import { defaultRange, dequantizePlane, maskPlane, quantizePlane } from '../../src/runtime/quantize.js';
+import { defaultRange, dequantizePlane, greyLevels, maskPlane, quantizePlane } from '../../src/runtime/quantize.js';
 
 test('bounded measures use fixed ranges, unbounded ones the frame\'s own', () => {
   assert.equal(defaultRange('laplace.total_entropy'), { min: 0, max: Math.LN2 });
@@ -33,6 +33,12 @@ test('the mask is 1 where the mean probability exceeds 0.5', () => {
   const mask = maskPlane(Float32Array.from([0.2, 0.5, 0.51, 1]), 2, 2);
   assert.equal(Array.from(mask.data), [0, 0, 1, 1]);
   assert.equal([mask.name, mask.min, mask.scale], ['mask', 0, 1]);
+});
+
+test('grey levels undo the input normalisation, rounded and clamped to 0..255', () => {
+  const normalization = { mean: 0.5, std: 0.25 };
+  const image = Float32Array.from([0, 100, 254, 255, -10, 300], (level) => (level / 255 - normalization.mean) / normalization.std);
+  assert.equal(Array.from(greyLevels(image, normalization)), [0, 100, 254, 255, 0, 255]);
 });
 
 test('a map of the wrong size is a ShapeError', () => {

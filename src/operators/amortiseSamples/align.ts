@@ -3,24 +3,27 @@
  * (alignFrames' small-motion estimate, on the heads' grid), so that pooled samples describe the same anatomy.
  */
 import type { Affine } from '../alignFrames/affine.js';
+import { greyLevels } from '../../runtime/quantize.js';
 import type { Frame } from '../../runtime/types/frames.js';
 import { workspace } from '../../runtime/workspace.js';
 import { MEASURES_READ, type SampleSet } from './combine.js';
 
 /**
- * The model input as 8-bit grey levels on the heads' grid (`pixel = (x * std + mean) * 255`, averaged over each
- * `input / grid` block): what the newest frame's motion is estimated on.
+ * The model input as 8-bit grey levels (`greyLevels`) on the heads' grid, averaged over each `input / grid` block:
+ * what the newest frame's motion is estimated on.
  */
 export function greyOnGrid(image: Float32Array, input: { width: number; height: number }, grid: { width: number; height: number }, normalization: { mean: number; std: number }, index: number): Frame {
+  const levels = greyLevels(image, normalization);
   const fx = input.width / grid.width;
   const fy = input.height / grid.height;
-  const data = new Uint8Array(grid.width * grid.height);
-  const scale = (normalization.std * 255) / (fx * fy);
-  for (let y = 0; y < grid.height; y++) {
-    for (let x = 0; x < grid.width; x++) {
-      let sum = 0;
-      for (let dy = 0; dy < fy; dy++) for (let dx = 0; dx < fx; dx++) sum += image[(y * fy + dy) * input.width + x * fx + dx]!;
-      data[y * grid.width + x] = Math.min(255, Math.max(0, Math.round(sum * scale + normalization.mean * 255)));
+  const data = fx === 1 && fy === 1 ? levels : new Uint8Array(grid.width * grid.height);
+  if (data !== levels) {
+    for (let y = 0; y < grid.height; y++) {
+      for (let x = 0; x < grid.width; x++) {
+        let sum = 0;
+        for (let dy = 0; dy < fy; dy++) for (let dx = 0; dx < fx; dx++) sum += levels[(y * fy + dy) * input.width + x * fx + dx]!;
+        data[y * grid.width + x] = Math.round(sum / (fx * fy));
+      }
     }
   }
   return { index, pts: 0, captureTime: 0, width: grid.width, height: grid.height, data };
