@@ -14,8 +14,9 @@
  * ffmpeg starts, live mode's pool starts empty (a frame of all of (m, n, k)) and the cores wake from idle, is
  * reported on its own: frames not delivered and the longest latency.
  *
- * Cases: live mode, exact mode, and live mode with the clip path too (`--paths frame,clip`: its 2D results
- * must keep coming at the frame path's rate, never in bursts behind a window).
+ * Cases: live mode, exact mode, live mode with the clip path too (`--paths frame,clip`: its 2D results
+ * must keep coming at the frame path's rate, never in bursts behind a window), and live mode with `live.reset: 'ramp'`
+ * (a new stream's first frame samples its share, not all of (m, n, k)).
  *
  *   npm run bench -- live
  *   BENCH_LIVE_SECONDS=20 npm run bench -- live
@@ -29,6 +30,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lastValueFrom, take } from 'rxjs';
 import { WebSocket } from 'ws';
+import type { LiveSamplingOptions } from '../src/operators/amortiseSamples.js';
 import { resolveFfmpeg } from '../src/runtime/ffmpeg.js';
 import { DEFAULT_MODEL_PATH } from '../src/runtime/model-package.js';
 import type { PathName } from '../src/sdk/pipeline-options.js';
@@ -46,10 +48,11 @@ const WARM_UP_FRAMES = 6;
 /** The stream's start-up, reported apart from the steady figures. */
 const START_SECONDS = 1;
 
-/** One end-to-end case: the frame path's uncertainty mode, and the paths run. */
+/** One end-to-end case: the frame path's uncertainty mode (and live mode's options), and the paths run. */
 interface LiveCase {
   name: string;
   mode: 'live' | 'exact';
+  live?: LiveSamplingOptions;
   paths: PathName[];
 }
 
@@ -57,6 +60,8 @@ export const LIVE_CASES: readonly LiveCase[] = [
   { name: 'live', mode: 'live', paths: ['frame'] },
   { name: 'exact', mode: 'exact', paths: ['frame'] },
   { name: 'live + clip path', mode: 'live', paths: ['frame', 'clip'] },
+  // The opt-in reset that refills the pool share by share: what it changes is the stream's first second.
+  { name: 'live, reset ramp', mode: 'live', live: { reset: 'ramp' }, paths: ['frame'] },
 ];
 
 /** `seconds` of the sample re-timed to `fps` frames/s, one source frame per output frame, into `dir`. */
@@ -86,7 +91,7 @@ async function serveAndWatch(recording: string, liveCase: LiveCase): Promise<Del
     image: true,
     paths: liveCase.paths,
     analysis: 'uncertainty',
-    uncertainty: { mode: liveCase.mode },
+    uncertainty: { mode: liveCase.mode, ...(liveCase.live ? { live: liveCase.live } : {}) },
     video: { realtime: true },
   });
   // Steady state, as a scanner session after its first seconds: the first frames draw the common random numbers (live

@@ -6,9 +6,11 @@
  * each OOD set against the test scans. Reads the sets `lfusion.density --write-sets` writes and the test masks
  * (`test-masks.u8`, same order as `test.u8`).
  *
- * `--live-frames 5,3,2` compares live mode spread over each of those frame counts (`live.frames`) in one run.
+ * `--live-frames 5,3,2` compares live mode spread over each of those frame counts (`live.frames`) in one run. Each
+ * live mode's AUROC loss on each set comes with a 95% bootstrap interval (`aurocLossInterval`). `--frames 1
+ * --live-reset ramp` measures a frame that empties the pool under `live.reset: 'ramp'` (its own share only).
  *
- *   node --import tsx scripts/live-quality.ts --sets models/build/ood-scores/sets --out build/live-quality.json [--test 60 --ood 15 --frames 6 --live-frames 5]
+ *   node --import tsx scripts/live-quality.ts --sets models/build/ood-scores/sets --out build/live-quality.json [--test 60 --ood 15 --frames 6 --live-frames 5 --live-reset full]
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
@@ -19,6 +21,7 @@ import { encodeFrames } from '../src/operators/encodeFrames.js';
 import { lfusionUncertainty } from '../src/operators/lfusionUncertainty.js';
 import { InferencePool } from '../src/runtime/inference-pool.js';
 import { DEFAULT_MODEL_PATH, loadModelPackage } from '../src/runtime/model-package.js';
+import { Random } from '../src/runtime/random.js';
 import type { Frame } from '../src/runtime/types/frames.js';
 import type { FrameResult } from '../src/runtime/types/results.js';
 
@@ -31,6 +34,7 @@ const { values } = parseArgs({
     ood: { type: 'string', default: '15' },
     frames: { type: 'string', default: '6' },
     'live-frames': { type: 'string', default: '5' },
+    'live-reset': { type: 'string', default: 'full' },
   },
 });
 
@@ -65,6 +69,23 @@ function auroc(inDistribution: number[], ood: number[]): number {
   return wins / (ood.length * inDistribution.length);
 }
 
+/**
+ * The 95% interval of the AUROC lost (`exact - live`) on one OOD set: the in-distribution and the OOD frames drawn
+ * again with replacement, the same draw for both modes (a paired difference), `resamples` times.
+ */
+function aurocLossInterval(inDistribution: { exact: number[]; live: number[] }, ood: { exact: number[]; live: number[] }, resamples = 500): [number, number] {
+  const random = new Random(7);
+  const draw = (length: number) => Array.from({ length }, () => Math.floor(random.nextFloat() * length));
+  const losses: number[] = [];
+  for (let r = 0; r < resamples; r++) {
+    const [ids, oods] = [draw(inDistribution.exact.length), draw(ood.exact.length)];
+    const pick = (values: number[], at: number[]) => at.map((i) => values[i]!);
+    losses.push(auroc(pick(inDistribution.exact, ids), pick(ood.exact, oods)) - auroc(pick(inDistribution.live, ids), pick(ood.live, oods)));
+  }
+  losses.sort((a, b) => a - b);
+  return [losses[Math.floor(0.025 * resamples)]!, losses[Math.ceil(0.975 * resamples) - 1]!];
+}
+
 const index = JSON.parse(await readFile(join(values.sets!, 'index.json'), 'utf8')) as { size: number; sets: Record<string, number> };
 const size = index.size;
 const pixels = size * size;
@@ -78,7 +99,7 @@ if (!liveFrames.every((frames) => Number.isInteger(frames) && frames >= 1)) thro
 const modeName = (frames: number) => (frames === 5 ? 'live' : `live-${frames}`);
 const modes: Record<string, ReturnType<typeof lfusionUncertainty>> = {
   exact: lfusionUncertainty(pool, pkg.manifest, { mode: 'exact' }),
-  ...Object.fromEntries(liveFrames.map((frames) => [modeName(frames), lfusionUncertainty(pool, pkg.manifest, { mode: 'live', live: { frames } })])),
+  ...Object.fromEntries(liveFrames.map((frames) => [modeName(frames), lfusionUncertainty(pool, pkg.manifest, { mode: 'live', live: { frames, reset: values['live-reset'] as 'full' | 'ramp' } })])),
 };
 const masks = await readFile(join(values.sets!, 'test-masks.u8'));
 const sets = Object.keys(index.sets).filter((name) => name === 'test' || name.startsWith('ood-test-') || name.startsWith('ood-dev-'));
@@ -112,15 +133,26 @@ try {
 load.push(loadavg());
 const test = record.test!;
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+const oodSets = sets.filter((name) => name !== 'test');
 const summary = Object.fromEntries(
   Object.keys(modes).map((mode) => [
     mode,
     {
       dice: mean(test[mode]!.map((r) => r.dice!)) * 100,
       diceLoss: mean(test[mode]!.map((r, i) => test.exact![i]!.dice! - r.dice!)) * 100,
-      auroc: Object.fromEntries(sets.filter((name) => name !== 'test').map((name) => [name, auroc(test[mode]!.map((r) => r.ood), record[name]![mode]!.map((r) => r.ood))])),
+      auroc: Object.fromEntries(oodSets.map((name) => [name, auroc(test[mode]!.map((r) => r.ood), record[name]![mode]!.map((r) => r.ood))])),
+      ...(mode === 'exact'
+        ? {}
+        : {
+            aurocLossInterval: Object.fromEntries(
+              oodSets.map((name) => {
+                const scores = (set: string, chosen: string) => record[set]![chosen]!.map((r) => r.ood);
+                return [name, aurocLossInterval({ exact: scores('test', 'exact'), live: scores('test', mode) }, { exact: scores(name, 'exact'), live: scores(name, mode) })];
+              }),
+            ),
+          }),
     },
   ]),
 );
-await writeFile(values.out!, JSON.stringify({ package: pkg.manifest.name, sampling: pkg.manifest.sampling, sweepLength, seconds: (Date.now() - started) / 1000, loadavg: load, summary, record }, null, 1) + '\n');
+await writeFile(values.out!, JSON.stringify({ package: pkg.manifest.name, sampling: pkg.manifest.sampling, sweepLength, liveReset: values['live-reset'], seconds: (Date.now() - started) / 1000, loadavg: load, summary, record }, null, 1) + '\n');
 process.stderr.write(`\n${JSON.stringify(summary, null, 1)}\n`);

@@ -26,7 +26,7 @@ export interface LiveSamplingOptions {
   frames?: number;
   /**
    * Mean absolute difference of consecutive model inputs (normalised grey levels) above which the scene counts as
-   * cut or moved too far: the pool is emptied and that frame samples all of (m, n, k) itself. Default 0.25.
+   * cut or moved too far: the pool is emptied (see `reset`). Default 0.25.
    */
   resetDifference?: number;
   /**
@@ -37,6 +37,15 @@ export interface LiveSamplingOptions {
    * the rest resampling the pool). Default false: pooled where they were taken.
    */
   align?: boolean;
+  /**
+   * What the frame that empties the pool (a stream's first, a scene cut) samples. `full` (default): all of (m, n, k),
+   * so every result holds at least (m, n, k); that frame costs about what an exact frame does, and a live queue drops
+   * the frames behind it. `ramp`: its share, as any frame does, so no frame takes longer than another; the pool
+   * refills over the next `frames - 1` frames, whose results hold fewer samples (each result's `counts` says how
+   * many) and score OOD input less well. Measured (docs/results.md): a stream's first second, 11-18 of 30 frames not
+   * delivered with `full`, 4-10 with `ramp`; on a frame that empties the pool, up to 0.16 AUROC lost with `ramp`.
+   */
+  reset?: 'full' | 'ramp';
   /** Below this quality of a motion estimate (alignFrames' NCC, 0..1) the pool is emptied as at a cut. Default 0.4. */
   minQuality?: number;
   /** Alignment kernels, as `alignFrames`' `kernels`. Default `auto`. */
@@ -69,8 +78,8 @@ function shares(total: number, frames: number): { from: number; count: number }[
  * operator's, shared by its subscriptions (a pipeline subscribes once per frame): feed it one stream, in order.
  *
  * @param sampled runs on each frame's own head samples before the measures (e.g. `measureBiometry`).
- * @throws LfusionError `INVALID_OPTION` at set-up for `draws` other than `common`, a bad `frames`, `resetDifference`
- * or `minQuality`, or `kernels: 'native'` without the addon.
+ * @throws LfusionError `INVALID_OPTION` at set-up for `draws` other than `common`, a bad `frames`, `resetDifference`,
+ * `reset` or `minQuality`, or `kernels: 'native'` without the addon.
  * @example
  * encoded$.pipe(amortiseSamples(pool, manifest, { m: 10, n: 4, k: 10 }, { frames: 5 }), fuseUncertainty(manifest));
  */
@@ -91,6 +100,8 @@ export function amortiseSamples<S extends HeadSamples>(
   const frames = Math.min(spread, counts.m, counts.k);
   const resetDifference = live.resetDifference ?? 0.25;
   if (!(resetDifference >= 0)) throw new LfusionError('INVALID_OPTION', `live.resetDifference must be a number >= 0, got ${resetDifference}`, { resetDifference });
+  const reset = live.reset ?? 'full';
+  if (reset !== 'full' && reset !== 'ramp') throw new LfusionError('INVALID_OPTION', `live.reset must be "full" or "ramp", got ${JSON.stringify(reset)}`, { reset });
   const minQuality = live.minQuality ?? 0.4;
   if (!(minQuality >= 0 && minQuality <= 1)) throw new LfusionError('INVALID_OPTION', `live.minQuality must be in [0, 1], got ${minQuality}`, { minQuality });
   const kernels = live.align === true ? alignKernels(live.kernels ?? 'auto') : undefined;
@@ -106,7 +117,7 @@ export function amortiseSamples<S extends HeadSamples>(
   const { n } = counts;
   const mShares = shares(counts.m, frames);
   const kShares = shares(counts.k, frames);
-  /** A sampler for the full counts (after a reset) and one per share, each with its slice of the common draws, drawn once. */
+  /** A sampler for the full counts (a `full` reset) and one per share, each with its slice of the common draws, drawn once. */
   const sampler = (first: { m: number; k: number }, share: SampleCounts) => {
     let draws: ReturnType<typeof drawSamples> | undefined;
     return sampleHeads(pool, manifest, { ...options, ...share, draws: () => (draws ??= { ...drawSamples(seed, share, dims, first), reused: true }) });
@@ -144,7 +155,7 @@ export function amortiseSamples<S extends HeadSamples>(
             entries = [];
             next = 0;
           }
-          const sample = moved ? full : parts[next++ % frames]!;
+          const sample = moved && reset === 'full' ? full : parts[next++ % frames]!;
           return of(encoded).pipe(
             sample,
             afterSampling,

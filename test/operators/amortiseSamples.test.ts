@@ -170,6 +170,20 @@ test('a scene cut empties the pool: that frame samples all of (m, n, k) itself, 
   assert.equal(results[4]!.counts, { m: 6, n: 3, k: 6 });
 });
 
+test('reset: ramp: the frame that empties the pool samples its share, as every frame does, and the pool refills', async () => {
+  const calls: number[] = [];
+  const counting: GraphRunner = { run: (graph, feeds, options) => (graph === 'laplace_head' && calls.push(feeds.weight_noise!.dims[0]!), runner.run(graph, feeds, options)) };
+  const frames = [encoded(0), encoded(1), encoded(2), encoded(3, 2), encoded(4, 2)];
+  const ramp = (runs: GraphRunner, of: EncodedFrame[]) => lastValueFrom(from(of).pipe(amortiseSamples(runs, manifest, {}, { frames: 2, reset: 'ramp' }), toArray()));
+  const results = await ramp(counting, frames);
+  assert.equal(calls, [2, 2, 2, 2, 2], 'weight samples per frame');
+  assert.equal(results.map((r) => r.counts), [{ m: 2, n: 3, k: 2 }, { m: 4, n: 3, k: 4 }, { m: 4, n: 3, k: 4 }, { m: 2, n: 3, k: 2 }, { m: 4, n: 3, k: 4 }]);
+  const [fresh] = await ramp(runner, [encoded(3, 2)]);
+  assert.ok(maxDifference(results[3]!.maps.laplace, fresh!.maps.laplace) < 1e-6, 'nothing of the old scene in the pool');
+  const cut = await exact(encoded(4, 2));
+  assert.ok(maxDifference(results[4]!.maps.laplace, cut.maps.laplace, EXACT_ROWS) < 1e-5, "refilled: the new scene's (m, n, k), as exact mode");
+});
+
 /** A smooth scene (a few waves) seen through a SIDE x SIDE window moved by (dx, dy) pixels: content moves by (-dx, -dy). */
 function view(index: number, dx: number, dy: number): EncodedFrame {
   const image = Float32Array.from({ length: HW }, (_, p) => {
@@ -207,9 +221,9 @@ test('a motion the estimate cannot follow empties the pool as a cut does', async
 });
 
 test('bad live options are INVALID_OPTION at set-up', () => {
-  for (const [options, liveOptions] of [[{ draws: 'fresh' }, {}], [{}, { frames: 0 }], [{}, { frames: 1.5 }], [{}, { resetDifference: -1 }], [{}, { minQuality: 2 }]] as const) {
+  for (const [options, liveOptions] of [[{ draws: 'fresh' }, {}], [{}, { frames: 0 }], [{}, { frames: 1.5 }], [{}, { resetDifference: -1 }], [{}, { reset: 'half' }], [{}, { minQuality: 2 }]] as const) {
     try {
-      amortiseSamples(runner, manifest, options as never, liveOptions);
+      amortiseSamples(runner, manifest, options as never, liveOptions as never);
       assert.unreachable(`accepted ${JSON.stringify([options, liveOptions])}`);
     } catch (error) {
       assert.instance(error, LfusionError);
