@@ -114,6 +114,7 @@ export function fromVideo(source: string, options: FromVideoOptions = {}): Obser
 
     let index = 0;
     let credit = options.flow ? flowWindow : Number.POSITIVE_INFINITY;
+    let draining = false;
     let paused = false;
     let exited: { code: number | null; signal: NodeJS.Signals | null } | null = null;
     let receivedVideo = false;
@@ -177,12 +178,19 @@ export function fromVideo(source: string, options: FromVideoOptions = {}): Obser
 
     /** Emits what is paired and allowed, then pauses or resumes ffmpeg to keep the queue bounded. */
     const drain = (): void => {
-      while (!settled && credit > 0 && pixels.length > 0 && timestamps.length > 0) {
-        credit -= 1;
-        const data = pixels.shift() as Uint8Array;
-        const pts = timestamps.shift() as number;
-        subscriber.next({ index, pts, captureTime: Date.now(), width, height, data });
-        index += 1;
+      // A consumer may acknowledge from inside next() (replay --report skips the frames before its selection so):
+      // the loop below takes that credit, so a nested call returns at once and no frame overtakes or shares an index.
+      if (draining) return;
+      draining = true;
+      try {
+        while (!settled && credit > 0 && pixels.length > 0 && timestamps.length > 0) {
+          credit -= 1;
+          const data = pixels.shift() as Uint8Array;
+          const pts = timestamps.shift() as number;
+          subscriber.next({ index: index++, pts, captureTime: Date.now(), width, height, data });
+        }
+      } finally {
+        draining = false;
       }
       if (settled) return;
       if (exited) {

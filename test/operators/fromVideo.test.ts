@@ -207,6 +207,20 @@ test('flow control: no more than the window ahead of acknowledgements, and every
   assert.is(run.frames.length, SAMPLE_VIDEO.frames);
 });
 
+test('flow control: a consumer that acknowledges from inside next (a frame it skips) still gets every frame once, in order, with its own index', async () => {
+  const acknowledge = new Subject<void>();
+  const reference = await collect(fromVideo(SAMPLE, { width: 80 }));
+  const run = await collect(fromVideo(SAMPLE, { width: 80, flow: { acknowledge, window: 1 } }), (frame) => {
+    // The first frame is acknowledged late, so that frames queue up behind it; every later one at once, inside
+    // next, as replay --report's frame selection acknowledges the frames before the selection.
+    if (frame.index === 0) setTimeout(() => acknowledge.next(), 300);
+    else acknowledge.next();
+  });
+  assert.is(run.error, undefined);
+  assert.equal(run.frames.map((frame) => frame.index), reference.frames.map((_, i) => i));
+  assert.equal(run.means, reference.means, 'each index carries its own frame');
+});
+
 test('http: a live network source delivers every frame, then SOURCE_LOST when the stream ends', async () => {
   const server = createServer((_, response) => createReadStream(SAMPLE).pipe(response));
   server.listen(0, '127.0.0.1');
