@@ -42,7 +42,7 @@ export interface LiveSamplingOptions {
    * so every result holds at least (m, n, k); that frame costs about what an exact frame does, and a live queue drops
    * the frames behind it. `ramp`: its share, as any frame does, so no frame takes longer than another; the pool
    * refills over the next `frames - 1` frames, whose results hold fewer samples (each result's `counts` says how
-   * many) and score OOD input less well. Measured (docs/results.md): a stream's first second, 11-18 of 30 frames not
+   * many) and score OOD input less well. Measured (docs/results.md): a stream's first second, 7-18 of 30 frames not
    * delivered with `full`, 4-10 with `ramp`; on a frame that empties the pool, up to 0.16 AUROC lost with `ramp`.
    */
   reset?: 'full' | 'ramp';
