@@ -28,7 +28,7 @@ import torch
 from lfusion.features import read_json, sha256_of
 from lfusion.heads import DropoutHead, LaplaceHead
 from lfusion.inference import Bundle, bundle_from_build, clip_bundle_from_build
-from lfusion.manifest import COVERED, DEFAULT_SAMPLING, LAPLACE_FIT_KEYS, clip_graph_specs, file_checksums, git_commit, graph_specs, head_settings, write_manifest
+from lfusion.manifest import COVERED, DEFAULT_SAMPLING, LAPLACE_FIT_KEYS, clip_graph_specs, file_checksums, git_commit, graph_specs, head_settings, step_durations, write_manifest
 from lfusion.measures import MeasuresGraph
 from lfusion.reference import calibrated_ood, clip_reference, reference_images, write_reference
 
@@ -163,7 +163,7 @@ def refresh_measures(package: Path) -> Dict[str, str]:
 def refresh_heads(package: Path, bundle: Bundle, images: Sequence, build: Path, seed: int) -> dict:
     """Re-exports an exported package's 2D heads and measures graphs from ``bundle`` (its heads, e.g. with a refitted
     posterior on the last layers only, or with ``half_maps``) and updates what depends on them in the package: the
-    graphs with their declared inputs, outputs and checksums, the manifest's ``laplace`` settings, ``ood`` and validation metrics (from
+    graphs with their declared inputs, outputs and checksums, the manifest's ``laplace`` and ``dropout`` settings, ``ood`` and validation metrics (from
     ``build/calibration``, which must have been recalibrated on this posterior), the posterior's provenance, and the
     2D reference cases (``images`` as ``lfusion.reference.reference_images``; what they do not compute, the density
     vectors, and the other cases, the clip case, are kept).
@@ -179,13 +179,14 @@ def refresh_heads(package: Path, bundle: Bundle, images: Sequence, build: Path, 
         manifest["graphs"][name] = specs[name] | {"sha256": sha256_of(package / specs[name]["file"])}
     calibration = read_json(build / "calibration" / "calibration.json") or {}
     settings = head_settings(bundle, COVERED, DEFAULT_SAMPLING, calibration, seed, alerts=(3, 5))
-    manifest["laplace"] = settings["laplace"]
+    manifest["laplace"], manifest["dropout"] = settings["laplace"], settings["dropout"]
     if calibration:
         manifest["ood"] = settings["ood"]
         manifest["metrics"] |= {"validation": calibration.get("validation", {}), "calibration": calibration.get("auroc", {})}
     posterior = read_json(build / "laplace" / "posterior.json") or {}
     manifest["provenance"]["laplaceFit"] = {k: v for k, v in posterior.items() if k in LAPLACE_FIT_KEYS}
     manifest["provenance"]["gitCommit"] = git_commit()
+    manifest["provenance"]["durationsSeconds"] |= step_durations(build)
     kept = json.loads((package / "reference" / "index.json").read_text())["cases"]
     write_reference(bundle, package, list(images), manifest["ood"], seed, kept=kept)
     manifest["files"] = file_checksums(package, manifest["graphs"])

@@ -17,8 +17,12 @@ measures instead (``lfusion.inference.Bundle.half_maps``); training and the GGN 
   posterior on the last covered layers only (from a flat offset in ``covered`` on,
   ``LaplaceHead.sampled_offset``) keeps the layers before it at MAP, so they run once per image,
   not once per weight sample.
-* ``DropoutHead``: one logit map; channel dropout after every decoder block, with the masks as
-  inputs (``[k, Md]``, entries 0 or 1/(1-p)), random masks when training.
+* ``DropoutHead``: one logit map; channel dropout after the layers ``HeadConfig.dropout_after`` names
+  (every decoder block, as shipped; ``block4, stem, fuse`` was measured and not taken, docs/results.md), with the masks
+  as inputs (``[k, Md]``, entries 0 or 1/(1-p)), random masks when training. Layers before the first
+  masked one run once per image, not once per mask: their outputs broadcast over the k passes. Layers in
+  ``training_dropout_after`` are dropped in training only and kept whole at inference (ordinary dropout's
+  expectation), so a head regularised everywhere can be sampled on its last layers alone.
 
 Weights live in flat vectors (``lfusion.layers``: ``unflatten`` gives shared or per-sample
 weights, ``conv`` runs per-sample weights as batched products, m dynamic in ONNX). Parameters
@@ -31,7 +35,7 @@ The two head classes only see their architecture through the config's four metho
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -51,13 +55,37 @@ class HeadConfig:
     rank: int = 10
     diag_floor: float = 1e-4
     dropout_rate: float = 0.2
+    # Layers whose output channels the Dropout head drops (block1.., stem, fuse): sampled at inference (the masks
+    # the graph takes), and in training only (at inference kept whole).
+    dropout_after: Tuple[str, ...] = ("block1", "block2", "block3", "block4")
+    training_dropout_after: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
+        self.dropout_after = self.in_forward_order(self.dropout_after, "dropout_after")
+        self.training_dropout_after = self.in_forward_order(self.training_dropout_after, "training_dropout_after") if self.training_dropout_after else ()
+
+    @property
+    def layer_channels(self) -> Dict[str, int]:
+        """Output channels of the layers a mask can follow, in forward order."""
+        blocks = {f"block{i + 1}": c for i, c in enumerate(self.decoder_channels)}
+        return blocks | {"stem": self.stem_channels, "fuse": self.fuse_channels}
+
+    def in_forward_order(self, layers: Tuple[str, ...], field: str) -> Tuple[str, ...]:
+        channels = self.layer_channels
+        unknown = [name for name in layers if name not in channels]
+        if unknown or not layers:
+            raise ValueError(f"{field} {tuple(layers)}: expected one or more of {tuple(channels)}")
+        return tuple(name for name in channels if name in layers)
+
+    @property
+    def training_layers(self) -> Tuple[str, ...]:
+        """The layers dropped in training: the sampled ones and the training-only ones, in forward order."""
+        return tuple(name for name in self.layer_channels if name in self.dropout_after + self.training_dropout_after)
 
     @property
     def mask_count(self) -> int:
-        return sum(self.decoder_channels)
+        return sum(self.layer_channels[name] for name in self.dropout_after)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,7 +97,7 @@ class HeadConfig:
     def map_only_layout(self) -> Layout:
         return covariance_layout(self)
 
-    def fused(self, params: Dict[str, torch.Tensor], features: torch.Tensor, image: torch.Tensor, masks: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+    def fused(self, params: Dict[str, torch.Tensor], features: torch.Tensor, image: torch.Tensor, masks: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
         return trunk(params, features, image, self, masks)
 
     def output(self, fused: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, upsample: bool = True) -> torch.Tensor:
@@ -111,27 +139,28 @@ def trunk(
     features: torch.Tensor,
     image: torch.Tensor,
     cfg: HeadConfig,
-    masks: Optional[Sequence[torch.Tensor]] = None,
+    masks: Optional[Dict[str, torch.Tensor]] = None,
 ) -> torch.Tensor:
     """Fused features [B, fuse_channels, H/2, W/2] (112x112 for a 224x224 image).
 
     B is the image batch (shared weights), m (per-sample weights, one image) or k (dropout
-    masks [k, C] broadcast over one image).
+    masks, ``masks[name]`` [k, C] after layer ``name``, broadcast over one image). A layer before the
+    first per-sample weights or mask runs once; its output broadcasts.
     """
+    masks = masks or {}
+
+    def layer(name: str, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(conv(x, params[f"{name}.weight"], params[f"{name}.bias"]))
+        return x * masks[name][:, :, None, None] if name in masks else x
+
     x = F.relu(conv(features, params["proj.weight"], params["proj.bias"]))
     blocks = len(cfg.decoder_channels)
     for i in range(blocks):
-        x = F.relu(conv(x, params[f"block{i + 1}.weight"], params[f"block{i + 1}.bias"]))
-        if masks is not None:
-            x = x * masks[i][:, :, None, None]
+        x = layer(f"block{i + 1}", x)
         if i + 1 < blocks:
             x = upsample2(x)
-    stem = F.relu(conv(pixel_unshuffle2(image), params["stem.weight"], params["stem.bias"]))
-    if params["stem.weight"].dim() > params[f"block{blocks}.weight"].dim():
-        x = x.expand(stem.shape[0], -1, -1, -1)  # sampled from the stem on: the decoder ran once
-    else:
-        stem = stem.expand(x.shape[0], -1, -1, -1)
-    return F.relu(conv(torch.cat([x, stem], dim=1), params["fuse.weight"], params["fuse.bias"]))
+    stem = layer("stem", pixel_unshuffle2(image))
+    return layer("fuse", torch.cat(torch.broadcast_tensors(x, stem), dim=1))
 
 
 def output_map(fused: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, upsample: bool = True) -> torch.Tensor:
@@ -202,7 +231,7 @@ class LaplaceHead(nn.Module):
 
 
 class DropoutHead(nn.Module):
-    """MC-dropout head: channel dropout after each decoder block, active at inference."""
+    """MC-dropout head: channel dropout after the layers ``cfg.dropout_after`` names, active at inference."""
 
     def __init__(self, cfg: HeadConfig, seed: int = 0) -> None:
         super().__init__()
@@ -210,18 +239,20 @@ class DropoutHead(nn.Module):
         self.layout = cfg.covered_layout()
         self.weights = nn.Parameter(init_vector(self.layout, torch.Generator().manual_seed(seed)))
 
-    def split_masks(self, masks: torch.Tensor) -> List[torch.Tensor]:
-        return list(torch.split(masks, list(self.cfg.decoder_channels), dim=1))
-
-    def forward(self, features: torch.Tensor, image: torch.Tensor, masks: torch.Tensor, upsample: bool = True) -> torch.Tensor:
-        """masks [B|k, Md] -> logits [B|k, HW] (``upsample`` as in ``LaplaceHead.forward_with``)."""
+    def forward(self, features: torch.Tensor, image: torch.Tensor, masks: torch.Tensor, upsample: bool = True, layers: Optional[Tuple[str, ...]] = None) -> torch.Tensor:
+        """masks [B|k, Md] of ``layers`` (default ``cfg.dropout_after``; training: ``cfg.training_layers``) -> logits
+        [B|k, HW] (``upsample`` as in ``LaplaceHead.forward_with``)."""
+        layers = self.cfg.dropout_after if layers is None else layers
+        parts = torch.split(masks, [self.cfg.layer_channels[name] for name in layers], dim=1)
         params = unflatten(self.weights, self.layout)
-        return mean_logits(self.cfg, params, self.cfg.fused(params, features, image, self.split_masks(masks)), upsample)
+        return mean_logits(self.cfg, params, self.cfg.fused(params, features, image, dict(zip(layers, parts))), upsample)
 
 
-def random_masks(count: int, cfg: HeadConfig, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """[count, Md] channel masks: 0 with probability ``dropout_rate``, else 1/(1 - rate)."""
-    keep = torch.rand(count, cfg.mask_count, generator=generator) >= cfg.dropout_rate
+def random_masks(count: int, cfg: HeadConfig, generator: Optional[torch.Generator] = None, layers: Optional[Tuple[str, ...]] = None) -> torch.Tensor:
+    """[count, Md] channel masks of ``layers`` (default: the ``cfg.mask_count`` sampled ones): 0 with probability
+    ``dropout_rate``, else 1/(1 - rate)."""
+    width = cfg.mask_count if layers is None else sum(cfg.layer_channels[name] for name in layers)
+    keep = torch.rand(count, width, generator=generator) >= cfg.dropout_rate
     return keep.float() / (1.0 - cfg.dropout_rate)
 
 

@@ -19,7 +19,7 @@ training, calibration and export are the 2D code. Inputs may carry a clip batch 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,18 @@ class ClipHeadConfig:
         return self.image_size // self.output_size
 
     @property
+    def layer_channels(self) -> Dict[str, int]:
+        """Output channels of the layers a mask follows: the clip Dropout head drops channels after every decoder block,
+        in training and at inference."""
+        return {f"block{i + 1}": c for i, c in enumerate(self.decoder_channels)}
+
+    @property
+    def dropout_after(self) -> Tuple[str, ...]:
+        return tuple(self.layer_channels)
+
+    training_layers = dropout_after
+
+    @property
     def mask_count(self) -> int:
         return sum(self.decoder_channels)
 
@@ -81,7 +93,7 @@ class ClipHeadConfig:
     def map_only_layout(self) -> Layout:
         return conv_layout("factor", self.fuse_channels, self.rank, POINT) + conv_layout("diag", self.fuse_channels, 1, POINT)
 
-    def fused(self, params: Dict[str, torch.Tensor], features: torch.Tensor, image: torch.Tensor, masks: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+    def fused(self, params: Dict[str, torch.Tensor], features: torch.Tensor, image: torch.Tensor, masks: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
         """[B, fuse_channels, T, S, S] from features [B, T, F, g, g] | [T, F, g, g] and frames [B, T, 1, H, W] | [T, 1, H, W]."""
         if features.dim() == 4:
             features, image = features[None], image[None]
@@ -91,7 +103,7 @@ class ClipHeadConfig:
             x = F.relu(conv(x, params[f"block{i + 1}.spatial.weight"], params[f"block{i + 1}.spatial.bias"]))
             x = F.relu(conv(x, params[f"block{i + 1}.temporal.weight"], params[f"block{i + 1}.temporal.bias"]))
             if masks is not None:
-                x = x * masks[i][:, :, None, None, None]
+                x = x * masks[f"block{i + 1}"][:, :, None, None, None]
             if i + 1 < blocks:
                 x = upsample_spatial(x)
         stem = F.relu(conv(pixel_unshuffle_frames(image, self.unshuffle), params["stem.weight"], params["stem.bias"]))

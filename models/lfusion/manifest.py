@@ -132,7 +132,7 @@ def write_manifest(package: Path, bundle: Bundle, build: Path, info: dict, clip:
     files = file_checksums(package, graphs)
     calibration = read_json(build / "calibration" / "calibration.json") or {}
     evaluation = read_json(build / "eval" / "summary.json") or {}
-    durations = {p.stem: float(p.read_text()) for p in sorted((build / "stamps").glob("*.seconds"))}
+    durations = step_durations(build)
     manifest = {
         "format": "lfusion-model-package",
         "formatVersion": 1,
@@ -167,6 +167,11 @@ def sampled_layers(bundle: Bundle, covered: str) -> str:
     return f"last layers ({', '.join(after)}); the layers before them ({', '.join(before)}) and the covariance branch (factor, diag) stay at MAP and run once per image"
 
 
+def step_durations(build: Path) -> Dict[str, float]:
+    """Seconds of each `make` step recorded under ``build/stamps``."""
+    return {p.stem: float(p.read_text()) for p in sorted((build / "stamps").glob("*.seconds"))}
+
+
 def head_settings(bundle: Bundle, covered: str, sampling: dict, calibration: dict, seed: int, alerts: Tuple[int, int]) -> dict:
     """``laplace``, ``dropout``, ``sampling``, ``fusion`` and ``ood`` of one set of heads (the manifest's root or
     ``clip``); ``alerts`` (raiseAfter, clearAfter) hold only until calibration has chosen the OOD settings."""
@@ -180,7 +185,7 @@ def head_settings(bundle: Bundle, covered: str, sampling: dict, calibration: dic
             "posteriorScale": 1.0,
             "covered": sampled_layers(bundle, covered),
         },
-        "dropout": {"rate": bundle.dropout.cfg.dropout_rate, "maskCount": bundle.dropout.cfg.mask_count},
+        "dropout": {"rate": bundle.dropout.cfg.dropout_rate, "maskCount": bundle.dropout.cfg.mask_count, "after": list(bundle.dropout.cfg.dropout_after)},
         "sampling": sampling | {"seed": calibration.get("seed", seed)},
         "fusion": {"auxiliary": AUXILIARY_MAP},
         "ood": calibration.get("ood", uncalibrated),

@@ -81,7 +81,8 @@ def make_head(kind: str, cfg: HeadConfig, seed: int):
 def head_loss(head, kind: str, cfg: TrainConfig, features, image, mask, generator) -> torch.Tensor:
     if kind == "laplace":
         return ssn_loss(*head(features, image), mask, cfg.ssn_samples, generator)
-    logits = head(features, image, random_masks(len(features), head.cfg, generator))
+    layers = head.cfg.training_layers
+    logits = head(features, image, random_masks(len(features), head.cfg, generator, layers), layers=layers)
     return F.binary_cross_entropy_with_logits(logits, mask) + cfg.dice_weight * soft_dice_loss(logits, mask)
 
 
@@ -200,6 +201,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     head_defaults = HeadConfig()
     parser.add_argument("--rank", type=int, default=head_defaults.rank)
     parser.add_argument("--dropout-rate", type=float, default=head_defaults.dropout_rate)
+    parser.add_argument("--dropout-after", default=",".join(head_defaults.dropout_after), help="2d: the layers the Dropout head drops channels after, in training and at inference (its masks), comma-separated (block1..block4, stem, fuse)")
+    parser.add_argument("--training-dropout-after", default="", help="2d: layers dropped in training only (kept whole at inference), comma-separated")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(**{name: getattr(args, name) for name in asdict(defaults)})
@@ -210,7 +213,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
         head_cfg, access = ClipHeadConfig(rank=args.rank, dropout_rate=args.dropout_rate), clip_access()
     else:
-        head_cfg, access = HeadConfig(rank=args.rank, dropout_rate=args.dropout_rate), FRAMES
+        head_cfg, access = HeadConfig(rank=args.rank, dropout_rate=args.dropout_rate, dropout_after=tuple(args.dropout_after.split(",")), training_dropout_after=tuple(filter(None, args.training_dropout_after.split(",")))), FRAMES
     args.cache = args.cache or Path("build/clips/features" if clip else "build/features")
     args.out = args.out or Path("build/clips/heads" if clip else "build/heads")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,9 @@
+from dataclasses import replace
+
+import pytest
 import torch
 
+from lfusion import heads
 from lfusion.export import LaplaceHeadGraph
 from lfusion.inference import Bundle
 from lfusion.heads import DropoutHead, HeadConfig, LaplaceHead, parameter_counts, random_masks
@@ -78,19 +82,58 @@ def test_functional_sampling_leaves_map_untouched_and_scale_zero_is_map():
     assert torch.allclose(thetas, head.covered.detach() + 2.0 * sigma * noise)
 
 
-def test_dropout_masks_are_inputs_and_rows_are_independent_passes():
-    head = DropoutHead(TINY, seed=5)
+LAST_LAYERS_DROPOUT = replace(TINY, dropout_after=("fuse", "block4", "stem"))
+
+
+@pytest.mark.parametrize("cfg", [TINY, LAST_LAYERS_DROPOUT], ids=["every-block", "last-layers"])
+def test_dropout_masks_are_inputs_and_rows_are_independent_passes(cfg):
+    head = DropoutHead(cfg, seed=5)
     features, image = inputs()
-    masks = random_masks(5, TINY, torch.Generator().manual_seed(0))
-    kept = 1.0 / (1.0 - TINY.dropout_rate)
+    masks = random_masks(5, cfg, torch.Generator().manual_seed(0))
+    kept = 1.0 / (1.0 - cfg.dropout_rate)
     assert set(masks.unique().tolist()) <= {0.0, kept}
     with torch.no_grad():
         logits = head(features, image, masks)
         for j in range(5):
             assert torch.allclose(logits[j], head(features, image, masks[j : j + 1])[0], atol=1e-6)
-        all_kept = head(features, image, torch.ones(1, TINY.mask_count))
+        all_kept = head(features, image, torch.ones(1, cfg.mask_count))
     assert logits.shape == (5, 32 * 32)
     assert not torch.allclose(logits[0], all_kept[0])
+
+
+def test_last_layers_dropout_runs_the_decoder_once_and_masks_in_forward_order(monkeypatch):
+    cfg = LAST_LAYERS_DROPOUT
+    assert cfg.dropout_after == ("block4", "stem", "fuse") and cfg.mask_count == 2 + 2 + 3
+    batches = []
+
+    def counted(x, weight, bias):
+        batches.append(x.shape[0])
+        return conv(x, weight, bias)
+
+    monkeypatch.setattr(heads, "conv", counted)
+    with torch.no_grad():
+        DropoutHead(cfg, seed=5)(*inputs(), random_masks(6, cfg, torch.Generator().manual_seed(1)))
+    # proj, block1..4 and the stem once; fuse and the mean layer once per mask
+    assert batches == [1, 1, 1, 1, 1, 1, 6, 6]
+    with pytest.raises(ValueError, match="dropout_after"):
+        replace(TINY, dropout_after=("mean",))
+
+
+def test_training_only_dropout_is_kept_whole_at_inference():
+    cfg = replace(LAST_LAYERS_DROPOUT, training_dropout_after=("block2", "block1"))
+    assert cfg.training_layers == ("block1", "block2", "block4", "stem", "fuse") and cfg.mask_count == 7
+    head = DropoutHead(cfg, seed=5)
+    features, image = inputs()
+    generator = torch.Generator().manual_seed(2)
+    training = random_masks(3, cfg, generator, cfg.training_layers)
+    assert training.shape == (3, 4 + 3 + 7)
+    sampled = training[:, 7:]
+    with torch.no_grad():
+        at_inference = head(features, image, sampled)
+        kept_whole = head(features, image, torch.cat([torch.ones(3, 7), sampled], dim=1), layers=cfg.training_layers)
+        dropped = head(features, image, training, layers=cfg.training_layers)
+    assert torch.allclose(at_inference, kept_whole, atol=1e-6)
+    assert not torch.allclose(at_inference, dropped)
 
 
 def test_default_heads_are_small():

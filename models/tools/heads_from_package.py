@@ -88,7 +88,8 @@ def recover(package: Path, architecture: str = "2d") -> Bundle:
     manifest = json.loads((package / "manifest.json").read_text())
     settings, prefix, config = (manifest, "", HeadConfig) if architecture == "2d" else (manifest["clip"], "clip_", ClipHeadConfig)
     graphs = {kind: manifest["graphs"][f"{prefix}{kind}_head"] for kind in ("laplace", "dropout")}
-    cfg = config(feature_channels=int(graphs["laplace"]["inputs"]["features"][1]), rank=int(settings["laplace"]["rank"]), dropout_rate=float(settings["dropout"]["rate"]))
+    masked = {"dropout_after": tuple(settings["dropout"]["after"])} if architecture == "2d" and "after" in settings["dropout"] else {}
+    cfg = config(feature_channels=int(graphs["laplace"]["inputs"]["features"][1]), rank=int(settings["laplace"]["rank"]), dropout_rate=float(settings["dropout"]["rate"]), **masked)
     laplace_graph, dropout_graph = (onnx.load(str(package / graphs[kind]["file"])) for kind in ("laplace", "dropout"))
     laplace = LaplaceHead(cfg)
     offset = laplace.covered_count - int(settings["laplace"]["weightCount"])
