@@ -7,7 +7,9 @@
  * (`test-masks.u8`, same order as `test.u8`).
  *
  * `--live-frames 5,3,2` compares live mode spread over each of those frame counts (`live.frames`) in one run. Each
- * live mode's AUROC loss on each set comes with a 95% bootstrap interval (`aurocLossInterval`). `--frames 1
+ * live mode's AUROC loss on each set comes with a 95% bootstrap interval (`aurocLossInterval`). Each frame's record
+ * keeps the fused OOD decision's evidence (`ood.evidence`), from which `python3 -m lfusion.live_decision` measures
+ * the loss of the decision that raises the alert. `--frames 1
  * --live-reset ramp` measures a frame that empties the pool under `live.reset: 'ramp'` (its own share only).
  *
  *   node --import tsx scripts/live-quality.ts --sets models/build/ood-scores/sets --out build/live-quality.json [--test 60 --ood 15 --frames 6 --live-frames 5 --live-reset full]
@@ -103,7 +105,7 @@ const modes: Record<string, ReturnType<typeof lfusionUncertainty>> = {
 };
 const masks = await readFile(join(values.sets!, 'test-masks.u8'));
 const sets = Object.keys(index.sets).filter((name) => name === 'test' || name.startsWith('ood-test-') || name.startsWith('ood-dev-'));
-const record: Record<string, Record<string, { ood: number; dice?: number }[]>> = {};
+const record: Record<string, Record<string, { ood: number; evidence: Record<string, number>; dice?: number }[]>> = {};
 const started = Date.now();
 const load = [loadavg()];
 try {
@@ -119,7 +121,7 @@ try {
       const sweep = Array.from({ length: sweepLength }, (_, t) => frameAt(t));
       const last = sweepLength - 1;
       const truth = name === 'test' ? shifted(new Uint8Array(masks.subarray(i * pixels, (i + 1) * pixels)), size, ux * last, uy * last) : undefined;
-      const score = (result: FrameResult) => ({ ood: result.ood!.score, ...(truth ? { dice: dice(result.planes[0]!.data, truth) } : {}) });
+      const score = (result: FrameResult) => ({ ood: result.ood!.score, evidence: result.ood!.evidence!, ...(truth ? { dice: dice(result.planes[0]!.data, truth) } : {}) });
       for (const [mode, chain] of Object.entries(modes)) {
         const frames = mode === 'exact' ? [sweep[last]!] : sweep;
         record[name][mode]!.push(score(await lastValueFrom(from(frames).pipe(encode, chain))));
