@@ -9,7 +9,9 @@
  * `--live-frames 5,3,2` compares live mode spread over each of those frame counts (`live.frames`) in one run. Each
  * live mode's AUROC loss on each set comes with a 95% bootstrap interval (`aurocLossInterval`). Each frame's record
  * keeps the fused OOD decision's evidence (`ood.evidence`), from which `python3 -m lfusion.live_decision` measures
- * the loss of the decision that raises the alert. `--frames 1
+ * the loss of the decision that raises the alert. `--biometry` adds head biometry to every mode and, on the test sweeps,
+ * how often the pooled HC interval holds the reference mask's HC (frame pixels), its width and error; `--ood 0`
+ * leaves out the OOD sets. `--frames 1
  * --live-reset ramp` measures a frame that empties the pool under `live.reset: 'ramp'` (its own share only).
  *
  *   node --import tsx scripts/live-quality.ts --sets models/build/ood-scores/sets --out build/live-quality.json [--test 60 --ood 15 --frames 6 --live-frames 5 --live-reset full]
@@ -24,6 +26,8 @@ import { lfusionUncertainty } from '../src/operators/lfusionUncertainty.js';
 import { InferencePool } from '../src/runtime/inference-pool.js';
 import { DEFAULT_MODEL_PATH, loadModelPackage } from '../src/runtime/model-package.js';
 import { Random } from '../src/runtime/random.js';
+import { headCircumferenceMm } from '../src/report/metrics.js';
+import type { Interval } from '../src/runtime/types/biometry.js';
 import type { Frame } from '../src/runtime/types/frames.js';
 import type { FrameResult } from '../src/runtime/types/results.js';
 
@@ -37,6 +41,7 @@ const { values } = parseArgs({
     frames: { type: 'string', default: '6' },
     'live-frames': { type: 'string', default: '5' },
     'live-reset': { type: 'string', default: 'full' },
+    biometry: { type: 'boolean', default: false },
   },
 });
 
@@ -99,13 +104,14 @@ const liveFrames = values['live-frames']!.split(',').map(Number);
 if (!liveFrames.every((frames) => Number.isInteger(frames) && frames >= 1)) throw new Error(`--live-frames takes frame counts >= 1, got ${values['live-frames']}`);
 // `live` is the SDK default's spread; `live-N` another.
 const modeName = (frames: number) => (frames === 5 ? 'live' : `live-${frames}`);
+const biometry = values.biometry ? { biometry: true } : {};
 const modes: Record<string, ReturnType<typeof lfusionUncertainty>> = {
-  exact: lfusionUncertainty(pool, pkg.manifest, { mode: 'exact' }),
-  ...Object.fromEntries(liveFrames.map((frames) => [modeName(frames), lfusionUncertainty(pool, pkg.manifest, { mode: 'live', live: { frames, reset: values['live-reset'] as 'full' | 'ramp' } })])),
+  exact: lfusionUncertainty(pool, pkg.manifest, { mode: 'exact', ...biometry }),
+  ...Object.fromEntries(liveFrames.map((frames) => [modeName(frames), lfusionUncertainty(pool, pkg.manifest, { mode: 'live', live: { frames, reset: values['live-reset'] as 'full' | 'ramp' }, ...biometry })])),
 };
 const masks = await readFile(join(values.sets!, 'test-masks.u8'));
-const sets = Object.keys(index.sets).filter((name) => name === 'test' || name.startsWith('ood-test-') || name.startsWith('ood-dev-'));
-const record: Record<string, Record<string, { ood: number; evidence: Record<string, number>; dice?: number }[]>> = {};
+const sets = Object.keys(index.sets).filter((name) => name === 'test' || (Number(values.ood) > 0 && (name.startsWith('ood-test-') || name.startsWith('ood-dev-'))));
+const record: Record<string, Record<string, { ood: number; evidence: Record<string, number>; dice?: number; hc?: Interval | null; truthHc?: number }[]>> = {};
 const started = Date.now();
 const load = [loadavg()];
 try {
@@ -121,7 +127,9 @@ try {
       const sweep = Array.from({ length: sweepLength }, (_, t) => frameAt(t));
       const last = sweepLength - 1;
       const truth = name === 'test' ? shifted(new Uint8Array(masks.subarray(i * pixels, (i + 1) * pixels)), size, ux * last, uy * last) : undefined;
-      const score = (result: FrameResult) => ({ ood: result.ood!.score, evidence: result.ood!.evidence!, ...(truth ? { dice: dice(result.planes[0]!.data, truth) } : {}) });
+      // With --biometry, the pooled HC interval (frame pixels) and the reference mask's HC (its moment ellipse).
+      const hc = (result: FrameResult) => (truth && values.biometry ? { hc: result.biometry?.pooled?.hc ?? null, truthHc: headCircumferenceMm({ data: truth, width: size, height: size }, { x: 1, y: 1 }) } : {});
+      const score = (result: FrameResult) => ({ ood: result.ood!.score, evidence: result.ood!.evidence!, ...(truth ? { dice: dice(result.planes[0]!.data, truth) } : {}), ...hc(result) });
       for (const [mode, chain] of Object.entries(modes)) {
         const frames = mode === 'exact' ? [sweep[last]!] : sweep;
         record[name][mode]!.push(score(await lastValueFrom(from(frames).pipe(encode, chain))));
@@ -136,12 +144,24 @@ load.push(loadavg());
 const test = record.test!;
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 const oodSets = sets.filter((name) => name !== 'test');
+/** Over the test sweeps with a head: how often the HC interval holds the reference's HC, its mean width and error. */
+function hcSummary(rows: { hc?: Interval | null; truthHc?: number }[]) {
+  const measured = rows.filter((r) => r.hc);
+  return {
+    scans: rows.length,
+    measured: measured.length,
+    coverage: mean(measured.map((r) => Number(r.hc!.low <= r.truthHc! && r.truthHc! <= r.hc!.high))),
+    meanWidthPx: mean(measured.map((r) => r.hc!.high - r.hc!.low)),
+    meanAbsErrorPx: mean(measured.map((r) => Math.abs(r.hc!.median - r.truthHc!))),
+  };
+}
 const summary = Object.fromEntries(
   Object.keys(modes).map((mode) => [
     mode,
     {
       dice: mean(test[mode]!.map((r) => r.dice!)) * 100,
       diceLoss: mean(test[mode]!.map((r, i) => test.exact![i]!.dice! - r.dice!)) * 100,
+      ...(values.biometry ? { hc: hcSummary(test[mode]!) } : {}),
       auroc: Object.fromEntries(oodSets.map((name) => [name, auroc(test[mode]!.map((r) => r.ood), record[name]![mode]!.map((r) => r.ood))])),
       ...(mode === 'exact'
         ? {}

@@ -109,7 +109,7 @@ export async function replay(video: string, values: CliValues): Promise<number> 
     if (values[flag] !== undefined) throw usageError(`--${flag} needs --report`);
   }
   const out = values.out;
-  const [pipeline, total] = await Promise.all([createPipeline({ ...pipelineOptions(video, values), live: false }), countFrames(video)]);
+  const [pipeline, total] = await Promise.all([createPipeline({ ...pipelineOptions(video, values, 'exact'), live: false }), countFrames(video)]);
   const progress = new ProgressBar(total);
   await mkdir(out, { recursive: true });
   await Promise.all(pipeline.streams.map((name) => mkdir(join(out, name), { recursive: true })));

@@ -53,7 +53,7 @@ export async function serve(source: string, values: CliValues): Promise<void> {
   // The pipeline opens its source only when results are subscribed: check a file before printing any URL.
   if (isFile && !existsSync(source)) throw new SourceError('SOURCE_NOT_FOUND', `${source} does not exist`, source);
   const pipeline = await createPipeline({
-    ...pipelineOptions(source, values),
+    ...pipelineOptions(source, values, 'live'),
     live: true,
     image: true,
     video: isFile ? { realtime: true, ...(values.once ? {} : { inputOptions: ['-stream_loop', '-1'] }) } : v4l2 ? { v4l2 } : {},
