@@ -128,7 +128,8 @@ try {
       const last = sweepLength - 1;
       const truth = name === 'test' ? shifted(new Uint8Array(masks.subarray(i * pixels, (i + 1) * pixels)), size, ux * last, uy * last) : undefined;
       // With --biometry, the pooled HC interval (frame pixels) and the reference mask's HC (its moment ellipse).
-      const hc = (result: FrameResult) => (truth && values.biometry ? { hc: result.biometry?.pooled?.hc ?? null, truthHc: headCircumferenceMm({ data: truth, width: size, height: size }, { x: 1, y: 1 }) } : {});
+      const truthHc = truth && values.biometry ? headCircumferenceMm({ data: truth, width: size, height: size }, { x: 1, y: 1 }) : undefined;
+      const hc = (result: FrameResult) => (truthHc === undefined ? {} : { hc: result.biometry?.pooled?.hc ?? null, truthHc });
       const score = (result: FrameResult) => ({ ood: result.ood!.score, evidence: result.ood!.evidence!, ...(truth ? { dice: dice(result.planes[0]!.data, truth) } : {}), ...hc(result) });
       for (const [mode, chain] of Object.entries(modes)) {
         const frames = mode === 'exact' ? [sweep[last]!] : sweep;

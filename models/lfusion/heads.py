@@ -62,8 +62,10 @@ class HeadConfig:
 
     def __post_init__(self) -> None:
         self.decoder_channels = tuple(int(c) for c in self.decoder_channels)
+        if not self.dropout_after:
+            raise ValueError("dropout_after: expected one or more layers")
         self.dropout_after = self.in_forward_order(self.dropout_after, "dropout_after")
-        self.training_dropout_after = self.in_forward_order(self.training_dropout_after, "training_dropout_after") if self.training_dropout_after else ()
+        self.training_dropout_after = self.in_forward_order(self.training_dropout_after, "training_dropout_after")
 
     @property
     def layer_channels(self) -> Dict[str, int]:
@@ -71,17 +73,17 @@ class HeadConfig:
         blocks = {f"block{i + 1}": c for i, c in enumerate(self.decoder_channels)}
         return blocks | {"stem": self.stem_channels, "fuse": self.fuse_channels}
 
-    def in_forward_order(self, layers: Tuple[str, ...], field: str) -> Tuple[str, ...]:
+    def in_forward_order(self, layers: Tuple[str, ...], field: str = "layers") -> Tuple[str, ...]:
         channels = self.layer_channels
         unknown = [name for name in layers if name not in channels]
-        if unknown or not layers:
-            raise ValueError(f"{field} {tuple(layers)}: expected one or more of {tuple(channels)}")
+        if unknown:
+            raise ValueError(f"{field} {tuple(layers)}: expected layers of {tuple(channels)}")
         return tuple(name for name in channels if name in layers)
 
     @property
     def training_layers(self) -> Tuple[str, ...]:
         """The layers dropped in training: the sampled ones and the training-only ones, in forward order."""
-        return tuple(name for name in self.layer_channels if name in self.dropout_after + self.training_dropout_after)
+        return self.in_forward_order(self.dropout_after + self.training_dropout_after)
 
     @property
     def mask_count(self) -> int:

@@ -43,8 +43,9 @@ def live_decision_table(record: Dict[str, Dict[str, list]], calibration: np.ndar
     """Per set of the live-quality record: each mode's fused AUROC against ``test`` and alarm rate, and each live
     mode's AUROC loss with its interval, under the decision calibrated on ``calibration`` [n, len(names)]."""
     _, models, thresholds = decision_section(calibration, names, false_alarm_rate, "calibration", confidence)
-    scores = {name: {mode: surprise(models, matrix([r["evidence"] for r in rows], names)) for mode, rows in modes.items()} for name, modes in record.items()}
-    alarms = {name: {mode: float(fires(matrix([r["evidence"] for r in rows], names), thresholds).mean()) for mode, rows in modes.items()} for name, modes in record.items()}
+    evidence = {name: {mode: matrix([r["evidence"] for r in rows], names) for mode, rows in modes.items()} for name, modes in record.items()}
+    scores = {name: {mode: surprise(models, values) for mode, values in modes.items()} for name, modes in evidence.items()}
+    alarms = {name: {mode: float(fires(values, thresholds).mean()) for mode, values in modes.items()} for name, modes in evidence.items()}
     table = {}
     for name, modes in scores.items():
         row = {"alarmRate": alarms[name]}
