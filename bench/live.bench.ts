@@ -8,15 +8,18 @@
  * gap between two delivered frames (a burst shows as a long gap); with the clip path, how many 2D results arrived
  * after the clip result of their own frame (a 2D result held back behind its window: should be none).
  *
- * Each case first takes 6 results of the same pipeline (the first frames' one-off costs: common random draws, ONNX
- * Runtime's buffers), then serves the recording from its start to the client. The figures above are those of the
+ * Each case first takes 150 results of the same pipeline (WARM_UP_FRAMES: the first frames' one-off costs, common
+ * random draws, ONNX Runtime's buffers, and in the first case the process's own start; their p99 latency is reported),
+ * then serves the recording from its start to the client. The figures above are those of the
  * steady stream, from its second second on (BENCH_LIVE_SECONDS of it); the stream's first second, where a new
  * ffmpeg starts, live mode's pool starts empty (a frame of all of (m, n, k)) and the cores wake from idle, is
  * reported on its own: frames not delivered and the longest latency.
  *
  * Cases: live mode, exact mode, live mode with the clip path too (`--paths frame,clip`: its 2D results
- * must keep coming at the frame path's rate, never in bursts behind a window), and live mode with `live.reset: 'ramp'`
- * (a new stream's first frame samples its share, not all of (m, n, k)).
+ * must keep coming at the frame path's rate, never in bursts behind a window), live mode with `live.reset: 'ramp'`
+ * (a new stream's first frame samples its share, not all of (m, n, k)), and live mode with ffmpeg started by Node's
+ * spawn (`LFUSION_SPAWN=node`: a fork, whose copy-on-write faults slow the stream's first seconds) instead of the
+ * native addon's posix_spawn.
  *
  *   npm run bench -- live
  *   BENCH_LIVE_SECONDS=20 npm run bench -- live
@@ -28,7 +31,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { lastValueFrom, take } from 'rxjs';
+import { lastValueFrom, map, take, toArray } from 'rxjs';
 import { WebSocket } from 'ws';
 import type { LiveSamplingOptions } from '../src/operators/amortiseSamples.js';
 import { resolveFfmpeg } from '../src/runtime/ffmpeg.js';
@@ -43,8 +46,12 @@ import type { BenchModule, BenchResult } from './run.js';
 const SECONDS = Number(process.env.BENCH_LIVE_SECONDS ?? 10);
 const SOURCE_FPS = 30;
 const SAMPLE = 'assets/sample.mp4';
-/** Results taken before the measured delivery: live mode's first frame and the first use of each of its 5 shares. */
-const WARM_UP_FRAMES = 6;
+/**
+ * Results taken before the measured delivery, 5 s of the stream: live mode's first frame and each of its 5 shares'
+ * first use, and in the first case a new process's start (V8 optimising the chain's JavaScript: with 6 frames the
+ * first case's p99 was 93-96 ms against 57-68 for the same case run next in the same process).
+ */
+const WARM_UP_FRAMES = Number(process.env.BENCH_LIVE_WARM_UP_FRAMES ?? 150);
 /** The stream's start-up, reported apart from the steady figures. */
 const START_SECONDS = 1;
 
@@ -54,6 +61,8 @@ interface LiveCase {
   mode: 'live' | 'exact';
   live?: LiveSamplingOptions;
   paths: PathName[];
+  /** Environment set while the case runs. */
+  env?: Record<string, string>;
 }
 
 export const LIVE_CASES: readonly LiveCase[] = [
@@ -62,6 +71,8 @@ export const LIVE_CASES: readonly LiveCase[] = [
   { name: 'live + clip path', mode: 'live', paths: ['frame', 'clip'] },
   // The opt-in reset that refills the pool share by share: what it changes is the stream's first second.
   { name: 'live, reset ramp', mode: 'live', live: { reset: 'ramp' }, paths: ['frame'] },
+  // ffmpeg started by Node's spawn, a fork (src/runtime/child-process.ts): what the default posix_spawn saves.
+  { name: 'live, ffmpeg forked', mode: 'live', paths: ['frame'], env: { LFUSION_SPAWN: 'node' } },
 ];
 
 /** `seconds` of the sample re-timed to `fps` frames/s, one source frame per output frame, into `dir`. */
@@ -73,6 +84,20 @@ export function pacedRecording(dir: string, seconds = SECONDS, fps = SOURCE_FPS)
   return { file, frames };
 }
 
+/** Runs `work` with `env` set in process.env, restored after. */
+async function withEnv<T>(env: Record<string, string>, work: () => Promise<T>): Promise<T> {
+  const before = Object.fromEntries(Object.keys(env).map((name) => [name, process.env[name]]));
+  Object.assign(process.env, env);
+  try {
+    return await work();
+  } finally {
+    for (const [name, value] of Object.entries(before)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
+}
+
 /** What the client saw of one case's frame path. */
 interface Delivered {
   /** Arrival time (ms, Date.now clock) and frame index of each frame-path message. */
@@ -81,6 +106,8 @@ interface Delivered {
   clipArrivals: Map<number, number>;
   framesIn: number;
   dropped: number;
+  /** Latency of each warm-up result, at the pipeline (no server). */
+  warmUpLatencies: number[];
 }
 
 /** Serves `recording` once, paced, with `liveCase`, and records every frame message a subscriber gets. */
@@ -96,10 +123,10 @@ async function serveAndWatch(recording: string, liveCase: LiveCase): Promise<Del
   });
   // Steady state, as a scanner session after its first seconds: the first frames draw the common random numbers (live
   // mode: each share's on its first use) and size ONNX Runtime's buffers; they run before the measured delivery.
-  await lastValueFrom(pipeline.results$.pipe(take(WARM_UP_FRAMES)));
+  const warmUpLatencies = await lastValueFrom(pipeline.results$.pipe(take(WARM_UP_FRAMES), map((result) => Date.now() - result.frame.captureTime), toArray()));
   const warmUp = pipeline.stats.snapshot();
   const server = await ResultServer.listen({ port: 0, model: modelInfo(pipeline.model.manifest), streams: pipeline.streams, viewer: false });
-  const seen: Delivered = { arrivals: [], clipArrivals: new Map(), framesIn: 0, dropped: 0 };
+  const seen: Delivered = { arrivals: [], clipArrivals: new Map(), framesIn: 0, dropped: 0, warmUpLatencies };
   // The viewer's streams: the 2D overlay, and the clip overlay where the clip path runs.
   const streams = ['mask', 'fused', 'image', ...(liveCase.paths.includes('clip') ? ['clip.mask'] : [])];
   const client = new WebSocket(`${server.url}?streams=${streams.join(',')}`);
@@ -137,7 +164,7 @@ export async function benchLive(cases: readonly LiveCase[] = LIVE_CASES, seconds
     const frames = all - startFrames;
     const results: BenchResult[] = [];
     for (const liveCase of cases) {
-      const { arrivals: everyArrival, clipArrivals, framesIn, dropped } = await serveAndWatch(file, liveCase);
+      const { arrivals: everyArrival, clipArrivals, framesIn, dropped, warmUpLatencies } = await withEnv(liveCase.env ?? {}, () => serveAndWatch(file, liveCase));
       const start = everyArrival.filter((arrival) => arrival.index < startFrames);
       const arrivals = everyArrival.filter((arrival) => arrival.index >= startFrames);
       const latencies = arrivals.map((arrival) => arrival.latency);
@@ -157,6 +184,7 @@ export async function benchLive(cases: readonly LiveCase[] = LIVE_CASES, seconds
         { name: `${label} longest gap`, unit: 'ms', samples: [Math.max(0, ...gaps)], notes },
         { name: `${label} first second, frames not delivered`, unit: 'frames', samples: [startMissed], notes },
         { name: `${label} first second, longest latency`, unit: 'ms', samples: [Math.max(0, ...start.map((arrival) => arrival.latency))], notes },
+        { name: `${label} warm-up, latency p99`, unit: 'ms', samples: [percentile(warmUpLatencies, 0.99)], notes },
       );
       if (liveCase.paths.includes('clip')) results.push({ name: `${label} 2D results after their clip result`, unit: 'frames', samples: [behindClip], notes });
       process.stderr.write(`  ${liveCase.name}: ${arrivals.length} of ${frames} frames delivered after the first second (${clipArrivals.size} clip results), p50 ${percentile(latencies, 0.5)} ms, p99 ${percentile(latencies, 0.99)} ms; first second: ${startMissed} of ${startFrames} not delivered\n`);

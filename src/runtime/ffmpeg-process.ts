@@ -2,20 +2,20 @@
  * Every ffmpeg the SDK starts goes through here, so that each one ends: with its consumer (`stopFfmpeg`: SIGTERM,
  * then SIGKILL after a grace, resolving once it has exited) or, at the latest, with this process (SIGKILL on exit).
  */
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { spawnChild, type ChildHandle, type ChildStdio } from './child-process.js';
 
 /** After SIGTERM, how long ffmpeg gets before SIGKILL (blocked on a silent UDP input, it may ignore SIGTERM). */
 export const KILL_GRACE_MS = 2000;
 
-const running = new Set<ChildProcess>();
+const running = new Set<ChildHandle>();
 
 function killAllOnExit(): void {
   for (const child of running) child.kill('SIGKILL');
 }
 
 /** Starts ffmpeg; it is killed when this process exits, if it has not ended by then. */
-export function spawnFfmpeg(path: string, args: readonly string[], stdio: StdioOptions): ChildProcess {
-  const child = spawn(path, args, { stdio });
+export function spawnFfmpeg(path: string, args: readonly string[], stdio: ChildStdio): ChildHandle {
+  const child = spawnChild(path, args, stdio);
   if (child.pid === undefined) return child; // failed to start: its 'error' event says why
   if (running.size === 0) process.on('exit', killAllOnExit);
   running.add(child);
@@ -27,7 +27,7 @@ export function spawnFfmpeg(path: string, args: readonly string[], stdio: StdioO
 }
 
 /** Whether the process has exited. */
-function hasExited(child: ChildProcess): boolean {
+function hasExited(child: ChildHandle): boolean {
   return child.exitCode !== null || child.signalCode !== null || child.pid === undefined;
 }
 
@@ -35,7 +35,7 @@ function hasExited(child: ChildProcess): boolean {
  * Ends ffmpeg: closes its stdout first (which unblocks a write it may be stuck in, so SIGTERM is seen promptly),
  * sends SIGTERM, and SIGKILL after `graceMs`. Resolves once it has exited.
  */
-export function stopFfmpeg(child: ChildProcess, graceMs = KILL_GRACE_MS): Promise<void> {
+export function stopFfmpeg(child: ChildHandle, graceMs = KILL_GRACE_MS): Promise<void> {
   child.stdout?.destroy();
   if (hasExited(child)) return Promise.resolve();
   return new Promise((resolve) => {

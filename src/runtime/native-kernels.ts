@@ -1,5 +1,5 @@
 /**
- * The native kernels addon (native/lfusion_native.cc, built at install by native/build.mjs), loaded once at
+ * The native addon (native/lfusion_native.cc, built at install by native/build.mjs: kernels and posix_spawn), loaded once at
  * start-up when present. Absent, stale, or disabled with `LFUSION_NATIVE=0`, it is `undefined` and
  * {@link nativeKernelsStatus} says why; the operators then use their JavaScript kernels.
  */
@@ -17,10 +17,14 @@ export interface NativeKernels {
   overlapSums(template: Float32Array, width: number, height: number, moving: Float32Array, movingWidth: number, movingHeight: number, warp: Float64Array, out: Float64Array): void;
   /** The Pillow resize of encodeFrames.ts; `columns`/`rows`: `[kernelSize, first[], count[], weights[]]` per pass. */
   resizeGrey(pixels: Uint8Array, inWidth: number, inHeight: number, out: Uint8Array, outWidth: number, outHeight: number, columns: Int32Array, rows: Int32Array, scratch: Uint8Array): void;
+  /** posix_spawn of `file` (argv `[file, ...args]`), stdio `true` = a pipe, `false` = /dev/null (child-process.ts). */
+  spawnPiped(file: string, args: string[], stdio: boolean[]): { pid: number; stdin: number; stdout: number; stderr: number; errno?: undefined } | { errno: number; pid?: undefined; stdout?: undefined; stderr?: undefined };
+  /** `null` while the child runs; its exit code or signal number once ended (and reaped); `errno` for no such child. */
+  reapChild(pid: number): null | { code?: number; signal?: number; errno?: number };
 }
 
 /** The addon version this code expects (`kVersion` in native/lfusion_native.cc). */
-const VERSION = 3;
+const VERSION = 4;
 // Same relative path from src/runtime/ and dist/runtime/.
 const ADDON = new URL('../../native/build/lfusion_native.node', import.meta.url);
 
