@@ -23,6 +23,7 @@
  *
  *   npm run bench -- live
  *   BENCH_LIVE_SECONDS=20 npm run bench -- live
+ *   BENCH_LIVE_WARM_UP_FRAMES=6 npm run bench -- live   # the warm-up before stop 30
  *
  * The recording: assets/sample.mp4 (20 frames/s) re-timed to 30 frames/s, one source frame per output frame (the
  * scan moves 1.5x faster: no duplicated frames for live mode's pooling to exploit), BENCH_LIVE_SECONDS long.

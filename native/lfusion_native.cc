@@ -1,8 +1,8 @@
 // Native kernels of frame alignment (src/operators/alignFrames/kernels.ts) and of the encoder's Pillow resize
-// (src/operators/encodeFrames.ts), and a posix_spawn of child processes (src/runtime/posix-spawn.ts), through the
+// (src/operators/encodeFrames.ts), and a posix_spawn of child processes (src/runtime/child-process.ts), through the
 // C N-API (node_api.h).
 //
-// Each function is the JavaScript kernel of the same name, operation for operation: doubles wherever JavaScript
+// Each kernel is the JavaScript kernel of the same name, operation for operation: doubles wherever JavaScript
 // computes in doubles, floats wherever it stores into a Float32Array, the same summation order, and no fused
 // multiply-add (built with -ffp-contract=off), so that both paths give bit-identical results. Outputs are written
 // into arrays the caller allocates. Arguments are checked (types, sizes); a bad call throws a JavaScript error.
@@ -422,10 +422,10 @@ bool CloseOnExecPipe(int fds[2]) {
 #endif
 }
 
-// spawnPiped(file, args, stdio): starts `file` with argv [file, ...args] and this process's environment; stdio[i]
-// (i = 0, 1, 2) is true for a pipe, false for /dev/null. Every signal starts at its default disposition, unblocked,
-// as uv_spawn does. Returns { pid, stdin, stdout, stderr } (this process's pipe ends, -1 where /dev/null), or
-// { errno } when the spawn failed (ENOENT, EACCES, ...).
+// spawnPiped(file, args, piped): starts `file` with argv [file, ...args] and this process's environment, stdin from
+// /dev/null; piped[0] and piped[1] say whether its stdout and stderr are pipes to this process (else /dev/null).
+// Every signal starts at its default disposition, unblocked, as uv_spawn does. Returns { pid, stdout, stderr } (the
+// pipes' read ends, -1 where /dev/null), or { errno } when the spawn failed (ENOENT, EACCES, ...).
 napi_value SpawnPiped(napi_env env, napi_callback_info info) {
   Args a{env};
   if (!GetArgs(env, info, a, 3)) return nullptr;
@@ -443,11 +443,11 @@ napi_value SpawnPiped(napi_env env, napi_callback_info info) {
     napi_value arg;
     if (napi_get_element(env, a.values[1], i, &arg) != napi_ok || !Utf8(env, arg, &args[i + 1])) return nullptr;
   }
-  bool piped[3];
-  for (uint32_t i = 0; i < 3; i++) {
+  bool piped[3] = {false};  // by descriptor: stdin never
+  for (uint32_t i = 0; i < 2; i++) {
     napi_value mode;
-    if (napi_get_element(env, a.values[2], i, &mode) != napi_ok || napi_get_value_bool(env, mode, &piped[i]) != napi_ok) {
-      Fail(env, "expected stdio as three booleans");
+    if (napi_get_element(env, a.values[2], i, &mode) != napi_ok || napi_get_value_bool(env, mode, &piped[i + 1]) != napi_ok) {
+      Fail(env, "expected two booleans (stdout and stderr piped)");
       return nullptr;
     }
   }
@@ -462,7 +462,6 @@ napi_value SpawnPiped(napi_env env, napi_callback_info info) {
     if (!piped[i]) continue;
     int fds[2];
     if (!CloseOnExecPipe(fds)) error = errno;
-    else if (i == 0) ours[i] = fds[1], theirs[i] = fds[0];
     else ours[i] = fds[0], theirs[i] = fds[1];
   }
   posix_spawn_file_actions_t actions;
@@ -492,7 +491,7 @@ napi_value SpawnPiped(napi_env env, napi_callback_info info) {
   napi_value result;
   if (napi_create_object(env, &result) != napi_ok) return nullptr;
   if (error != 0) return SetInt(env, result, "errno", error) ? result : nullptr;
-  const bool ok = SetInt(env, result, "pid", pid) && SetInt(env, result, "stdin", ours[0]) && SetInt(env, result, "stdout", ours[1]) && SetInt(env, result, "stderr", ours[2]);
+  const bool ok = SetInt(env, result, "pid", pid) && SetInt(env, result, "stdout", ours[1]) && SetInt(env, result, "stderr", ours[2]);
   return ok ? result : nullptr;
 }
 
@@ -506,13 +505,14 @@ napi_value ReapChild(napi_env env, napi_callback_info info) {
   pid_t done;
   do done = waitpid(pid, &status, WNOHANG);
   while (done < 0 && errno == EINTR);
+  const int waitError = errno;
   napi_value result;
   if (done == 0) {
     napi_get_null(env, &result);
     return result;
   }
   if (napi_create_object(env, &result) != napi_ok) return nullptr;
-  bool ok = done < 0 ? SetInt(env, result, "errno", errno)
+  bool ok = done < 0 ? SetInt(env, result, "errno", waitError)
             : WIFSIGNALED(status) ? SetInt(env, result, "signal", WTERMSIG(status))
                                   : SetInt(env, result, "code", WEXITSTATUS(status));
   return ok ? result : nullptr;

@@ -88,7 +88,7 @@ class SpawnedChild extends EventEmitter implements ChildHandle {
 
   constructor(private readonly addon: NativeKernels, file: string, args: readonly string[], stdio: ChildStdio) {
     super();
-    const started = addon.spawnPiped(file, [...args], stdio.map((mode) => mode === 'pipe'));
+    const started = addon.spawnPiped(file, [...args], [stdio[1] === 'pipe', stdio[2] === 'pipe']);
     if (started.errno !== undefined) {
       // As Node's: the piped streams exist (empty), so listeners attach as for a started child.
       const empty = (mode: StdioMode): Readable | null => (mode === 'pipe' ? new Readable({ read() { this.push(null); } }) : null);

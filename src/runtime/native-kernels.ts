@@ -17,8 +17,8 @@ export interface NativeKernels {
   overlapSums(template: Float32Array, width: number, height: number, moving: Float32Array, movingWidth: number, movingHeight: number, warp: Float64Array, out: Float64Array): void;
   /** The Pillow resize of encodeFrames.ts; `columns`/`rows`: `[kernelSize, first[], count[], weights[]]` per pass. */
   resizeGrey(pixels: Uint8Array, inWidth: number, inHeight: number, out: Uint8Array, outWidth: number, outHeight: number, columns: Int32Array, rows: Int32Array, scratch: Uint8Array): void;
-  /** posix_spawn of `file` (argv `[file, ...args]`), stdio `true` = a pipe, `false` = /dev/null (child-process.ts). */
-  spawnPiped(file: string, args: string[], stdio: boolean[]): { pid: number; stdin: number; stdout: number; stderr: number; errno?: undefined } | { errno: number; pid?: undefined; stdout?: undefined; stderr?: undefined };
+  /** posix_spawn of `file` (argv `[file, ...args]`, stdin /dev/null); `piped`: stdout and stderr to pipes, else /dev/null (child-process.ts). */
+  spawnPiped(file: string, args: string[], piped: [stdout: boolean, stderr: boolean]): { pid: number; stdout: number; stderr: number; errno?: undefined } | { errno: number; pid?: undefined; stdout?: undefined; stderr?: undefined };
   /** `null` while the child runs; its exit code or signal number once ended (and reaped); `errno` for no such child. */
   reapChild(pid: number): null | { code?: number; signal?: number; errno?: number };
 }
