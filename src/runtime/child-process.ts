@@ -28,7 +28,7 @@ export interface ChildHandle extends EventEmitter {
   readonly pid?: number | undefined;
   readonly stdout: Readable | null;
   readonly stderr: Readable | null;
-  /** The exit code once it has exited normally, else `null`. */
+  /** The exit code once it has exited normally (the negative errno when it could not start, as Node's), else `null`. */
   readonly exitCode: number | null;
   /** The signal that ended it, else `null`. */
   readonly signalCode: NodeJS.Signals | null;
@@ -93,12 +93,13 @@ class SpawnedChild extends EventEmitter implements ChildHandle {
       // As Node's: the piped streams exist (empty), so listeners attach as for a started child.
       const empty = (mode: StdioMode): Readable | null => (mode === 'pipe' ? new Readable({ read() { this.push(null); } }) : null);
       [this.stdout, this.stderr] = [empty(stdio[1]), empty(stdio[2])];
-      const code = getSystemErrorName(-started.errno);
-      const error: NodeJS.ErrnoException = Object.assign(new Error(`spawn ${file} ${code}`), { errno: -started.errno, code, syscall: `spawn ${file}`, path: file });
-      // As Node's ChildProcess: asynchronously, 'error' and then 'close' with the negative errno.
+      // As Node's ChildProcess: the exit code is the negative errno, and asynchronously 'error', then 'close'.
+      this.exitCode = -started.errno;
+      const code = getSystemErrorName(this.exitCode);
+      const error: NodeJS.ErrnoException = Object.assign(new Error(`spawn ${file} ${code}`), { errno: this.exitCode, code, syscall: `spawn ${file}`, path: file });
       process.nextTick(() => {
         this.emit('error', error);
-        this.emit('close', -started.errno!, null);
+        this.emit('close', this.exitCode, null);
       });
       return;
     }
